@@ -1,0 +1,1 @@
+"""Anomaly detection: rules and models score the stream and raise alarms."""

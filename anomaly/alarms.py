@@ -1,0 +1,82 @@
+"""Alarms: raised once when a condition starts, cleared once when it ends; stored and published."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+
+from gridverse.config import Settings
+from gridverse.historian import Historian, HistorianError
+from gridverse.mqtt import topic
+from gridverse.points import Record
+
+log = logging.getLogger(__name__)
+
+ALARM = "alarm"
+
+
+@dataclass(frozen=True)
+class Alarm:
+    rule: str  # limit, residual, violation, comm_fail, stuck
+    substation: str
+    device: str
+    point: str
+    severity: str
+    message: str
+    value: float | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.rule, self.device, self.point)
+
+
+class AlarmBook:
+    """Keeps the active alarms; turns each evaluation's conditions into raise/clear events."""
+
+    def __init__(self, settings: Settings, historian: Historian, client: mqtt.Client | None):
+        self.settings = settings
+        self.historian = historian
+        self.client = client
+        self.active: dict[tuple[str, str, str], Alarm] = {}
+        self.raised = 0
+
+    def update(self, conditions: list[Alarm], time_ns: int) -> list[Alarm]:
+        """Raise the new conditions, clear the ones gone; returns the newly raised alarms."""
+        current = {a.key: a for a in conditions}
+        new = [a for k, a in current.items() if k not in self.active]
+        cleared = [a for k, a in self.active.items() if k not in current]
+        records = [self._record(a, time_ns, True) for a in new]
+        records += [self._record(a, time_ns, False) for a in cleared]
+        self.active = current
+        self.raised += len(new)
+        for a in new:
+            log.warning("ALARM %s %s/%s: %s", a.severity, a.device, a.point, a.message)
+        for a in cleared:
+            log.info("alarm cleared %s/%s (%s)", a.device, a.point, a.rule)
+        if records:
+            try:
+                self.historian.write(records)
+            except HistorianError as exc:
+                log.error("alarms not stored: %s", exc)
+            self._publish(records)
+        return new
+
+    def _record(self, a: Alarm, time_ns: int, active: bool) -> Record:
+        fields: dict[str, float | int | str | bool] = {"message": a.message, "active": int(active)}
+        if a.value is not None:
+            fields["value"] = float(a.value)
+        tags = {"site": self.settings.site.name, "substation": a.substation, "device": a.device,
+                "point": a.point, "rule": a.rule, "severity": a.severity}  # fmt: skip
+        return Record(ALARM, tags, fields, time_ns)
+
+    def _publish(self, records: list[Record]) -> None:
+        if self.client is None:
+            return
+        for r in records:
+            t = topic(self.settings.mqtt, r.tags["site"], r.tags["substation"] or "-",
+                      r.tags["device"] or "-", "alarm")  # fmt: skip
+            body = {"time": r.time_ns // 1_000_000, **r.tags, **r.fields}
+            self.client.publish(t, json.dumps(body), qos=self.settings.mqtt.qos)

@@ -1,0 +1,1 @@
+"""The field simulator: the stand-in for the physical grid, served as Modbus devices and MQTT sensors."""

@@ -1,0 +1,1 @@
+"""The edge gateway: polls Modbus devices, subscribes to MQTT sensors, writes points to the historian."""

@@ -1,0 +1,149 @@
+"""Subscribe to sensor topics and turn JSON payloads into points; set malformed ones aside."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+
+from gridverse.config import SensorConfig, Settings
+from gridverse.mqtt import broker_host, make_client
+from gridverse.points import Point, Quality, Record, Source
+
+log = logging.getLogger(__name__)
+
+REJECTED = "rejected"
+MAX_PAYLOAD_BYTES = 64 * 1024
+
+
+class PayloadError(ValueError):
+    """A payload that cannot be turned into points; the message says what is wrong with it."""
+
+
+@dataclass(frozen=True)
+class JsonTelemetry:
+    """The JSON form `{"time": <epoch ms>, "points": {"LN1.DO": {"value": v, "unit": u}}}`."""
+
+    site: str
+    sensor: SensorConfig
+
+    def parse(self, payload: bytes, received_ns: int) -> list[Point]:
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise PayloadError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+        try:
+            doc = json.loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise PayloadError(f"not JSON ({type(exc).__name__}: {str(exc)[:80]})") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("points"), dict):
+            raise PayloadError('expected an object with a "points" object')
+        t = doc.get("time")
+        if t is None:
+            time_ns = received_ns
+        elif isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t < 1e14:
+            time_ns = int(t * 1_000_000)
+        else:
+            raise PayloadError(f'"time" must be epoch milliseconds, got {t!r:.40}')
+        points = []
+        for name, body in doc["points"].items():
+            if not isinstance(body, dict) or "value" not in body:
+                raise PayloadError(f'point {name!r:.40}: expected {{"value": number, "unit": ...}}')
+            value = body["value"]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise PayloadError(f"point {name!r:.40}: value {value!r:.40} is not a number")
+            if not math.isfinite(value):
+                raise PayloadError(f"point {name!r:.40}: value {value} is not finite")
+            ln = name.split(".", 1)[0]
+            if "." not in name or len(ln) < 5 or not ln[:4].isalpha():
+                raise PayloadError(f"point name {name!r:.40} is not an IEC 61850 LN.DO name")
+            points.append(
+                Point(
+                    site=self.site,
+                    substation=self.sensor.substation,
+                    bay=self.sensor.bay or self.sensor.name,
+                    device=self.sensor.name,
+                    name=name,
+                    source=Source.MQTT,
+                    time_ns=time_ns,
+                    value=float(value),
+                    quality=Quality.GOOD,
+                    unit=str(body.get("unit", "")),
+                )
+            )
+        return points
+
+
+class MqttIngest:
+    """A paho subscriber on `<prefix>/<site>/+/+/telemetry`, with a persistent QoS 1 session."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sink: Callable[[list[Point]], None],
+        reject: Callable[[list[Record]], None],
+    ) -> None:
+        self.settings = settings
+        self.sink, self.reject = sink, reject
+        cfg = settings.mqtt
+        self.subscription = f"{cfg.topic_prefix}/{settings.site.name}/+/+/telemetry"
+        self.parsers = {s.name: JsonTelemetry(settings.site.name, s) for s in settings.site.sensors}
+        self.client = make_client(cfg, f"gridverse-gateway-{settings.site.name}", clean_start=False)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.received = 0
+        self.rejected = 0
+        self.connected = threading.Event()
+
+    def start(self) -> None:
+        cfg = self.settings.mqtt
+        self.client.connect_async(broker_host(cfg), cfg.port, keepalive=30)
+        self.client.loop_start()
+
+    def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: object, _p: object) -> None:
+        if getattr(rc, "is_failure", False):
+            log.error("MQTT broker refused the gateway: %s", rc)
+            return
+        client.subscribe(self.subscription, qos=self.settings.mqtt.qos)
+        if not self.connected.is_set():
+            log.info("MQTT connected; subscribed to %s", self.subscription)
+        self.connected.set()
+
+    def _on_disconnect(self, _c: object, _u: object, _f: object, rc: object, _p: object) -> None:
+        if self.connected.is_set():
+            log.warning("MQTT connection lost (%s); reconnecting", rc)
+        self.connected.clear()
+
+    def handle(self, topic: str, payload: bytes) -> None:
+        """Parse one message; a bad one is counted and kept in `rejected` with its reason."""
+        self.received += 1
+        now = time.time_ns()
+        parts = topic.split("/")
+        device = parts[3] if len(parts) == 5 else ""
+        try:
+            parser = self.parsers.get(device)
+            if parser is None:
+                raise PayloadError(f"no sensor named {device!r} in site.sensors")
+            points = parser.parse(payload, now)
+        except PayloadError as exc:
+            self.rejected += 1
+            log.warning("rejected MQTT message on %s: %s", topic, exc)
+            self.reject([
+                Record(REJECTED, {"source": "mqtt", "device": device or "?"},
+                       {"reason": str(exc), "topic": topic[:200],
+                        "payload": payload[:1024].decode("utf-8", "backslashreplace")}, now)
+            ])  # fmt: skip
+            return
+        self.sink(points)
+
+    def _on_message(self, _c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+        self.handle(msg.topic, msg.payload)
+
+    def stop(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()

@@ -1,0 +1,1 @@
+"""The grid twin: network models, measurements → state estimation, power flow, violations."""

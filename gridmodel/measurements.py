@@ -1,0 +1,124 @@
+"""Map telemetry points to network measurements, pseudo-measurements and breaker states."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandapower as pp
+
+from gridverse.config import ElementKind, ElementRef, Measurand, Settings, TwinConfig
+from gridverse.points import Point, Quality
+
+#: pandapower measurement type for each measurand, and the factor from SI to its unit.
+_PP_TYPE = {Measurand.P: ("p", 1e-6), Measurand.Q: ("q", 1e-6), Measurand.V: ("v", None)}
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One measurement for the estimator, traced back to the device and point it came from."""
+
+    meas_type: str  # v, p, q
+    element_type: str  # bus, line, trafo
+    element: int
+    side: str | None
+    value: float  # pu for v, MW/Mvar for p/q
+    std_dev: float
+    device: str = ""
+    point: str = ""
+    pseudo: bool = False
+
+
+@dataclass(frozen=True)
+class MeasurementSet:
+    measurements: list[Measurement]
+    open_lines: set[int]
+    open_trafos: set[int]
+
+
+def _end_bus(net: pp.pandapowerNet, element: ElementRef) -> int:
+    if element.kind == ElementKind.BUS:
+        return element.index
+    table = net.line if element.kind == ElementKind.LINE else net.trafo
+    column = {"from": "from_bus", "to": "to_bus", "hv": "hv_bus", "lv": "lv_bus"}[
+        element.side or ("from" if element.kind == ElementKind.LINE else "lv")
+    ]
+    return int(table.at[element.index, column])
+
+
+def from_points(
+    net: pp.pandapowerNet, settings: Settings, points: dict[tuple[str, str], Point]
+) -> MeasurementSet:
+    """Good points of devices bound to elements → measurements; breaker positions → topology."""
+    cfg = settings.twin
+    out: list[Measurement] = []
+    open_lines: set[int] = set()
+    open_trafos: set[int] = set()
+    for sub in settings.site.substations:
+        for dev in sub.devices:
+            if dev.element is None:
+                continue
+            profile = settings.profiles[dev.profile]
+            for p in profile.points:
+                pt = points.get((dev.name, p.name))
+                if pt is None or pt.quality is not Quality.GOOD or pt.value is None:
+                    continue
+                if p.measurand == Measurand.CLOSED and pt.value < 0.5:
+                    kind = dev.element.kind
+                    (open_lines if kind == ElementKind.LINE else open_trafos).add(dev.element.index)
+                if p.measurand not in _PP_TYPE:
+                    continue
+                out.append(_measurement(net, dev.element, p.measurand, pt, dev.accuracy_class, cfg))
+    return MeasurementSet(out, open_lines, open_trafos)
+
+
+def _measurement(
+    net: pp.pandapowerNet,
+    element: ElementRef,
+    measurand: Measurand,
+    pt: Point,
+    accuracy_class: float,
+    cfg: TwinConfig,
+) -> Measurement:
+    assert pt.value is not None
+    rel_sigma = accuracy_class / 100.0 / 3.0
+    if measurand == Measurand.V:
+        bus = _end_bus(net, element)
+        vm = pt.value / (float(net.bus.at[bus, "vn_kv"]) * 1e3)
+        sigma = max(cfg.voltage_sigma_pu, rel_sigma * vm)
+        return Measurement("v", "bus", bus, None, vm, sigma, pt.device, pt.name)
+    meas_type, factor = _PP_TYPE[measurand]
+    value = pt.value * float(factor or 1.0)
+    sigma = max(rel_sigma * abs(value), 0.002)
+    return Measurement(meas_type, element.kind.value, element.index, element.side, value, sigma,
+                       pt.device, pt.name)  # fmt: skip
+
+
+def pseudo_measurements(
+    net: pp.pandapowerNet, measured_buses: set[int], cfg: TwinConfig
+) -> list[Measurement]:
+    """Injections at every unmetered bus from the load/generation already set on the network
+    (its profiles at the moment estimated), with large uncertainty; zero-injection buses exact."""
+    demand_p = net.load.groupby("bus").p_mw.sum().reindex(net.bus.index, fill_value=0.0)
+    demand_q = net.load.groupby("bus").q_mvar.sum().reindex(net.bus.index, fill_value=0.0)
+    for table, sign in ((net.sgen, -1.0), (net.storage, 1.0)):
+        if len(table):
+            active = table[table.in_service]
+            demand_p = demand_p.add(sign * active.groupby("bus").p_mw.sum(), fill_value=0.0)
+            demand_q = demand_q.add(sign * active.groupby("bus").q_mvar.sum(), fill_value=0.0)
+    connected = set(net.load.bus) | set(net.sgen.bus) | set(net.storage.bus) | set(net.gen.bus)
+    slack = set(net.ext_grid.bus)
+    out = []
+    for bus in net.bus.index[net.bus.in_service]:
+        if bus in slack or bus in measured_buses:
+            continue
+        if bus not in connected:
+            s = cfg.zero_injection_sigma_mw
+            out += [Measurement("p", "bus", int(bus), None, 0.0, s, pseudo=True),
+                    Measurement("q", "bus", int(bus), None, 0.0, s, pseudo=True)]  # fmt: skip
+            continue
+        p, q = float(demand_p[bus]), float(demand_q[bus])
+        sp = max(cfg.pseudo_sigma_frac * abs(p), cfg.pseudo_sigma_floor_mw)
+        sq = max(cfg.pseudo_sigma_frac * abs(q), cfg.pseudo_sigma_floor_mw)
+        out += [Measurement("p", "bus", int(bus), None, p, sp, pseudo=True),
+                Measurement("q", "bus", int(bus), None, q, sq, pseudo=True)]  # fmt: skip
+    return out

@@ -1,0 +1,181 @@
+"""InfluxDB historian: line-protocol writes, InfluxQL reads over `/query`.
+
+Writes go through `influxdb-client` to `/api/v2/write` (InfluxDB 2.x, 3.x, 1.8+ and servers that
+accept its line protocol, such as VictoriaMetrics), or, with `api: v1`, straight to `/write` for
+InfluxDB 1.x before 1.8. Reads use InfluxQL, which InfluxDB 1.x, 2.x (through DBRP mappings) and
+3.x all serve, so the same code runs against every generation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlencode
+
+import urllib3
+from influxdb_client import InfluxDBClient, WritePrecision
+from influxdb_client import Point as InfluxPoint
+from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.rest import ApiException
+
+from gridverse.config import InfluxConfig
+from gridverse.historian.base import Historian, HistorianError
+from gridverse.points import Record
+
+
+def to_line_protocol(record: Record) -> str:
+    point = InfluxPoint(record.measurement).time(record.time_ns, WritePrecision.NS)
+    for key, value in sorted(record.tags.items()):
+        point = point.tag(key, value)
+    for key, value in record.fields.items():
+        point = point.field(key, value)
+    return str(point.to_line_protocol())
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _quote_str(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class InfluxHistorian(Historian):
+    def __init__(self, config: InfluxConfig) -> None:
+        self.config = config
+        self.url = config.url.rstrip("/")
+        token = config.token.get_secret_value() if config.token else None
+        self._headers: dict[str, str] = {}
+        if token:
+            self._headers["Authorization"] = f"Token {token}"
+        elif config.username and config.password:
+            self._headers.update(
+                urllib3.make_headers(
+                    basic_auth=f"{config.username}:{config.password.get_secret_value()}"
+                )
+            )
+        self._http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(total=config.timeout_s), retries=False
+        )
+        self._client: InfluxDBClient | None = None
+        if config.api == "v2":
+            self._client = InfluxDBClient(
+                url=self.url,
+                token=token or "",
+                org=config.org,
+                timeout=int(config.timeout_s * 1000),
+                enable_gzip=True,
+            )
+            self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+
+    def _where(self, url_hint: str) -> str:
+        return f"InfluxDB at {self.url} ({url_hint})"
+
+    def write(self, records: Sequence[Record]) -> None:
+        if not records:
+            return
+        body = "\n".join(to_line_protocol(r) for r in records)
+        if self._client is not None:
+            try:
+                self._write_api.write(
+                    bucket=self.config.bucket,
+                    org=self.config.org,
+                    record=body,
+                    write_precision=WritePrecision.NS,
+                )
+            except ApiException as exc:
+                raise HistorianError(
+                    f"{self._where('/api/v2/write')}: HTTP {exc.status} {exc.reason}: "
+                    f"{(exc.body or '')[:200]}; check historian.influx.bucket/org and the token"
+                ) from exc
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                raise HistorianError(
+                    f"{self._where('/api/v2/write')}: unreachable ({exc}); is the server up?"
+                ) from exc
+            return
+        self._request(
+            "POST",
+            "/write",
+            {"db": self.config.database, "precision": "ns"},
+            body=body.encode(),
+        )
+
+    def _request(
+        self, method: str, path: str, params: Mapping[str, str], body: bytes | None = None
+    ) -> Any:
+        url = f"{self.url}{path}?{urlencode(params)}"
+        try:
+            resp = self._http.request(method, url, body=body, headers=self._headers)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise HistorianError(f"{self._where(path)}: unreachable ({exc}); is the server up?") from exc
+        if resp.status >= 300:
+            raise HistorianError(
+                f"{self._where(path)}: HTTP {resp.status}: {resp.data[:200]!r}; "
+                "check historian.influx.database and the credentials"
+            )
+        return json.loads(resp.data) if resp.data else None
+
+    def _select(
+        self,
+        measurement: str,
+        tags: Mapping[str, str] | None,
+        start_ns: int | None,
+        end_ns: int | None,
+        tail: str,
+    ) -> list[Record]:
+        conditions = [f"{_quote_ident(k)} = {_quote_str(v)}" for k, v in (tags or {}).items()]
+        if start_ns is not None:
+            conditions.append(f"time >= {int(start_ns)}")
+        if end_ns is not None:
+            conditions.append(f"time <= {int(end_ns)}")
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        q = f"SELECT * FROM {_quote_ident(measurement)}{where} GROUP BY *{tail}"
+        data = self._request("GET", "/query", {"db": self.config.database, "q": q, "epoch": "ns"})
+        out: list[Record] = []
+        for result in data.get("results", []):
+            if "error" in result:
+                raise HistorianError(f"{self._where('/query')}: {result['error']} in {q!r}")
+            for series in result.get("series", []):
+                columns = series["columns"]
+                for row in series["values"]:
+                    values = dict(zip(columns, row, strict=True))
+                    time_ns = int(values.pop("time"))
+                    fields = {k: v for k, v in values.items() if v is not None}
+                    out.append(
+                        Record(
+                            measurement=series["name"],
+                            tags=dict(series.get("tags") or {}),
+                            fields=fields,
+                            time_ns=time_ns,
+                        )
+                    )
+        out.sort(key=lambda r: (r.time_ns, r.series_key()))
+        return out
+
+    def query(
+        self,
+        measurement: str,
+        *,
+        tags: Mapping[str, str] | None = None,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        limit: int | None = None,
+    ) -> list[Record]:
+        records = self._select(measurement, tags, start_ns, end_ns, "")
+        return records[:limit] if limit is not None else records
+
+    def latest(
+        self,
+        measurement: str,
+        *,
+        tags: Mapping[str, str] | None = None,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+    ) -> list[Record]:
+        return self._select(measurement, tags, start_ns, end_ns, " ORDER BY time DESC LIMIT 1")
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        self._http.clear()

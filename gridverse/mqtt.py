@@ -1,0 +1,75 @@
+"""MQTT plumbing shared by the simulator, the gateway and the alarm publisher."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import paho.mqtt.client as mqtt
+
+from gridverse.config import MqttConfig
+
+log = logging.getLogger(__name__)
+
+
+def topic(config: MqttConfig, site: str, substation: str, device: str, kind: str) -> str:
+    """`gridverse/<site>/<substation>/<device>/<kind>` (ARCHITECTURE.md naming)."""
+    return f"{config.topic_prefix}/{site}/{substation}/{device}/{kind}"
+
+
+def make_client(config: MqttConfig, client_id: str, *, clean_start: bool = True) -> mqtt.Client:
+    """A paho client configured from `mqtt:`; the password comes from the environment only."""
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv311,
+        clean_session=clean_start,
+    )
+    if config.username:
+        password = config.password.get_secret_value() if config.password else None
+        client.username_pw_set(config.username, password)
+    client.reconnect_delay_set(min_delay=1, max_delay=30)
+    return client
+
+
+def broker_host(config: MqttConfig) -> str:
+    return config.host or "127.0.0.1"
+
+
+def port_is_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+class EmbeddedBroker:
+    """A pure-Python MQTT broker (amqtt) for one machine, when no broker is configured."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self._broker = None
+
+    async def start(self) -> None:
+        from amqtt.broker import Broker
+
+        if port_is_open(self.host, self.port):
+            raise OSError(
+                f"embedded MQTT broker: {self.host}:{self.port} is already in use; set mqtt.host "
+                "to use that broker, or mqtt.port to another port"
+            )
+        self._broker = Broker(
+            {
+                "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
+                "plugins": {
+                    "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+                },
+            }
+        )
+        await self._broker.start()
+        log.info("embedded MQTT broker listening on %s:%s", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._broker is not None:
+            await self._broker.shutdown()

@@ -1,0 +1,1 @@
+"""Inspection: substation scenes built from the asset list, rendered with Open3D."""

@@ -1,0 +1,68 @@
+"""Each asset's state, read from the historian, and the colour it is drawn in."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from gridverse.config import ElementKind, Settings
+from gridverse.historian import Historian
+from gridverse.points import TELEMETRY, Point, Quality
+
+Rgb = tuple[float, float, float]
+
+
+class AssetState(StrEnum):
+    NORMAL = "normal"
+    WARNING = "warning"  # loading above 70 %
+    ALARM = "alarm"  # an active alarm names the device
+    OPEN = "open"  # breaker open
+    UNKNOWN = "unknown"  # no data or the device does not answer
+
+
+COLOURS: dict[AssetState, Rgb] = {
+    AssetState.NORMAL: (0.20, 0.70, 0.30),
+    AssetState.WARNING: (0.95, 0.65, 0.10),
+    AssetState.ALARM: (0.90, 0.12, 0.10),
+    AssetState.OPEN: (0.35, 0.35, 0.40),
+    AssetState.UNKNOWN: (0.70, 0.30, 0.80),
+}
+
+
+def asset_states(
+    settings: Settings, historian: Historian, substation: str, since_ns: int
+) -> dict[str, AssetState]:
+    site = settings.site.name
+    points = [Point.from_record(r) for r in historian.latest(
+        TELEMETRY, tags={"site": site, "substation": substation}, start_ns=since_ns)]  # fmt: skip
+    by_device: dict[str, list[Point]] = {}
+    for p in points:
+        by_device.setdefault(p.device, []).append(p)
+    alarms = historian.latest("alarm", tags={"site": site})
+    alarmed = {r.tags["device"] for r in alarms if int(r.fields.get("active", 0)) == 1}
+    loading = {
+        (r.tags["kind"], int(r.tags["index"])): float(r.fields["loading_percent"])
+        for r in historian.latest("twin_branch", tags={"site": site}, start_ns=since_ns)
+    }
+    elements = {d.name: d.element for sub in settings.site.substations for d in sub.devices}
+    elements.update({s.name: s.element for s in settings.site.sensors})
+    states: dict[str, AssetState] = {}
+    for asset in settings.assets.get(substation, []):
+        if asset.device is None:
+            states[asset.name] = AssetState.NORMAL
+            continue
+        dev_points = by_device.get(asset.device, [])
+        if asset.device in alarmed:
+            state = AssetState.ALARM
+        elif not dev_points or all(p.quality is Quality.COMM_FAIL for p in dev_points):
+            state = AssetState.UNKNOWN
+        elif any(p.name.endswith("XCBR1.Pos") and p.value == 0.0 for p in dev_points):
+            state = AssetState.OPEN
+        else:
+            state = AssetState.NORMAL
+            element = elements.get(asset.device)
+            if element is not None and element.kind != ElementKind.BUS:
+                pct = loading.get((element.kind.value, element.index))
+                if pct is not None and pct > 70:
+                    state = AssetState.WARNING
+        states[asset.name] = state
+    return states
