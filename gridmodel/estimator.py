@@ -27,6 +27,9 @@ class Estimate:
     duration_s: float
 
 
+_END_BUS_COLUMN = {"from": "from_bus", "to": "to_bus", "hv": "hv_bus", "lv": "lv_bus"}
+
+
 def _estimated_value(net: pp.pandapowerNet, m: Measurement) -> float:
     if m.element_type == "bus":
         col = {"v": "vm_pu", "p": "p_mw", "q": "q_mvar"}[m.meas_type]
@@ -42,8 +45,12 @@ def run_estimate(
     """Replace the network's measurements with `measurements` and solve the WLS estimate."""
     net.measurement.drop(net.measurement.index, inplace=True)
     for m in measurements:
+        # pandapower's estimator matches branch measurements by the bus index of their end;
+        # the names "lv"/"from" are accepted by create_measurement but mis-read by estimate.
+        side = None if m.side is None else _END_BUS_COLUMN[m.side]
+        side_bus = None if side is None else int(getattr(net, m.element_type).at[m.element, side])
         pp.create_measurement(net, m.meas_type, m.element_type, m.value, m.std_dev, m.element,
-                              side=m.side)  # fmt: skip
+                              side=side_bus)  # fmt: skip
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -88,16 +88,37 @@ def _measurement(
         return Measurement("v", "bus", bus, None, vm, sigma, pt.device, pt.name)
     meas_type, factor = _PP_TYPE[measurand]
     value = pt.value * float(factor or 1.0)
-    sigma = max(rel_sigma * abs(value), 0.002)
+    # Polls are not simultaneous and the grid moves between them: 1 % of reading covers that skew.
+    sigma = max(rel_sigma, cfg.skew_sigma_frac) * abs(value) + 0.002
     return Measurement(meas_type, element.kind.value, element.index, element.side, value, sigma,
                        pt.device, pt.name)  # fmt: skip
+
+
+def fused_groups(net: pp.pandapowerNet) -> dict[int, int]:
+    """Bus → representative bus of its group of buses joined by closed bus-bus switches
+    (pandapower's estimator fuses such buses into one node)."""
+    parent = {int(b): int(b) for b in net.bus.index}
+
+    def find(b: int) -> int:
+        while parent[b] != b:
+            parent[b] = parent[parent[b]]
+            b = parent[b]
+        return b
+
+    closed_bb = net.switch[(net.switch.et == "b") & net.switch.closed]
+    for bus, other in zip(closed_bb.bus, closed_bb.element, strict=True):
+        a, b = find(int(bus)), find(int(other))
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    return {b: find(b) for b in parent}
 
 
 def pseudo_measurements(
     net: pp.pandapowerNet, measured_buses: set[int], cfg: TwinConfig
 ) -> list[Measurement]:
-    """Injections at every unmetered bus from the load/generation already set on the network
-    (its profiles at the moment estimated), with large uncertainty; zero-injection buses exact."""
+    """Injections at every unmetered node from the load/generation already set on the network
+    (its profiles at the moment estimated), with large uncertainty; zero-injection nodes exact.
+    A node is a group of buses fused by closed bus-bus switches, as the estimator sees it."""
     demand_p = net.load.groupby("bus").p_mw.sum().reindex(net.bus.index, fill_value=0.0)
     demand_q = net.load.groupby("bus").q_mvar.sum().reindex(net.bus.index, fill_value=0.0)
     for table, sign in ((net.sgen, -1.0), (net.storage, 1.0)):
@@ -105,11 +126,15 @@ def pseudo_measurements(
             active = table[table.in_service]
             demand_p = demand_p.add(sign * active.groupby("bus").p_mw.sum(), fill_value=0.0)
             demand_q = demand_q.add(sign * active.groupby("bus").q_mvar.sum(), fill_value=0.0)
-    connected = set(net.load.bus) | set(net.sgen.bus) | set(net.storage.bus) | set(net.gen.bus)
-    slack = set(net.ext_grid.bus)
+    group = fused_groups(net)
+    connected = {group[int(b)] for b in
+                 set(net.load.bus) | set(net.sgen.bus) | set(net.storage.bus) | set(net.gen.bus)}
+    skip = {group[int(b)] for b in set(net.ext_grid.bus) | measured_buses}
+    demand_p = demand_p.groupby(lambda b: group[int(b)]).sum()
+    demand_q = demand_q.groupby(lambda b: group[int(b)]).sum()
     out = []
-    for bus in net.bus.index[net.bus.in_service]:
-        if bus in slack or bus in measured_buses:
+    for bus in sorted({group[int(b)] for b in net.bus.index[net.bus.in_service]}):
+        if bus in skip:
             continue
         if bus not in connected:
             s = cfg.zero_injection_sigma_mw

@@ -299,6 +299,9 @@ class TwinConfig(Strict):
     pseudo_sigma_frac: float = Field(default=0.3, gt=0)
     pseudo_sigma_floor_mw: float = Field(default=0.02, gt=0)
     zero_injection_sigma_mw: float = Field(default=1e-4, gt=0)
+    skew_sigma_frac: float = Field(
+        default=0.01, ge=0, description="flow uncertainty from polls not being simultaneous"
+    )
 
 
 class LimitRule(Strict):

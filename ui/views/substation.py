@@ -1,0 +1,30 @@
+"""Field technicians' view: the rendered substation, equipment coloured by its state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from ui import data
+
+
+def page() -> None:
+    settings = data.settings()
+    name = settings.inspection.substation
+    st.title(f"Substation {name}")
+    image = Path(settings.inspection.output_dir) / f"{name}.png"
+
+    @st.fragment(run_every=settings.ui.refresh_s)
+    def live() -> None:
+        if image.exists():
+            st.image(str(image), caption=f"{name}: green normal, amber loaded > 70 %, red alarm, "
+                     "grey open, violet no data")  # fmt: skip
+        else:
+            st.info(f"No render yet at {image}: the demo renders every "
+                    f"{settings.inspection.every_s:.0f} s.")
+        assets = settings.assets.get(name, [])
+        st.dataframe([{"asset": a.name, "kind": a.kind.value, "device": a.device or ""}
+                      for a in assets], hide_index=True)  # fmt: skip
+
+    live()
