@@ -89,11 +89,26 @@ def _get_path(tree: Mapping[str, Any], dotted: str) -> Any:
     return node
 
 
-def _format_validation(path: Path, exc: ValidationError) -> str:
+def _describe_location(tree: Any, loc: tuple[Any, ...]) -> str:
+    """`site.substations.0.devices.2` → with each named list entry shown, e.g. `devices.2(F3)`."""
+    parts, node = [], tree
+    for key in loc:
+        node = node.get(key) if isinstance(node, dict) else (
+            node[key] if isinstance(node, list) and isinstance(key, int) and key < len(node) else None
+        )  # fmt: skip
+        name = node.get("name") if isinstance(node, dict) else None
+        parts.append(f"{key}({name})" if isinstance(key, int) and name else str(key))
+    return ".".join(parts) or "(top level)"
+
+
+def _format_validation(path: Path, exc: ValidationError, tree: Any = None) -> str:
     lines = [f"{path}: {exc.error_count()} problem(s)"]
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        loc = _describe_location(tree, err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
+        given = err.get("input")
+        if err["type"] not in ("missing",) and isinstance(given, (str, int, float, bool)):
+            msg += f" (got {given!r})"
         lines.append(f"  {loc}: {msg}")
     return "\n".join(lines)
 
@@ -123,7 +138,7 @@ def load_settings(
         try:
             profiles[name] = DeviceProfile.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(_format_validation(profile_file, exc)) from None
+            raise ConfigError(_format_validation(profile_file, exc, data)) from None
     tree["profiles"] = profiles
 
     assets_file = path.parent / "assets.yaml"
@@ -136,7 +151,7 @@ def load_settings(
     try:
         settings = Settings.model_validate(tree)
     except ValidationError as exc:
-        raise ConfigError(_format_validation(path, exc)) from None
+        raise ConfigError(_format_validation(path, exc, tree)) from None
     return settings
 
 

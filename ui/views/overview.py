@@ -59,12 +59,12 @@ def page() -> None:
         if t is None:
             st.info("No state estimate yet: start the stack with `gridverse demo`.")
         left, right = st.columns([3, 2])
-        left.plotly_chart(network_figure(), use_container_width=True)
+        left.plotly_chart(network_figure(), width="stretch")
         right.subheader("Active alarms")
         alarms = data.active_alarms()
         if alarms.empty:
             right.success("No active alarms")
         else:
-            right.dataframe(alarms, hide_index=True, use_container_width=True)
+            right.dataframe(alarms, hide_index=True, width="stretch")
 
     live()

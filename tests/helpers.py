@@ -1,0 +1,29 @@
+"""Build test configurations: the shipped configs with ports, paths and faults changed."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gridverse.settings import REPO_ROOT
+from tests.services import free_port
+
+
+def config_dir(tmp: Path, mutate=None) -> Path:  # noqa: ANN001
+    """A copy of configs/ in `tmp` with free ports and paths inside `tmp`; returns the main file."""
+    target = tmp / "configs"
+    shutil.copytree(REPO_ROOT / "configs", target)
+    main = target / "gridverse.yaml"
+    doc: dict[str, Any] = yaml.safe_load(main.read_text())
+    for sub in doc["site"]["substations"]:
+        sub["port"] = free_port()
+    doc["mqtt"]["port"] = free_port()
+    doc["historian"]["path"] = str(tmp / "gridverse.db")
+    doc["inspection"]["output_dir"] = str(tmp / "render")
+    if mutate is not None:
+        mutate(doc)
+    main.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return main

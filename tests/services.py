@@ -1,0 +1,110 @@
+"""Start real servers on free loopback ports for the tests: Mosquitto, InfluxDB 1.x, VictoriaMetrics.
+
+Outside CI a missing server binary skips the test that needs it; with CI=true it fails, so that a
+CI run never passes by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def require_binary(name: str, package: str) -> str:
+    path = shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.path.exists(p)), None
+    )
+    if path is None:
+        message = f"{name} not installed: apt-get install {package}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def wait_for(check, what: str, timeout: float = 20.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} did not come up within {timeout} s")
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@contextmanager
+def process(cmd: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@contextmanager
+def mosquitto(tmp: Path) -> Iterator[int]:
+    binary = require_binary("mosquitto", "mosquitto")
+    port = free_port()
+    conf = tmp / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    with process([binary, "-c", str(conf)], tmp / "mosquitto.log"):
+        wait_for(lambda: port_open(port), "mosquitto")
+        yield port
+
+
+@contextmanager
+def influxdb1(tmp: Path) -> Iterator[str]:
+    binary = require_binary("influxd", "influxdb")
+    port, rpc = free_port(), free_port()
+    conf = tmp / "influxdb.conf"
+    conf.write_text(
+        f'reporting-disabled = true\nbind-address = "127.0.0.1:{rpc}"\n'
+        f'[meta]\n  dir = "{tmp}/meta"\n[data]\n  dir = "{tmp}/data"\n  wal-dir = "{tmp}/wal"\n'
+        f'[http]\n  bind-address = "127.0.0.1:{port}"\n  log-enabled = false\n'
+        "[monitor]\n  store-enabled = false\n"
+    )
+    url = f"http://127.0.0.1:{port}"
+    with process([binary, "-config", str(conf)], tmp / "influxd.log"):
+        wait_for(lambda: urllib.request.urlopen(f"{url}/ping").status == 204, "influxd")
+        yield url
+
+
+@contextmanager
+def victoria_metrics(tmp: Path) -> Iterator[str]:
+    binary = require_binary("victoria-metrics", "victoria-metrics")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [binary, f"-storageDataPath={tmp}/vm", f"-httpListenAddr=127.0.0.1:{port}"]
+    with process(cmd, tmp / "vm.log"):
+        wait_for(lambda: urllib.request.urlopen(f"{url}/health").status == 200, "victoria-metrics")
+        yield url

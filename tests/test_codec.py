@@ -1,0 +1,71 @@
+"""Register decoding: every type and word/byte order, and impossible values refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.blocks import plan_reads
+from gateway.codec import DecodeError, decode, encode
+from gridverse.config import DataType, DeviceProfile, ProfilePoint
+
+
+def _profile(word: str = "big", byte: str = "big", **point: object) -> DeviceProfile:
+    p = {"name": "MMXU1.TotW", "table": "holding", "address": 0, **point}
+    return DeviceProfile(name="t", word_order=word, byte_order=byte, points=[p])
+
+
+@pytest.mark.parametrize("word", ["big", "little"])
+@pytest.mark.parametrize("byte", ["big", "little"])
+@pytest.mark.parametrize(("dtype", "value", "scale"), [
+    ("u16", 50123.0, 1.0), ("i16", -1234.5, 0.5), ("u32", 3_000_000_000.0, 1.0),
+    ("i32", -7_250_000.0, 1.0), ("f32", 20412.5, 1.0), ("f64", -1.0e-3, 1.0),
+])  # fmt: skip
+def test_round_trip(word: str, byte: str, dtype: str, value: float, scale: float) -> None:
+    profile = _profile(word, byte, type=dtype, scale=scale)
+    point = profile.points[0]
+    assert decode(point, encode(point, value, profile), profile) == pytest.approx(value)
+
+
+def test_word_order_is_applied() -> None:
+    big, little = _profile("big", type="u32"), _profile("little", type="u32")
+    assert encode(big.points[0], 0x00010002, big) == [0x0001, 0x0002]
+    assert encode(little.points[0], 0x00010002, little) == [0x0002, 0x0001]
+    assert decode(little.points[0], [0x0002, 0x0001], little) == 0x00010002
+
+
+def test_nan_float_is_not_a_reading() -> None:
+    profile = _profile(type="f32")
+    with pytest.raises(DecodeError, match="not a reading"):
+        decode(profile.points[0], [0x7FC0, 0x0000], profile)
+
+
+def test_wrong_register_count_is_refused() -> None:
+    profile = _profile(type="i32")
+    with pytest.raises(DecodeError, match="expected 2 registers, got 1"):
+        decode(profile.points[0], [1], profile)
+
+
+def test_value_outside_the_type_is_refused() -> None:
+    profile = _profile(type="u16")
+    with pytest.raises(DecodeError, match="does not fit u16"):
+        encode(profile.points[0], 70000.0, profile)
+
+
+def test_scale_zero_is_a_configuration_error() -> None:
+    with pytest.raises(ValueError, match="believable zero"):
+        ProfilePoint(name="MMXU1.A", table="input", address=0, type=DataType.U16, scale=0)
+
+
+def test_adjacent_points_merge_into_blocks_within_limits() -> None:
+    points = [{"name": f"GGIO1.AnIn{i}", "table": "input", "address": a, "type": "u16"}
+              for i, a in enumerate([0, 1, 2, 20, 21, 200])]  # fmt: skip
+    points.append({"name": "GGIO1.Big", "table": "input", "address": 300, "type": "u16"})
+    points.append({"name": "GGIO1.Far", "table": "input", "address": 300 + 130, "type": "u16"})
+    profile = DeviceProfile(name="t", points=points)
+    blocks = [(b.address, b.count) for b in plan_reads(profile, max_gap=8)]
+    assert blocks == [(0, 3), (20, 2), (200, 1), (300, 1), (430, 1)]
+    merged = [(b.address, b.count) for b in plan_reads(profile, max_gap=20)]
+    assert merged[0] == (0, 22)
+    wide = plan_reads(profile, max_gap=200)
+    assert all(b.count <= 125 for b in wide)
+    assert sorted(p.name for b in wide for p in b.points) == sorted(p.name for p in profile.points)

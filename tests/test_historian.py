@@ -1,0 +1,92 @@
+"""Historian backends: the embedded store, and InfluxDB/VictoriaMetrics servers on loopback."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from gridverse.config import InfluxConfig
+from gridverse.historian import HistorianError
+from gridverse.historian.embedded import EmbeddedHistorian
+from gridverse.historian.influx import InfluxHistorian
+from gridverse.points import Point, Quality, Record, Source
+from tests.services import free_port, influxdb1, victoria_metrics
+
+
+def _points(t0: int, n: int = 3) -> list[Record]:
+    out = []
+    for i in range(n):
+        for dev in ("F1", "F2"):
+            out.append(Point("rural1", "primary", "Q01", dev, "MMXU1.TotW", Source.MODBUS,
+                             t0 + i * 1_000_000_000, 1000.0 * i + (dev == "F2")).to_record())  # fmt: skip
+    out.append(Point("rural1", "primary", "Q03", "F3", "MMXU1.TotW", Source.MODBUS, t0, None,
+                     Quality.COMM_FAIL).to_record())  # fmt: skip
+    return out
+
+
+def test_embedded_is_idempotent_and_answers_latest(tmp_path: Path) -> None:
+    h = EmbeddedHistorian(tmp_path / "h.db")
+    t0 = time.time_ns()
+    h.write(_points(t0))
+    h.write(_points(t0))  # the same rows again: still one each
+    assert h.count("telemetry") == 7
+    latest = {r.tags["device"]: r for r in h.latest("telemetry")}
+    assert latest["F1"].fields["value"] == 2000.0 and latest["F2"].fields["value"] == 2001.0
+    assert latest["F3"].fields == {"quality": "comm_fail"}  # no believable zero
+    assert [r.fields["value"] for r in h.query("telemetry", tags={"device": "F1"})] == [0, 1000, 2000]
+
+
+def test_embedded_reader_sees_writer(tmp_path: Path) -> None:
+    writer, reader = EmbeddedHistorian(tmp_path / "h.db"), EmbeddedHistorian(tmp_path / "h.db")
+    writer.write(_points(time.time_ns()))
+    assert len(reader.latest("telemetry")) == 3
+
+
+def test_influxdb_v1_write_and_read_back(tmp_path: Path) -> None:
+    with influxdb1(tmp_path) as url:
+        urllib.request.urlopen(urllib.request.Request(
+            f"{url}/query", data=b"q=CREATE DATABASE gridverse", method="POST"))  # fmt: skip
+        h = InfluxHistorian(InfluxConfig(url=url, api="v1", database="gridverse"))
+        t0 = time.time_ns() - 10_000_000_000
+        h.write(_points(t0))
+        h.write(_points(t0))
+        rows = h.query("telemetry", tags={"device": "F1"})
+        assert [r.fields["value"] for r in rows] == [0.0, 1000.0, 2000.0]
+        assert rows[0].tags["ln_class"] == "MMXU" and rows[0].time_ns == t0
+        latest = {r.tags["device"]: r for r in h.latest("telemetry")}
+        assert latest["F2"].fields["value"] == 2001.0
+        assert latest["F3"].fields["quality"] == "comm_fail" and "value" not in latest["F3"].fields
+        assert Point.from_record(latest["F1"]).value == 2000.0
+        h.close()
+
+
+def test_influxdb_down_is_a_clear_error() -> None:
+    h = InfluxHistorian(InfluxConfig(url=f"http://127.0.0.1:{free_port()}", api="v1", timeout_s=2))
+    with pytest.raises(HistorianError, match="unreachable.*is the server up"):
+        h.write(_points(time.time_ns()))
+
+
+def test_influxdb_client_v2_write_reaches_victoria_metrics(tmp_path: Path) -> None:
+    """The v2 path (influxdb-client, gzip) against a real server accepting /api/v2/write."""
+    with victoria_metrics(tmp_path) as url:
+        h = InfluxHistorian(InfluxConfig(url=url, api="v2", org="o", bucket="b"))
+        t0 = (time.time_ns() // 1_000_000_000 - 30) * 1_000_000_000
+        h.write(_points(t0))
+        urllib.request.urlopen(f"{url}/internal/force_flush")
+        query = urllib.parse.urlencode({"match[]": 'telemetry_value{device="F1"}'})
+        deadline = time.monotonic() + 15
+        series: list[dict] = []
+        while time.monotonic() < deadline and not series:
+            with urllib.request.urlopen(f"{url}/api/v1/export?{query}") as resp:
+                series = [json.loads(line) for line in resp.read().splitlines() if line]
+            time.sleep(0.3)
+        assert len(series) == 1
+        assert series[0]["metric"]["ln_class"] == "MMXU"
+        assert series[0]["values"] == [0.0, 1000.0, 2000.0]
+        assert series[0]["timestamps"][0] == t0 // 1_000_000
+        h.close()
