@@ -46,7 +46,9 @@ class FieldSimulator:
         self._t0 = time.monotonic()
         await asyncio.to_thread(self._step)
         for sub in self.settings.site.substations:
-            server = RtuServer(sub, {d.name: self.images[d.name] for d in sub.devices})
+            bind = self.settings.simulator.bind_host
+            listen = sub.model_copy(update={"host": bind}) if bind else sub
+            server = RtuServer(listen, {d.name: self.images[d.name] for d in sub.devices})
             await server.start()
             self.servers.append(server)
         cfg = self.settings.mqtt

@@ -20,7 +20,10 @@ class Gateway:
         self.settings = settings
         cfg = settings.gateway
         self.writer = HistorianWriter(historian, cfg.flush_interval_s, cfg.max_buffer_points)
-        self.connections = [RtuConnection(sub, cfg) for sub in settings.site.substations]
+        self.connections = [
+            RtuConnection(sub.model_copy(update={"host": cfg.rtu_host}) if cfg.rtu_host else sub, cfg)
+            for sub in settings.site.substations
+        ]
         self.pollers = [
             DevicePoller(settings.site.name, sub, dev, settings.profiles[dev.profile], conn, cfg,
                          self._sink)  # fmt: skip

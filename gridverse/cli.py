@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from gridverse.config import SERVICE_PARTS
 from gridverse.settings import ConfigError, load_settings, redacted
 
 
@@ -60,6 +61,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """One or more parts as a long-running service (what each docker-compose service runs)."""
+    from gridverse.logs import setup_logging
+    from gridverse.stack import run_stack
+
+    setup_logging(args.log_level)
+    settings = _settings(args)
+    parts = tuple(p for p in args.parts if p != "ui")
+    try:
+        asyncio.run(run_stack(settings, seconds=None, with_ui="ui" in args.parts,
+                              progress=False, parts=parts))  # fmt: skip
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gridverse", description=__doc__)
     parser.add_argument("--config", type=Path, default=None,
@@ -77,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-ui", action="store_true", help="do not start the Streamlit UI")
     demo.add_argument("--log-level", default="WARNING")
     demo.set_defaults(func=cmd_demo)
+    run = sub.add_parser("run", help="run some parts as a service (as docker-compose does)")
+    run.add_argument("parts", nargs="+", choices=[*SERVICE_PARTS, "ui"])
+    run.add_argument("--log-level", default="INFO")
+    run.set_defaults(func=cmd_run)
     return parser
 
 

@@ -280,6 +280,9 @@ class SimulatorConfig(Strict):
     noise: bool = True
     seed: int = 7
     ambient_c: float = 20.0
+    bind_host: str | None = Field(
+        default=None, description="where simulated RTUs listen (none: each substation's host)"
+    )
     faults: list[FaultConfig] = []
 
 
@@ -290,6 +293,9 @@ class GatewayConfig(Strict):
     max_gap: int = Field(default=8, ge=0, description="registers bridged when merging block reads")
     flush_interval_s: float = Field(default=0.2, gt=0)
     max_buffer_points: int = Field(default=200_000, gt=0)
+    rtu_host: str | None = Field(
+        default=None, description="reach every RTU through this host (e.g. a simulator container)"
+    )
 
 
 class TwinConfig(Strict):
@@ -418,6 +424,9 @@ class Settings(Strict):
                     return sub, dev
         raise KeyError(f"no device named {name!r} in site {self.site.name!r}")
 
+
+#: The parts `gridverse run` can start, one per docker-compose service (or several per process).
+SERVICE_PARTS = ("simulator", "gateway", "twin", "detectors", "inspection")
 
 #: Dotted key paths that hold secrets: accepted only from the environment, redacted in output.
 SECRET_PATHS = ("mqtt.password", "historian.influx.token", "historian.influx.password")

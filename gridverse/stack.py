@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,19 +20,34 @@ from anomaly.service import Detectors
 from fieldsim.runner import FieldSimulator
 from gateway.service import Gateway
 from gridmodel.twin import Twin
-from gridverse.config import Settings
+from gridverse.config import SERVICE_PARTS, Settings
 from gridverse.historian import open_historian
-from gridverse.mqtt import EmbeddedBroker, broker_host, make_client
+from gridverse.mqtt import EmbeddedBroker, broker_host, make_client, port_is_open
 from inspection.state import asset_states
 from inspection.worker import RenderWorker
 
 log = logging.getLogger(__name__)
 
 
-class Stack:
-    """Every part of gridverse in one process (the UI in a child process), on loopback."""
+PARTS = SERVICE_PARTS
 
-    def __init__(self, settings: Settings, *, with_ui: bool = False) -> None:
+
+class Stack:
+    """Parts of gridverse in one process (the UI in a child process); by default all of them."""
+
+    def __init__(
+        self, settings: Settings, *, with_ui: bool = False, parts: tuple[str, ...] = PARTS
+    ) -> None:
+        unknown = set(parts) - set(PARTS)
+        if unknown:
+            raise ValueError(f"unknown parts {sorted(unknown)}; choose from {list(PARTS)}")
+        self.parts = parts
+        if settings.mqtt.host is None and port_is_open("127.0.0.1", settings.mqtt.port):
+            log.warning("an MQTT broker already listens on 127.0.0.1:%s; using it",
+                        settings.mqtt.port)  # fmt: skip
+            settings = settings.model_copy(
+                update={"mqtt": settings.mqtt.model_copy(update={"host": "127.0.0.1"})}
+            )
         if settings.mqtt.host is None:
             settings = settings.model_copy(
                 update={"mqtt": settings.mqtt.model_copy(update={"host": "127.0.0.1"})}
@@ -58,34 +74,42 @@ class Stack:
     async def start(self) -> None:
         if self.broker is not None:
             await self.broker.start()
-        self.renderer.start()
-        await self.simulator.start()
-        await self.gateway.start()
-        assert self.simulator.sim is not None
-        self.twin = Twin(self.settings, self.historian)
-        self.alarm_client.connect_async(broker_host(self.settings.mqtt), self.settings.mqtt.port)
-        self.alarm_client.loop_start()
-        self.detectors = Detectors(self.settings, self.historian,
-                                   AlarmBook(self.settings, self.historian, self.alarm_client))  # fmt: skip
-        self.detectors.start()
-        for target, name in ((self._twin_loop, "twin"), (self._render_loop, "render")):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        if "inspection" in self.parts:
+            self.renderer.start()
+            self._spawn(self._render_loop, "render")
+        if "simulator" in self.parts:
+            await self.simulator.start()
+        if "gateway" in self.parts:
+            await self.gateway.start()
+        if "twin" in self.parts:
+            self.twin = Twin(self.settings, self.historian)
+            self._spawn(self._twin_loop, "twin")
+        if "detectors" in self.parts:
+            self.alarm_client.connect_async(broker_host(self.settings.mqtt), self.settings.mqtt.port)
+            self.alarm_client.loop_start()
+            self.detectors = Detectors(self.settings, self.historian,
+                                       AlarmBook(self.settings, self.historian, self.alarm_client))  # fmt: skip
+            self.detectors.start()
         if self.with_ui:
             self._start_ui()
 
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
     def _twin_loop(self) -> None:
         """The twin's cycle, plus a check of each estimate against the simulator's truth."""
-        assert self.twin is not None and self.simulator.sim is not None
+        assert self.twin is not None
+        sim = self.simulator.sim if "simulator" in self.parts else None
         while not self._stop.wait(self.settings.twin.interval_s):
             try:
-                truth = self.simulator.sim.truth.res_bus.vm_pu
+                truth = sim.truth.res_bus.vm_pu if sim is not None else None
                 result = self.twin.cycle()
             except Exception:
                 log.exception("twin cycle failed")
                 continue
-            if result.estimate is not None and self._telemetry_complete():
+            if truth is not None and result.estimate is not None and self._telemetry_complete():
                 est = result.estimate.res_bus.vm_pu.reindex(truth.index)
                 diff = np.abs(est - truth).dropna()
                 if len(diff):
@@ -122,11 +146,15 @@ class Stack:
             self.detectors.stop()
         for thread in self._threads:
             thread.join(30)
-        self.renderer.stop()
-        await self.gateway.stop()
-        await self.simulator.stop()
-        self.alarm_client.loop_stop()
-        self.alarm_client.disconnect()
+        if "inspection" in self.parts:
+            self.renderer.stop()
+        if "gateway" in self.parts:
+            await self.gateway.stop()
+        if "simulator" in self.parts:
+            await self.simulator.stop()
+        if "detectors" in self.parts:
+            self.alarm_client.loop_stop()
+            self.alarm_client.disconnect()
         if self.broker is not None:
             await self.broker.stop()
         if self._ui is not None:
@@ -159,10 +187,15 @@ class Stack:
 
 
 async def run_stack(
-    settings: Settings, *, seconds: float | None, with_ui: bool, progress: bool = True
+    settings: Settings,
+    *,
+    seconds: float | None,
+    with_ui: bool,
+    progress: bool = True,
+    parts: tuple[str, ...] = PARTS,
 ) -> dict[str, Any]:
     """Run until `seconds` pass (or forever, until cancelled); return the summary."""
-    stack = Stack(settings, with_ui=with_ui)
+    stack = Stack(settings, with_ui=with_ui, parts=parts)
     await stack.start()
     try:
         started = time.monotonic()
