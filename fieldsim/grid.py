@@ -11,8 +11,8 @@ import numpy as np
 import pandapower as pp
 import pandas as pd
 
-from gridverse.config import ElementKind, ElementRef, Measurand, SimulatorConfig
 from gridmodel.network import GridData, apply_profiles, profile_values
+from gridverse.config import ElementKind, ElementRef, Measurand, SimulatorConfig
 
 log = logging.getLogger(__name__)
 

@@ -70,7 +70,7 @@ class RtuConnection:
             }[block.table]
             try:
                 resp = await read(block.address, count=block.count, device_id=unit_id)
-            except (ModbusException, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, ModbusException, OSError) as exc:
                 raise DeviceUnavailable(f"no answer ({type(exc).__name__}: {exc})") from exc
         if resp.isError():
             code = getattr(resp, "exception_code", "?")

@@ -107,9 +107,10 @@ class Twin:
                                       {"vm_pu": float(row.vm_pu), "va_degree": float(row.va_degree),
                                        "p_mw": float(row.p_mw), "q_mvar": float(row.q_mvar)}, t))  # fmt: skip
                 if not band[0] <= row.vm_pu <= band[1]:
+                    bound = band[0] if row.vm_pu < band[0] else band[1]
                     result.violations.append(Record(TWIN_VIOLATION,
                         {"site": site, "element": f"bus {bus}", "kind": "voltage"},
-                        {"value": float(row.vm_pu), "limit": band[0] if row.vm_pu < band[0] else band[1]}, t))  # fmt: skip
+                        {"value": float(row.vm_pu), "limit": bound}, t))  # fmt: skip
             for kind, table in (("line", est.res_line), ("trafo", est.res_trafo)):
                 for idx, row in table.iterrows():
                     loading = float(row.loading_percent)

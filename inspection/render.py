@@ -11,7 +11,7 @@ from open3d.visualization import rendering
 from PIL import Image, ImageDraw
 
 from gridverse.config import Settings
-from inspection.scene import ground, asset_parts
+from inspection.scene import asset_parts, ground
 from inspection.state import COLOURS, AssetState
 
 _renderers: dict[tuple[int, int], rendering.OffscreenRenderer] = {}

@@ -7,7 +7,9 @@ import json
 import math
 
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from fieldsim.modbus_rtu import DeviceImage, RtuServer
 from gateway.modbus_poller import DevicePoller, RtuConnection

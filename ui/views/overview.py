@@ -25,8 +25,9 @@ def network_figure() -> go.Figure:
     for idx, line in lines.iterrows():
         a, b = buses.loc[line.from_bus], buses.loc[line.to_bus]
         pct = loading.get(idx)
+        known = pct is not None and pct == pct
         fig.add_trace(go.Scatter(x=[a.x, b.x], y=[a.y, b.y], mode="lines", hoverinfo="text",
-                                 text=f"{line['name']}: {pct:.0f} %" if pct == pct and pct is not None else line["name"],
+                                 text=f"{line['name']}: {pct:.0f} %" if known else line["name"],
                                  line={"color": _loading_colour(pct), "width": 3},
                                  showlegend=False))  # fmt: skip
     colours = [vm.get(b) for b in buses.index]
