@@ -75,7 +75,7 @@ class Stack:
         if self.broker is not None:
             await self.broker.start()
         if "inspection" in self.parts:
-            self.renderer.start()
+            await asyncio.to_thread(self.renderer.start)
             self._spawn(self._render_loop, "render")
         if "simulator" in self.parts:
             await self.simulator.start()

@@ -12,7 +12,14 @@ from inspection.state import AssetState
 
 
 def _serve(settings: Settings, jobs: mp.Queue, results: mp.Queue) -> None:
-    from inspection.render import render_substation
+    try:
+        from inspection.render import _renderer, render_substation
+
+        _renderer(settings.inspection.width, settings.inspection.height)  # warm up before jobs
+    except Exception as exc:
+        results.put(("error", f"renderer cannot start: {type(exc).__name__}: {exc}"))
+        return
+    results.put(("ready", ""))
 
     while (job := jobs.get()) is not None:
         substation, states, path = job
@@ -34,8 +41,15 @@ class RenderWorker:
         self._process = ctx.Process(target=_serve, args=(settings, self._jobs, self._results),
                                     name="gridverse-render", daemon=True)  # fmt: skip
 
-    def start(self) -> None:
+    def start(self, timeout: float = 180.0) -> None:
+        """Start the process and wait until its renderer is up (imports take a while when cold)."""
         self._process.start()
+        try:
+            status, detail = self._results.get(timeout=timeout)
+        except queue.Empty:
+            raise RenderError(f"render process not ready within {timeout:.0f} s") from None
+        if status != "ready":
+            raise RenderError(detail)
 
     def render(
         self, substation: str, states: dict[str, AssetState], path: Path, timeout: float = 120.0
