@@ -149,17 +149,25 @@ class Stack:
         if "inspection" in self.parts:
             self.renderer.stop()
         if "gateway" in self.parts:
-            await self.gateway.stop()
+            await self._bounded(self.gateway.stop(), "gateway")
         if "simulator" in self.parts:
-            await self.simulator.stop()
+            await self._bounded(self.simulator.stop(), "simulator")
         if "detectors" in self.parts:
             self.alarm_client.loop_stop()
             self.alarm_client.disconnect()
         if self.broker is not None:
-            await self.broker.stop()
+            await self._bounded(self.broker.stop(), "embedded MQTT broker")
         if self._ui is not None:
             self._ui.terminate()
             self._ui.wait(10)
+
+    @staticmethod
+    async def _bounded(stopping: Any, what: str, timeout: float = 15.0) -> None:
+        """A part that does not stop in time is logged and left behind, never waited on forever."""
+        try:
+            await asyncio.wait_for(stopping, timeout)
+        except TimeoutError:
+            log.error("%s did not stop within %.0f s; continuing shutdown", what, timeout)
 
     def summary(self) -> dict[str, Any]:
         written = self.gateway.writer.written
