@@ -1,80 +1,294 @@
-"""State estimation on the network model: pandapower's WLS, with residuals per measurement."""
+"""State estimators behind one typed interface, chosen by `EstimatorKind`.
+
+- `pandapower`: pandapower's WLS (`pandapower.estimation.estimate`), the reference.
+- `sparse`: gridverse's own sparse WLS (Gauss-Newton on the same bus-branch model). It keeps the
+  model per topology and the factorised gain matrix between cycles, and refactorises only when
+  the reused factor stops converging fast, so a warm estimate costs a few sparse products and
+  triangular solves.
+
+Both return an `Estimate` built the same way from the solved voltages, so results, residuals and
+bad-data analysis do not depend on the engine.
+"""
 
 from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
 
+import numpy as np
 import pandapower as pp
 import pandas as pd
-from pandapower.estimation import estimate
+import scipy.sparse as sp
+from scipy.sparse.linalg import splu
 
 from gridmodel.measurements import Measurement
+from gridmodel.mfunc import CompiledMeasurements, compile_measurements, evaluate, initial_state, state_of, voltages
+from gridmodel.ppcmodel import PpcModel, build_model, topology_key
+from gridmodel.results import bus_table, line_table, trafo_table
+
+
+class EstimatorKind(StrEnum):
+    PANDAPOWER = "pandapower"
+    SPARSE = "sparse"
 
 
 class EstimationError(Exception):
-    """The estimate did not converge; the message says what was tried and what was present."""
+    """The estimate failed; the message says why and what to do."""
+
+
+class NotObservableError(EstimationError):
+    """The measurements do not determine the state of some buses."""
+
+    def __init__(self, message: str, unobservable_buses: Sequence[int] = ()) -> None:
+        super().__init__(message)
+        self.unobservable_buses = list(unobservable_buses)
+
+
+class NotConvergedError(EstimationError):
+    """The iteration did not settle; usually gross bad data or a wrong topology."""
 
 
 @dataclass(frozen=True)
+class MeasurementResult:
+    measurement: Measurement
+    estimated: float  # in the measurement's unit
+    residual: float  # measured − estimated
+    weighted: float  # residual / σ
+    normalised: float | None = None  # residual / sqrt(Ω_ii), set by the bad-data analysis
+
+
+@dataclass
 class Estimate:
-    res_bus: pd.DataFrame  # vm_pu, va_degree, p_mw, q_mvar
+    engine: EstimatorKind
+    res_bus: pd.DataFrame  # vm_pu, va_degree, p_mw, q_mvar per pandapower bus
     res_line: pd.DataFrame
     res_trafo: pd.DataFrame
-    residuals: list[tuple[Measurement, float, float]]  # (measurement, estimated, residual/σ)
+    results: list[MeasurementResult]
+    skipped: list[tuple[Measurement, str]]
+    objective: float  # J(x) = Σ (r/σ)²
     iterations: int
     duration_s: float
+    model: PpcModel
+    compiled: CompiledMeasurements
+    voltages: np.ndarray  # internal complex bus voltages (pu)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def degrees_of_freedom(self) -> int:
+        return len(self.compiled.kind) - self.model.n_state
 
 
-_END_BUS_COLUMN = {"from": "from_bus", "to": "to_bus", "hv": "hv_bus", "lv": "lv_bus"}
+class ModelCache:
+    """The bus-branch model per topology (rebuilt only when switching changes it)."""
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._model: PpcModel | None = None
+
+    def get(self, net: pp.pandapowerNet) -> PpcModel:
+        key = topology_key(net)
+        if self._model is None or key != self._key:
+            self._model = build_model(net)
+            self._key = key
+        return self._model
 
 
-def _estimated_value(net: pp.pandapowerNet, m: Measurement) -> float:
-    if m.element_type == "bus":
-        col = {"v": "vm_pu", "p": "p_mw", "q": "q_mvar"}[m.meas_type]
-        return float(net.res_bus_est.at[m.element, col])
-    table = net.res_line_est if m.element_type == "line" else net.res_trafo_est
-    unit = "mw" if m.meas_type == "p" else "mvar"
-    return float(table.at[m.element, f"{m.meas_type}_{m.side}_{unit}"])
+def _make_estimate(
+    kind: EstimatorKind, net: pp.pandapowerNet, model: PpcModel, measurements: Sequence[Measurement],
+    cm: CompiledMeasurements, v: np.ndarray, iterations: int, duration: float,
+) -> Estimate:  # fmt: skip
+    h, _ = evaluate(model, cm, v, jacobian=False)
+    r = cm.z - h
+    results = [
+        MeasurementResult(measurements[int(src)], float(h[k] * cm.scale[k]), float(r[k] * cm.scale[k]),
+                          float(r[k] / cm.sigma[k]))  # fmt: skip
+        for k, src in enumerate(cm.source)
+        if src >= 0
+    ]
+    return Estimate(
+        engine=kind, res_bus=bus_table(net, model, v), res_line=line_table(net, model, v),
+        res_trafo=trafo_table(net, model, v), results=results,
+        skipped=[(measurements[k], why) for k, why in cm.skipped],
+        objective=float(np.sum((r / cm.sigma) ** 2)), iterations=iterations, duration_s=duration,
+        model=model, compiled=cm, voltages=v,
+    )  # fmt: skip
 
 
-def run_estimate(
-    net: pp.pandapowerNet, measurements: list[Measurement], *, init: str = "flat"
-) -> Estimate:
-    """Replace the network's measurements with `measurements` and solve the WLS estimate."""
+def _check_redundancy(model: PpcModel, cm: CompiledMeasurements) -> None:
+    if len(cm.kind) < model.n_state:
+        raise NotObservableError(
+            f"{len(cm.kind)} measurements cannot determine {model.n_state} state variables "
+            f"({model.n_bus} buses); add pseudo-measurements for unmetered loads or more telemetry"
+        )
+
+
+class StateEstimator(ABC):
+    kind: EstimatorKind
+
+    def __init__(self, *, tolerance: float = 1e-6, max_iterations: int = 50) -> None:
+        self.tolerance = tolerance
+        self.max_iterations = max_iterations
+        self.models = ModelCache()
+
+    @abstractmethod
+    def estimate(
+        self, net: pp.pandapowerNet, measurements: Sequence[Measurement], *, warm: bool = True
+    ) -> Estimate:
+        """The weighted-least-squares state for these measurements on the network's topology.
+        `warm` starts from the previous estimate when the topology is unchanged."""
+
+
+class PandapowerWLS(StateEstimator):
+    """pandapower.estimation.estimate with algorithm='wls', the reference engine."""
+
+    kind = EstimatorKind.PANDAPOWER
+
+    def __init__(self, **kwargs: float) -> None:
+        super().__init__(**kwargs)
+        self._warm_key: tuple | None = None
+
+    def estimate(
+        self, net: pp.pandapowerNet, measurements: Sequence[Measurement], *, warm: bool = True
+    ) -> Estimate:
+        from pandapower.estimation.state_estimation import StateEstimation
+
+        model = self.models.get(net)
+        cm = compile_measurements(model, measurements)
+        _check_redundancy(model, cm)
+        used = set(cm.source.tolist())
+        load_measurements(net, [m for k, m in enumerate(measurements) if k in used])
+        start: dict[str, object] = {"v_start": None, "delta_start": None}  # flat
+        if warm and self._warm_key == topology_key(net) and len(net.res_bus_est) == len(net.bus):
+            start = {"v_start": net.res_bus_est.vm_pu.fillna(1.0).values.copy(),
+                     "delta_start": net.res_bus_est.va_degree.fillna(0.0).values.copy()}  # fmt: skip
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                se = StateEstimation(net, self.tolerance, self.max_iterations, algorithm="wls")
+                result = se.estimate(zero_injection="aux_bus", **start)
+            except UserWarning as exc:  # pandapower's own observability check
+                raise NotObservableError(f"pandapower WLS: {exc}") from exc
+        init = "flat" if start["v_start"] is None else "previous estimate"
+        duration = time.perf_counter() - t0
+        success = result.get("success") if isinstance(result, dict) else bool(result)
+        if not success:
+            self._warm_key = None
+            raise NotConvergedError(
+                f"pandapower WLS did not converge in {self.max_iterations} iterations (init={init}) "
+                f"with {len(cm.kind)} measurements; look for gross bad data or a wrong breaker state"
+            )
+        self._warm_key = topology_key(net)
+        v = np.asarray(se.solver.eppci.V, dtype=complex).copy()  # internal order, aux buses too
+        if len(v) != model.n_bus:
+            raise EstimationError(f"pandapower's model has {len(v)} buses, gridverse's {model.n_bus}; "
+                                  "the two conversions disagree (pandapower version?)")  # fmt: skip
+        iterations = int(result.get("num_iterations", 0)) if isinstance(result, dict) else 0
+        return _make_estimate(self.kind, net, model, measurements, cm, v, iterations, duration)
+
+
+def load_measurements(net: pp.pandapowerNet, measurements: Sequence[Measurement]) -> None:
+    """Replace the network's measurement table (pandapower's estimator reads it from there)."""
     net.measurement.drop(net.measurement.index, inplace=True)
     for m in measurements:
-        # pandapower's estimator matches branch measurements by the bus index of their end;
-        # the names "lv"/"from" are accepted by create_measurement but mis-read by estimate.
-        side = None if m.side is None else _END_BUS_COLUMN[m.side]
-        side_bus = None if side is None else int(getattr(net, m.element_type).at[m.element, side])
-        pp.create_measurement(net, m.meas_type, m.element_type, m.value, m.std_dev, m.element,
-                              side=side_bus)  # fmt: skip
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = estimate(net, algorithm="wls", init=init, zero_injection=None)
-    duration = time.perf_counter() - t0
-    success = result.get("success") if isinstance(result, dict) else bool(result)
-    if not success:
-        n_v = sum(m.meas_type == "v" for m in measurements)
-        n_real = sum(not m.pseudo for m in measurements)
-        raise EstimationError(
-            f"WLS state estimation did not converge (init={init}) with {len(measurements)} "
-            f"measurements ({n_real} telemetered, {n_v} voltages); check that a voltage "
-            "measurement and the feeder-head flows are present"
-        )
-    residuals = []
-    for m in measurements:
-        est = _estimated_value(net, m)
-        residuals.append((m, est, (m.value - est) / m.std_dev))
-    iterations = int(result.get("num_iterations", 0)) if isinstance(result, dict) else 0
-    return Estimate(
-        res_bus=net.res_bus_est.copy(),
-        res_line=net.res_line_est.copy(),
-        res_trafo=net.res_trafo_est.copy(),
-        residuals=residuals,
-        iterations=iterations,
-        duration_s=duration,
-    )
+        side = None if m.element_type == "bus" else (m.side or ("from" if m.element_type == "line" else "hv"))
+        pp.create_measurement(net, m.meas_type, m.element_type, m.value, m.std_dev, m.element, side=side)
+
+
+#: Reuse a factorised gain matrix only once steps are this small (near the optimum, G barely changes).
+_REUSE_BELOW_STEP = 1e-2
+
+
+class SparseWLS(StateEstimator):
+    """Gauss-Newton WLS with a reused sparse factorisation of the gain matrix G = HᵀWH.
+
+    A step solves G₀·Δx = H(x)ᵀW·r(x) with G₀ factorised earlier. Its fixed point is the WLS
+    optimum whatever G₀ is (the right-hand side uses the current H), so reusing G₀ changes only
+    how fast it converges. Far from the optimum (a flat start) every step refactorises (plain
+    Gauss-Newton); the factor is kept once steps are small and renewed when they shrink slowly.
+    """
+
+    kind = EstimatorKind.SPARSE
+
+    def __init__(self, **kwargs: float) -> None:
+        super().__init__(**kwargs)
+        self._factor = None
+        self._factor_key: tuple | None = None
+        self._state: np.ndarray | None = None
+        self._state_model: PpcModel | None = None
+        self.factorisations = 0
+
+    def _factorise(self, h_jac: sp.csr_matrix, weights: np.ndarray, model: PpcModel):  # noqa: ANN202
+        gain = (h_jac.T @ sp.diags(weights) @ h_jac).tocsc()
+        try:
+            factor = splu(gain, permc_spec="MMD_AT_PLUS_A", options={"SymmetricMode": True})
+        except RuntimeError as exc:  # "Factor is exactly singular"
+            from gridmodel.observability import unobservable_buses_message
+
+            buses, hint = unobservable_buses_message(model, gain)
+            raise NotObservableError(f"the gain matrix is singular ({exc}): {hint}", buses) from exc
+        self.factorisations += 1
+        return factor
+
+    def estimate(
+        self, net: pp.pandapowerNet, measurements: Sequence[Measurement], *, warm: bool = True
+    ) -> Estimate:
+        model = self.models.get(net)
+        cm = compile_measurements(model, measurements)
+        _check_redundancy(model, cm)
+        t0 = time.perf_counter()
+        w = cm.weights
+        same_model = self._state_model is model
+        x = self._state.copy() if warm and same_model and self._state is not None else initial_state(model)
+        key = (id(model), cm.structure_key())
+        factor = self._factor if warm and key == self._factor_key else None
+        last_step = np.inf
+        converged = False
+        it = 0
+        while it < self.max_iterations:
+            v = voltages(model, x)
+            h, h_jac = evaluate(model, cm, v)
+            assert h_jac is not None
+            if factor is None:
+                factor = self._factorise(h_jac, w, model)
+            dx = factor.solve(h_jac.T @ (w * (cm.z - h)))
+            if not np.all(np.isfinite(dx)):
+                raise NotConvergedError("the sparse WLS step is not finite; the gain matrix is ill-conditioned, "
+                                        "check σ values near zero and measurements on isolated buses")  # fmt: skip
+            step = float(np.max(np.abs(dx))) if len(dx) else 0.0
+            if step > 0.35:  # damping as pandapower does, against divergence from far starts
+                dx *= 0.35 / step
+            x += dx
+            it += 1
+            if step <= self.tolerance:
+                converged = True
+                break
+            if step > _REUSE_BELOW_STEP or step > 0.25 * last_step:
+                factor = None  # far from the optimum, or the reused gain converges slowly: renew it
+            last_step = step
+        duration = time.perf_counter() - t0
+        if not converged:
+            self._factor, self._state = None, None
+            raise NotConvergedError(
+                f"sparse WLS did not converge in {self.max_iterations} iterations (last step {last_step:.2e}) "
+                f"with {len(cm.kind)} measurements; look for gross bad data or a wrong breaker state"
+            )
+        self._factor, self._factor_key = factor, key
+        self._state, self._state_model = x.copy(), model
+        v = voltages(model, x)
+        est = _make_estimate(self.kind, net, model, measurements, cm, v, it, duration)
+        est.extra["factorisations"] = self.factorisations
+        return est
+
+
+def make_estimator(kind: EstimatorKind | str, **kwargs: float) -> StateEstimator:
+    kind = EstimatorKind(kind)
+    return PandapowerWLS(**kwargs) if kind is EstimatorKind.PANDAPOWER else SparseWLS(**kwargs)
+
+
+__all__ = ["EstimationError", "Estimate", "EstimatorKind", "MeasurementResult", "NotConvergedError",
+           "NotObservableError", "StateEstimator", "make_estimator", "state_of"]  # fmt: skip

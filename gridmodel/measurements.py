@@ -10,22 +10,33 @@ from gridverse.config import ElementKind, ElementRef, Measurand, Settings, TwinC
 from gridverse.points import Point, Quality
 
 #: pandapower measurement type for each measurand, and the factor from SI to its unit.
-_PP_TYPE = {Measurand.P: ("p", 1e-6), Measurand.Q: ("q", 1e-6), Measurand.V: ("v", None)}
+_PP_TYPE = {Measurand.P: ("p", 1e-6), Measurand.Q: ("q", 1e-6), Measurand.V: ("v", None),
+            Measurand.I: ("i", 1e-3)}
 
 
 @dataclass(frozen=True)
 class Measurement:
     """One measurement for the estimator, traced back to the device and point it came from."""
 
-    meas_type: str  # v, p, q
+    meas_type: str  # v, p, q, i
     element_type: str  # bus, line, trafo
     element: int
-    side: str | None
-    value: float  # pu for v, MW/Mvar for p/q
+    side: str | None  # from/to (line), hv/lv (trafo)
+    value: float  # pu for v; MW/Mvar for p/q (bus: consumption positive); kA for i
     std_dev: float
     device: str = ""
     point: str = ""
-    pseudo: bool = False
+    pseudo: bool = False  # from a load/generation profile, large σ
+    virtual: bool = False  # zero injection at a bus with nothing connected
+
+    @property
+    def label(self) -> str:
+        """Device/point for telemetry, else what the measurement stands for."""
+        if self.device:
+            return f"{self.device}/{self.point}"
+        side = f" {self.side}" if self.side else ""
+        what = "zero-injection" if self.virtual else "pseudo" if self.pseudo else "measured"
+        return f"{what} {self.meas_type} at {self.element_type} {self.element}{side}"
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,7 @@ class MeasurementSet:
     measurements: list[Measurement]
     open_lines: set[int]
     open_trafos: set[int]
+    switch_states: dict[int, bool]  # switch index → closed, as telemetered
 
 
 def _end_bus(net: pp.pandapowerNet, element: ElementRef) -> int:
@@ -53,6 +65,7 @@ def from_points(
     out: list[Measurement] = []
     open_lines: set[int] = set()
     open_trafos: set[int] = set()
+    switches: dict[int, bool] = {}
     for sub in settings.site.substations:
         for dev in sub.devices:
             if dev.element is None:
@@ -62,13 +75,16 @@ def from_points(
                 pt = points.get((dev.name, p.name))
                 if pt is None or pt.quality is not Quality.GOOD or pt.value is None:
                     continue
-                if p.measurand == Measurand.CLOSED and pt.value < 0.5:
-                    kind = dev.element.kind
-                    (open_lines if kind == ElementKind.LINE else open_trafos).add(dev.element.index)
-                if p.measurand not in _PP_TYPE:
+                kind = dev.element.kind
+                if p.measurand == Measurand.CLOSED:
+                    if kind == ElementKind.SWITCH:
+                        switches[dev.element.index] = pt.value >= 0.5
+                    elif pt.value < 0.5 and kind in (ElementKind.LINE, ElementKind.TRAFO):
+                        (open_lines if kind == ElementKind.LINE else open_trafos).add(dev.element.index)
+                if p.measurand not in _PP_TYPE or kind == ElementKind.SWITCH:
                     continue
                 out.append(_measurement(net, dev.element, p.measurand, pt, dev.accuracy_class, cfg))
-    return MeasurementSet(out, open_lines, open_trafos)
+    return MeasurementSet(out, open_lines, open_trafos, switches)
 
 
 def _measurement(
@@ -80,18 +96,26 @@ def _measurement(
     cfg: TwinConfig,
 ) -> Measurement:
     assert pt.value is not None
-    rel_sigma = accuracy_class / 100.0 / 3.0
     if measurand == Measurand.V:
         bus = _end_bus(net, element)
         vm = pt.value / (float(net.bus.at[bus, "vn_kv"]) * 1e3)
-        sigma = max(cfg.voltage_sigma_pu, rel_sigma * vm)
-        return Measurement("v", "bus", bus, None, vm, sigma, pt.device, pt.name)
+        return Measurement("v", "bus", bus, None, vm, measurement_sigma("v", vm, accuracy_class, cfg),
+                           pt.device, pt.name)  # fmt: skip
     meas_type, factor = _PP_TYPE[measurand]
     value = pt.value * float(factor or 1.0)
-    # Polls are not simultaneous and the grid moves between them: 1 % of reading covers that skew.
-    sigma = max(rel_sigma, cfg.skew_sigma_frac) * abs(value) + 0.002
+    sigma = measurement_sigma(meas_type, value, accuracy_class, cfg)
     return Measurement(meas_type, element.kind.value, element.index, element.side, value, sigma,
                        pt.device, pt.name)  # fmt: skip
+
+
+def measurement_sigma(meas_type: str, value: float, accuracy_class: float, cfg: TwinConfig) -> float:
+    """Standard deviation of a telemetered value from its device's accuracy class (the class is
+    the 3σ error in percent of reading, IEC 61557-12 / IEC 61869 style). Flows add the skew of
+    polls that are not simultaneous while the grid moves, and a floor for readings near zero."""
+    rel_sigma = accuracy_class / 100.0 / 3.0
+    if meas_type == "v":
+        return max(cfg.voltage_sigma_pu, rel_sigma * abs(value))
+    return max(rel_sigma, cfg.skew_sigma_frac) * abs(value) + cfg.flow_sigma_floor
 
 
 def fused_groups(net: pp.pandapowerNet) -> dict[int, int]:
@@ -138,8 +162,8 @@ def pseudo_measurements(
             continue
         if bus not in connected:
             s = cfg.zero_injection_sigma_mw
-            out += [Measurement("p", "bus", int(bus), None, 0.0, s, pseudo=True),
-                    Measurement("q", "bus", int(bus), None, 0.0, s, pseudo=True)]  # fmt: skip
+            out += [Measurement("p", "bus", int(bus), None, 0.0, s, virtual=True),
+                    Measurement("q", "bus", int(bus), None, 0.0, s, virtual=True)]  # fmt: skip
             continue
         p, q = float(demand_p[bus]), float(demand_q[bus])
         sp = max(cfg.pseudo_sigma_frac * abs(p), cfg.pseudo_sigma_floor_mw)

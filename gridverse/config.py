@@ -137,6 +137,7 @@ class ElementKind(StrEnum):
     BUS = "bus"
     LINE = "line"
     TRAFO = "trafo"
+    SWITCH = "switch"  # a switch of the network's switch table; its device reports a position
 
 
 class ElementRef(Strict):
@@ -152,6 +153,7 @@ class ElementRef(Strict):
             ElementKind.BUS: {None},
             ElementKind.LINE: {"from", "to", None},
             ElementKind.TRAFO: {"hv", "lv", None},
+            ElementKind.SWITCH: {None},
         }[self.kind]
         if self.side not in allowed:
             raise ValueError(f"side {self.side!r} does not fit a {self.kind.value}; use {allowed}")
@@ -308,6 +310,11 @@ class TwinConfig(Strict):
     skew_sigma_frac: float = Field(
         default=0.01, ge=0, description="flow uncertainty from polls not being simultaneous"
     )
+    flow_sigma_floor: float = Field(default=0.002, gt=0, description="MW, Mvar or kA")
+    estimator: Literal["pandapower", "sparse"] = "sparse"
+    bad_data_threshold: float = Field(default=3.0, gt=0, description="largest normalised residual")
+    chi2_confidence: float = Field(default=0.99, gt=0, lt=1)
+    max_bad_data_removals: int = Field(default=3, ge=0)
 
 
 class LimitRule(Strict):

@@ -1,0 +1,68 @@
+"""Bus and branch result tables from a solved voltage vector, the same for every engine."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandapower as pp
+import pandas as pd
+
+from gridmodel.ppcmodel import PpcModel
+
+BUS_COLUMNS = ["vm_pu", "va_degree", "p_mw", "q_mvar"]
+
+
+def bus_table(net: pp.pandapowerNet, model: PpcModel, v: np.ndarray) -> pd.DataFrame:
+    """vm, angle and net consumption per pandapower bus; NaN for buses that are not energised."""
+    s_inj = v * np.conj(model.ybus @ v) * model.base_mva
+    out = pd.DataFrame(np.nan, index=net.bus.index, columns=BUS_COLUMNS)
+    idx = net.bus.index.values
+    internal = model.bus_lookup[idx]
+    live = (internal >= 0) & (internal < model.n_bus)
+    rows = internal[live]
+    out.loc[idx[live], "vm_pu"] = np.abs(v[rows])
+    out.loc[idx[live], "va_degree"] = np.degrees(np.angle(v[rows]))
+    out.loc[idx[live], "p_mw"] = -s_inj.real[rows]
+    out.loc[idx[live], "q_mvar"] = -s_inj.imag[rows]
+    return out
+
+
+def _flows(model: PpcModel, v: np.ndarray) -> tuple[np.ndarray, ...]:
+    i_f, i_t = model.yf @ v, model.yt @ v
+    s_f = v[model.f_bus] * np.conj(i_f) * model.base_mva
+    s_t = v[model.t_bus] * np.conj(i_t) * model.base_mva
+    ka_f = np.abs(i_f) * model.base_mva / (np.sqrt(3) * model.base_kv[model.f_bus])
+    ka_t = np.abs(i_t) * model.base_mva / (np.sqrt(3) * model.base_kv[model.t_bus])
+    return s_f, s_t, ka_f, ka_t
+
+
+def line_table(net: pp.pandapowerNet, model: PpcModel, v: np.ndarray) -> pd.DataFrame:
+    cols = ["p_from_mw", "q_from_mvar", "p_to_mw", "q_to_mvar", "i_from_ka", "i_to_ka", "i_ka",
+            "loading_percent"]  # fmt: skip
+    out = pd.DataFrame(np.nan, index=net.line.index, columns=cols)
+    if not model.line_branch:
+        return out
+    s_f, s_t, ka_f, ka_t = _flows(model, v)
+    idx = np.fromiter(model.line_branch.keys(), dtype=np.int64)
+    br = np.fromiter(model.line_branch.values(), dtype=np.int64)
+    line = net.line.loc[idx]
+    i_ka = np.maximum(ka_f[br], ka_t[br])
+    rating = line.max_i_ka.values * line.df.values * line.parallel.values
+    out.loc[idx, cols] = np.column_stack([s_f.real[br], s_f.imag[br], s_t.real[br], s_t.imag[br],
+                                          ka_f[br], ka_t[br], i_ka, i_ka / rating * 100.0])  # fmt: skip
+    return out
+
+
+def trafo_table(net: pp.pandapowerNet, model: PpcModel, v: np.ndarray) -> pd.DataFrame:
+    cols = ["p_hv_mw", "q_hv_mvar", "p_lv_mw", "q_lv_mvar", "i_hv_ka", "i_lv_ka", "loading_percent"]
+    out = pd.DataFrame(np.nan, index=net.trafo.index, columns=cols)
+    if not model.trafo_branch:
+        return out
+    s_f, s_t, ka_f, ka_t = _flows(model, v)
+    idx = np.fromiter(model.trafo_branch.keys(), dtype=np.int64)
+    br = np.fromiter(model.trafo_branch.values(), dtype=np.int64)
+    trafo = net.trafo.loc[idx]
+    rating = trafo.sn_mva.values * trafo.parallel.values * trafo.get("df", pd.Series(1.0, index=idx)).values
+    loading = np.maximum(np.abs(s_f[br]), np.abs(s_t[br])) / rating * 100.0
+    out.loc[idx, cols] = np.column_stack([s_f.real[br], s_f.imag[br], s_t.real[br], s_t.imag[br],
+                                          ka_f[br], ka_t[br], loading])  # fmt: skip
+    return out
