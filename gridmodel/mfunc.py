@@ -160,11 +160,9 @@ def evaluate(
             blocks_m.append((pos, d_m))
 
     # bus injections
-    for kind_p, kind_q in ((Kind.P_BUS, Kind.Q_BUS),):
-        pos_p = np.flatnonzero(cm.kind == kind_p)
-        pos_q = np.flatnonzero(cm.kind == kind_q)
-        if len(pos_p) + len(pos_q) == 0:
-            continue
+    pos_p = np.flatnonzero(cm.kind == Kind.P_BUS)
+    pos_q = np.flatnonzero(cm.kind == Kind.Q_BUS)
+    if len(pos_p) + len(pos_q):
         ibus = model.ybus @ v
         for pos, part in ((pos_p, "real"), (pos_q, "imag")):
             if not len(pos):
@@ -180,8 +178,8 @@ def evaluate(
                 d_a, d_m = getattr(ds_da, part), getattr(ds_dm, part)
             add(pos, getattr(s, part), d_a, d_m)
     # branch flows and currents, per side
-    for side, y_side, ends, kinds in ((0, model.yf, model.f_bus, (Kind.P_FROM, Kind.Q_FROM, Kind.I_FROM)),
-                                      (1, model.yt, model.t_bus, (Kind.P_TO, Kind.Q_TO, Kind.I_TO))):  # fmt: skip
+    for y_side, ends, kinds in ((model.yf, model.f_bus, (Kind.P_FROM, Kind.Q_FROM, Kind.I_FROM)),
+                                (model.yt, model.t_bus, (Kind.P_TO, Kind.Q_TO, Kind.I_TO))):  # fmt: skip
         positions = [np.flatnonzero(cm.kind == k) for k in kinds]
         if sum(len(p) for p in positions) == 0:
             continue
