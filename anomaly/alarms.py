@@ -41,16 +41,32 @@ class AlarmBook:
         self.historian = historian
         self.client = client
         self.active: dict[tuple[str, str, str], Alarm] = {}
+        self._absent: dict[tuple[str, str, str], int] = {}
         self.raised = 0
 
     def update(self, conditions: list[Alarm], time_ns: int) -> list[Alarm]:
-        """Raise the new conditions, clear the ones gone; returns the newly raised alarms."""
+        """Raise the new conditions, clear the ones gone; returns the newly raised alarms.
+
+        An alarm clears only after its condition has been absent for `anomaly.clear_after`
+        evaluations in a row (an off-delay), so a value hovering at a limit does not flap."""
         current = {a.key: a for a in conditions}
         new = [a for k, a in current.items() if k not in self.active]
-        cleared = [a for k, a in self.active.items() if k not in current]
+        need = self.settings.anomaly.clear_after
+        cleared = []
+        for k, a in self.active.items():
+            if k in current:
+                self._absent.pop(k, None)
+                continue
+            self._absent[k] = self._absent.get(k, 0) + 1
+            if self._absent[k] >= need:
+                cleared.append(a)
         records = [self._record(a, time_ns, True) for a in new]
         records += [self._record(a, time_ns, False) for a in cleared]
-        self.active = current
+        for a in cleared:
+            self._absent.pop(a.key, None)
+        gone = {a.key for a in cleared}
+        self.active = {k: current.get(k, a) for k, a in self.active.items() if k not in gone}
+        self.active.update({a.key: a for a in new})
         self.raised += len(new)
         for a in new:
             log.warning("ALARM %s %s/%s: %s", a.severity, a.device, a.point, a.message)

@@ -60,16 +60,17 @@ def stuck_alarms(settings: Settings, history: dict[tuple[str, str], list[float]]
 
 
 def residual_alarms(
-    settings: Settings, residuals: list[tuple[str, str, float, float]]
+    settings: Settings, residuals: list[tuple[str, str, float, float, bool]]
 ) -> list[Alarm]:
-    """(device, point, residual/σ, measured): the twin cannot explain this measurement."""
+    """(device, point, normalised residual, measured, suspect) from the twin's newest cycle: an
+    alarm for each measurement its largest-normalised-residual test identified as bad data."""
     subs = _substation_of(settings)
-    limit = settings.anomaly.residual_threshold
     return [
         Alarm("residual", subs.get(d, ""), d, p, "warning",
-              f"{p} disagrees with the estimated state by {r:+.1f} σ", measured)  # fmt: skip
-        for d, p, r, measured in residuals
-        if abs(r) > limit
+              f"{p} is suspect bad data: normalised residual {r:+.1f} (measured {measured:.4g})",
+              measured)  # fmt: skip
+        for d, p, r, measured, suspect in residuals
+        if suspect
     ]
 
 

@@ -39,12 +39,15 @@ class Detectors:
             if p.value is not None and self._last_seen.get(key) != p.time_ns:
                 self.history[key].append(p.value)
                 self._last_seen[key] = p.time_ns
-        residuals = [
-            (r.tags["device"], r.tags["point"], float(r.fields["residual_sigma"]),
-             float(r.fields["measured"]))  # fmt: skip
-            for r in self.historian.latest("twin_residual", tags=site, start_ns=now - window)
-        ]
         last_cycle = self.historian.latest("twin_cycle", tags=site)
+        residuals = []
+        if last_cycle:
+            t = last_cycle[0].time_ns
+            residuals = [
+                (r.tags["device"], r.tags["point"], float(r.fields.get("normalised", r.fields["residual_sigma"])),
+                 float(r.fields["measured"]), bool(int(r.fields.get("suspect", 0))))  # fmt: skip
+                for r in self.historian.latest("twin_residual", tags=site, start_ns=t, end_ns=t)
+            ]
         violations = []
         if last_cycle:
             t = last_cycle[0].time_ns

@@ -1,4 +1,6 @@
-"""The live twin: each cycle reads the latest points, estimates the state and writes it back."""
+"""The live twin: each cycle reads the latest points, estimates the state, tests it for bad data
+and writes the state, residuals, suspects, violations and observability back to the historian.
+A cycle can also be re-run at any past moment (`replay`) from what the historian held then."""
 
 from __future__ import annotations
 
@@ -9,17 +11,20 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from gridmodel.estimator import Estimate, EstimationError, run_estimate
-from gridmodel.measurements import from_points, pseudo_measurements
+from gridmodel.baddata import BadDataReport, detect_and_identify
+from gridmodel.estimator import Estimate, EstimationError, make_estimator
+from gridmodel.measurements import Measurement, from_points, pseudo_measurements
 from gridmodel.network import GridData, apply_profiles, load_grid, profile_values
+from gridmodel.observability import analyse, device_loss_impact
+from gridmodel.ppcmodel import ModelBuildError
 from gridverse.config import Settings
 from gridverse.historian import Historian, HistorianError
-from gridverse.points import TELEMETRY, Point, Record
+from gridverse.points import TELEMETRY, Point, Quality, Record
 
 log = logging.getLogger(__name__)
 
 TWIN_BUS, TWIN_BRANCH, TWIN_CYCLE = "twin_bus", "twin_branch", "twin_cycle"
-TWIN_RESIDUAL, TWIN_VIOLATION = "twin_residual", "twin_violation"
+TWIN_RESIDUAL, TWIN_VIOLATION, TWIN_OBSERVABILITY = "twin_residual", "twin_violation", "twin_observability"
 
 
 @dataclass
@@ -27,9 +32,13 @@ class CycleResult:
     time_ns: int
     converged: bool
     estimate: Estimate | None
-    measurements: int
+    measurements: int  # telemetered measurements used
     error: str = ""
+    report: BadDataReport | None = None
     violations: list[Record] = field(default_factory=list)
+    unobservable_buses: list[int] = field(default_factory=list)
+    observability_notes: list[str] = field(default_factory=list)
+    duration_s: float = 0.0
 
 
 class Twin:
@@ -40,98 +49,199 @@ class Twin:
         self.net = self.grid.net
         self.base_line_service = self.net.line.in_service.copy()
         self.base_trafo_service = self.net.trafo.in_service.copy()
+        self.base_switch_closed = self.net.switch.closed.copy()
+        self.estimator = make_estimator(settings.twin.estimator)
         self.cycles = 0
         self.converged = 0
         self.last: CycleResult | None = None
+        self._devices_seen: set[str] = set()
+        self._last_telemetered: dict[str, list[Measurement]] = {}
+        self._cycle_points: dict[tuple[str, str], Point] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def _latest_points(self, now_ns: int) -> dict[tuple[str, str], Point]:
-        since = now_ns - int(self.settings.twin.stale_after_s * 1e9)
+    # -- inputs -----------------------------------------------------------------------------
+    def _latest_points(self, at_ns: int) -> dict[tuple[str, str], Point]:
+        since = at_ns - int(self.settings.twin.stale_after_s * 1e9)
         records = self.historian.latest(TELEMETRY, tags={"site": self.settings.site.name},
-                                        start_ns=since)  # fmt: skip
+                                        start_ns=since, end_ns=at_ns)  # fmt: skip
         points = (Point.from_record(r) for r in records)
         return {(p.device, p.name): p for p in points}
 
-    def _profile_time(self, now_ns: int) -> pd.Timestamp:
+    def _profile_time(self, at_ns: int) -> pd.Timestamp:
         """The moment the pseudo-measurements describe: the simulator's clock when one runs."""
-        clock = self.historian.latest("sim_clock", tags={"site": self.settings.site.name})
+        clock = self.historian.latest("sim_clock", tags={"site": self.settings.site.name}, end_ns=at_ns)
         if clock:
             return pd.Timestamp(int(clock[0].fields["sim_time_ns"]), tz="UTC")
-        return pd.Timestamp(now_ns, tz="UTC")
+        return pd.Timestamp(at_ns, tz="UTC")
 
-    def cycle(self) -> CycleResult:
-        now = time.time_ns()
+    def measurements_at(self, at_ns: int) -> tuple[list[Measurement], int]:
+        """Set the network's topology and loads for `at_ns`; its measurements (telemetered first)."""
         net = self.net
-        points = self._latest_points(now)
+        points = self._latest_points(at_ns)
+        self._cycle_points = points
         if self.grid.profiles:
-            apply_profiles(net, profile_values(self.grid.profiles, self._profile_time(now)))
+            apply_profiles(net, profile_values(self.grid.profiles, self._profile_time(at_ns)))
         mset = from_points(net, self.settings, points)
         net.line["in_service"] = self.base_line_service & ~net.line.index.isin(list(mset.open_lines))
-        net.trafo["in_service"] = self.base_trafo_service & ~net.trafo.index.isin(
-            list(mset.open_trafos)
-        )
-        measured_buses = {
-            m.element for m in mset.measurements if m.element_type == "bus" and m.meas_type == "p"
-        }
-        measurements = mset.measurements + pseudo_measurements(net, measured_buses,
-                                                               self.settings.twin)  # fmt: skip
+        net.trafo["in_service"] = self.base_trafo_service & ~net.trafo.index.isin(list(mset.open_trafos))
+        closed = self.base_switch_closed.copy()
+        for idx, state in mset.switch_states.items():
+            if idx in closed.index:
+                closed.at[idx] = state
+        net.switch["closed"] = closed
+        measured_buses = {m.element for m in mset.measurements if m.element_type == "bus" and m.meas_type == "p"}
+        pseudo = pseudo_measurements(net, measured_buses, self.settings.twin)
+        return mset.measurements + pseudo, len(mset.measurements)
+
+    # -- one cycle --------------------------------------------------------------------------
+    def cycle(self, at_ns: int | None = None, *, store: bool = True) -> CycleResult:
+        """Estimate now (or at a past moment `at_ns`, from what the historian held then)."""
+        t0 = time.perf_counter()
+        live = at_ns is None
+        now = time.time_ns() if at_ns is None else at_ns
+        cfg = self.settings.twin
         self.cycles += 1
         try:
-            est = run_estimate(net, measurements)
-        except EstimationError as exc:
+            measurements, n_telemetered = self.measurements_at(now)
+            report = detect_and_identify(
+                self.estimator, self.net, measurements, threshold=cfg.bad_data_threshold,
+                confidence=cfg.chi2_confidence, max_removals=cfg.max_bad_data_removals,
+            )  # fmt: skip
+        except (EstimationError, ModelBuildError) as exc:
             log.error("twin cycle %d: %s", self.cycles, exc)
-            result = CycleResult(now, False, None, len(mset.measurements), str(exc))
+            result = CycleResult(now, False, None, 0, f"{type(exc).__name__}: {exc}")
         else:
             self.converged += 1
-            result = CycleResult(now, True, est, len(mset.measurements))
-        self._store(result)
+            result = CycleResult(now, True, report.estimate, n_telemetered, report=report)
+            for bad in report.suspects:
+                log.warning("twin: %s is suspect: normalised residual %.1f (measured %.4g, estimated %.4g)",
+                            bad.measurement.label, bad.normalised or 0.0, bad.measurement.value,
+                            bad.estimated)  # fmt: skip
+            self._observability(result, measurements, track=live)
+        result.duration_s = time.perf_counter() - t0
+        if store:
+            self._store(result)
         self.last = result
         return result
 
+    def _observability(self, result: CycleResult, measurements: list[Measurement], *, track: bool) -> None:
+        """Which buses telemetry alone determines; when a device drops out, what it leaves
+        unobservable and which meter would restore it (cheap on MV grids, skipped on large ones)."""
+        est = result.estimate
+        assert est is not None
+        try:
+            obs = analyse(self.net, est.model, measurements)
+        except ValueError as exc:  # too large for the dense test
+            result.observability_notes.append(str(exc))
+            return
+        result.unobservable_buses = obs.unobservable
+        devices = {m.device for m in measurements if m.device}
+        if track:
+            for gone in sorted(self._devices_seen - devices):
+                previous = measurements + self._last_telemetered.get(gone, [])
+                impact = device_loss_impact(self.net, est.model, previous, gone)
+                if impact.newly_unobservable:
+                    note = (f"{gone} lost: buses {impact.newly_unobservable} are no longer observable from "
+                            f"telemetry (pseudo-measurements carry them); restore with "
+                            f"{[m.point for m in impact.restore_with] or 'the device itself'}")  # fmt: skip
+                    log.warning("twin: %s", note)
+                    result.observability_notes.append(note)
+            self._devices_seen = devices
+            self._last_telemetered = {}
+            for m in measurements:
+                if m.device:
+                    self._last_telemetered.setdefault(m.device, []).append(m)
+
+    # -- output -----------------------------------------------------------------------------
     def _store(self, result: CycleResult) -> None:
         site = self.settings.site.name
         t = result.time_ns
-        records = [
-            Record(TWIN_CYCLE, {"site": site},
-                   {"converged": int(result.converged), "measurements": result.measurements,
-                    "error": result.error[:300],
-                    "duration_s": result.estimate.duration_s if result.estimate else 0.0}, t)
-        ]  # fmt: skip
+        report = result.report
+        cycle_fields: dict[str, float | int | str | bool] = {
+            "converged": int(result.converged), "measurements": result.measurements,
+            "error": result.error[:300], "duration_s": result.duration_s,
+            "unobservable_buses": len(result.unobservable_buses),
+        }  # fmt: skip
+        records: list[Record] = []
         est = result.estimate
-        if est is not None:
-            band = self.settings.anomaly.voltage_band_pu
-            limit = self.settings.anomaly.loading_limit_percent
-            for bus, row in est.res_bus.iterrows():
-                records.append(Record(TWIN_BUS, {"site": site, "bus": str(bus)},
-                                      {"vm_pu": float(row.vm_pu), "va_degree": float(row.va_degree),
-                                       "p_mw": float(row.p_mw), "q_mvar": float(row.q_mvar)}, t))  # fmt: skip
-                if not band[0] <= row.vm_pu <= band[1]:
-                    bound = band[0] if row.vm_pu < band[0] else band[1]
-                    result.violations.append(Record(TWIN_VIOLATION,
-                        {"site": site, "element": f"bus {bus}", "kind": "voltage"},
-                        {"value": float(row.vm_pu), "limit": bound}, t))  # fmt: skip
-            for kind, table in (("line", est.res_line), ("trafo", est.res_trafo)):
-                for idx, row in table.iterrows():
-                    loading = float(row.loading_percent)
-                    records.append(Record(TWIN_BRANCH, {"site": site, "kind": kind, "index": str(idx)},
-                                          {"loading_percent": loading}, t))  # fmt: skip
-                    if loading > limit:
-                        result.violations.append(Record(TWIN_VIOLATION,
-                            {"site": site, "element": f"{kind} {idx}", "kind": "loading"},
-                            {"value": loading, "limit": limit}, t))  # fmt: skip
-            for m, estimated, residual in est.residuals:
-                if m.pseudo:
-                    continue
-                records.append(Record(TWIN_RESIDUAL, {"site": site, "device": m.device, "point": m.point},
-                                      {"measured": m.value, "estimated": estimated,
-                                       "residual_sigma": float(residual)}, t))  # fmt: skip
+        if est is not None and report is not None:
+            cycle_fields.update({
+                "engine": est.engine.value, "estimate_s": est.duration_s, "iterations": est.iterations,
+                "objective": report.objective, "dof": report.degrees_of_freedom,
+                "chi2_threshold": report.chi2_threshold, "chi2_alarm": int(report.chi2_alarm),
+                "suspects": len(report.suspects),
+            })  # fmt: skip
+            records += self._state_records(result, est, site, t)
+            records += self._residual_records(report, site, t)
+            records += self._suspect_flags(report)
             records.extend(result.violations)
+        for note in result.observability_notes:
+            records.append(Record(TWIN_OBSERVABILITY, {"site": site}, {"message": note[:500]}, t))
+        records.insert(0, Record(TWIN_CYCLE, {"site": site}, cycle_fields, t))
         try:
             self.historian.write(records)
         except HistorianError as exc:
             log.error("twin: could not store cycle %d: %s", self.cycles, exc)
 
+    def _state_records(self, result: CycleResult, est: Estimate, site: str, t: int) -> list[Record]:
+        band = self.settings.anomaly.voltage_band_pu
+        limit = self.settings.anomaly.loading_limit_percent
+        out = []
+        for bus, row in est.res_bus.dropna().iterrows():
+            out.append(Record(TWIN_BUS, {"site": site, "bus": str(bus)},
+                              {"vm_pu": float(row.vm_pu), "va_degree": float(row.va_degree),
+                               "p_mw": float(row.p_mw), "q_mvar": float(row.q_mvar)}, t))  # fmt: skip
+            if not band[0] <= row.vm_pu <= band[1]:
+                bound = band[0] if row.vm_pu < band[0] else band[1]
+                result.violations.append(Record(TWIN_VIOLATION,
+                    {"site": site, "element": f"bus {bus}", "kind": "voltage"},
+                    {"value": float(row.vm_pu), "limit": bound}, t))  # fmt: skip
+        for kind, table in (("line", est.res_line), ("trafo", est.res_trafo)):
+            for idx, loading in table.loading_percent.dropna().items():
+                out.append(Record(TWIN_BRANCH, {"site": site, "kind": kind, "index": str(idx)},
+                                  {"loading_percent": float(loading)}, t))  # fmt: skip
+                if loading > limit:
+                    result.violations.append(Record(TWIN_VIOLATION,
+                        {"site": site, "element": f"{kind} {idx}", "kind": "loading"},
+                        {"value": float(loading), "limit": limit}, t))  # fmt: skip
+        return out
+
+    def _residual_records(self, report: BadDataReport, site: str, t: int) -> list[Record]:
+        """Every telemetered measurement's residuals; the ones identified as bad come from the
+        first estimate (they are not in the final one)."""
+        suspects = {id(s.measurement) for s in report.suspects}
+        rows = [(res, False) for res in report.results if res.measurement.device] + [
+            (res, True) for res in report.suspects
+        ]
+        out = []
+        for res, suspect in rows:
+            m = res.measurement
+            fields: dict[str, float | int | str | bool] = {
+                "measured": m.value, "estimated": res.estimated, "sigma": m.std_dev,
+                "residual_sigma": res.weighted, "suspect": int(suspect or id(m) in suspects),
+            }  # fmt: skip
+            if res.normalised is not None:
+                fields["normalised"] = res.normalised
+            out.append(Record(TWIN_RESIDUAL, {"site": site, "device": m.device, "point": m.point}, fields, t))
+        return out
+
+    def _suspect_flags(self, report: BadDataReport) -> list[Record]:
+        """Mark each suspect reading in the telemetry itself: same series and time, quality
+        `suspect`, value kept (an idempotent overwrite of that one row)."""
+        out = []
+        if not report.suspects:
+            return out
+        for bad in report.suspects:
+            point = self._cycle_points.get((bad.measurement.device, bad.measurement.point))
+            if point is None or point.quality is not Quality.GOOD:
+                continue
+            flagged = Point(point.site, point.substation, point.bay, point.device, point.name, point.source,
+                            point.time_ns, point.value, Quality.SUSPECT, point.unit)  # fmt: skip
+            out.append(flagged.to_record())
+        return out
+
+    # -- loop -------------------------------------------------------------------------------
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="twin", daemon=True)
         self._thread.start()

@@ -77,6 +77,71 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_time(text: str) -> int:
+    """ISO 8601 (UTC when no zone is given) or integer nanoseconds → UTC nanoseconds."""
+    import pandas as pd
+
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        stamp = pd.Timestamp(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--at {text!r}: not a time; use e.g. 2026-11-24T10:15:00Z") from exc
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return int(stamp.value)
+
+
+def cmd_twin_run(args: argparse.Namespace) -> int:
+    """The live twin loop alone (what the `twin` docker-compose service runs)."""
+    args.parts = ["twin"]
+    return cmd_run(args)
+
+
+def cmd_twin_replay(args: argparse.Namespace) -> int:
+    """Re-run the estimate at a past moment from what the historian held then."""
+    from gridmodel.replay import replay
+
+    settings = _settings(args)
+    report = replay(settings, args.at, store=args.store, estimator=args.estimator)
+    text = json.dumps(report, indent=2, default=str)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+        print(f"replay written to {args.output}", file=sys.stderr)
+    else:
+        print(text)
+    return 0 if report["converged"] else 3
+
+
+def cmd_twin_n1(args: argparse.Namespace) -> int:
+    """N-1 over every line and transformer of the configured network, ranked."""
+    import pandas as pd
+
+    from gridmodel.contingency import n_minus_1
+    from gridmodel.network import apply_profiles, load_grid, profile_values
+
+    settings = _settings(args)
+    grid = load_grid(settings.site.network)
+    if grid.profiles and args.at is not None:
+        apply_profiles(grid.net, profile_values(grid.profiles, pd.Timestamp(args.at, tz="UTC")))
+
+    def progress(done: int, total: int) -> None:
+        if done % 10 == 0 or done == total:
+            print(f"\rN-1: {done}/{total} outages", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+    frame, _results, seconds = n_minus_1(
+        grid.net, band=settings.anomaly.voltage_band_pu, limit=settings.anomaly.loading_limit_percent,
+        progress=progress,
+    )  # fmt: skip
+    if args.output:
+        frame.to_csv(args.output, index=False)
+        print(f"{len(frame)} outages in {seconds:.1f} s, ranked table written to {args.output}", file=sys.stderr)
+    else:
+        with pd.option_context("display.width", 200, "display.max_columns", 20):
+            print(frame.head(args.top).drop(columns=["overloaded"]).to_string(index=False))
+        print(f"{len(frame)} outages in {seconds:.1f} s", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gridverse", description=__doc__)
     parser.add_argument("--config", type=Path, default=None,
@@ -98,6 +163,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("parts", nargs="+", choices=[*SERVICE_PARTS, "ui"])
     run.add_argument("--log-level", default="INFO")
     run.set_defaults(func=cmd_run)
+    twin = sub.add_parser("twin", help="the grid twin: live loop, replay of a past moment, N-1")
+    twin_sub = twin.add_subparsers(dest="action", required=True)
+    twin_run = twin_sub.add_parser("run", help="the live estimation loop")
+    twin_run.add_argument("--log-level", default="INFO")
+    twin_run.set_defaults(func=cmd_twin_run)
+    replay = twin_sub.add_parser("replay", help="re-run the estimate at a past moment from the historian")
+    replay.add_argument("--at", type=_parse_time, required=True, help="ISO time (UTC) or nanoseconds")
+    replay.add_argument("--estimator", choices=["sparse", "pandapower"], default=None)
+    replay.add_argument("--store", action="store_true", help="also write the replayed cycle to the historian")
+    replay.add_argument("--output", type=Path, default=None, help="write the JSON report here")
+    replay.set_defaults(func=cmd_twin_replay)
+    n1 = twin_sub.add_parser("n1", help="rank every single line/transformer outage")
+    n1.add_argument("--at", default=None, help="profile moment for loads (default: the network's own)")
+    n1.add_argument("--top", type=int, default=15)
+    n1.add_argument("--output", type=Path, default=None, help="write the whole ranked table as CSV")
+    n1.set_defaults(func=cmd_twin_n1)
     return parser
 
 
@@ -116,6 +197,11 @@ def main(argv: list[str] | None = None) -> int:
 
         if isinstance(exc, NetworkLoadError):
             print(f"network error: {exc}", file=sys.stderr)
+            return 1
+        from gridmodel.replay import ReplayError
+
+        if isinstance(exc, ReplayError):
+            print(f"replay error: {exc}", file=sys.stderr)
             return 1
         raise
 

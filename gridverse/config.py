@@ -326,10 +326,10 @@ class LimitRule(Strict):
 
 class AnomalyConfig(Strict):
     limits: list[LimitRule] = []
-    residual_threshold: float = Field(default=4.0, gt=0, description="normalised residual")
     voltage_band_pu: tuple[float, float] = (0.95, 1.05)
     loading_limit_percent: float = 100.0
     stuck_after_samples: int = Field(default=8, ge=3)
+    clear_after: int = Field(default=3, ge=1, description="evaluations without the condition before an alarm clears")
 
 
 class InspectionConfig(Strict):
