@@ -28,31 +28,48 @@ _CRITICAL_SHARE = 1e-6
 _CHUNK = 256
 
 
-def normalised_residuals(est: Estimate, *, only_telemetered: bool = False) -> np.ndarray:
-    """r_i / sqrt(Ω_ii) per compiled measurement row (NaN where not computed or critical)."""
+def residual_variance(est: Estimate, rows: np.ndarray | None = None) -> np.ndarray:
+    """Ω_ii = σ_i² − h_iᵀ·G⁻¹·h_i per compiled row (NaN for rows not asked for). Ω_ii/σ_i² is the
+    share of a meter's error its residual shows: 0 for a critical measurement, near 1 for a
+    well-surrounded one; a bias of b moves its normalised residual by b·sqrt(Ω_ii)/σ_i²."""
     model, cm = est.model, est.compiled
-    h, h_jac = evaluate(model, cm, est.voltages)
+    _h, h_jac = evaluate(model, cm, est.voltages)
     assert h_jac is not None
-    w = cm.weights
-    gain = (h_jac.T @ sp.diags(w) @ h_jac).tocsc()
+    gain = (h_jac.T @ sp.diags(cm.weights) @ h_jac).tocsc()
     factor = splu(gain, permc_spec="MMD_AT_PLUS_A", options={"SymmetricMode": True})
-    rows = np.arange(len(cm.kind))
-    if only_telemetered:
-        measured = [k for k, res in zip(_result_rows(est), est.results, strict=True)
-                    if not res.measurement.pseudo and not res.measurement.virtual]  # fmt: skip
-        rows = np.asarray(measured, dtype=np.int64)
+    rows = np.arange(len(cm.kind)) if rows is None else rows
     out = np.full(len(cm.kind), np.nan)
-    r = cm.z - h
     h_csr = h_jac.tocsr()
     for start in range(0, len(rows), _CHUNK):
         chunk = rows[start : start + _CHUNK]
         block = h_csr[chunk]
         solved = factor.solve(block.T.toarray())
         explained = np.asarray(block.multiply(solved.T).sum(axis=1)).ravel()
-        omega = cm.sigma[chunk] ** 2 - explained
-        ok = omega > _CRITICAL_SHARE * cm.sigma[chunk] ** 2
-        out[chunk[ok]] = r[chunk[ok]] / np.sqrt(omega[ok])
+        out[chunk] = cm.sigma[chunk] ** 2 - explained
     return out
+
+
+def normalised_residuals(est: Estimate, *, only_telemetered: bool = False) -> np.ndarray:
+    """r_i / sqrt(Ω_ii) per compiled measurement row (NaN where not computed or critical)."""
+    cm = est.compiled
+    rows = None
+    if only_telemetered:
+        measured = [k for k, res in zip(_result_rows(est), est.results, strict=True)
+                    if not res.measurement.pseudo and not res.measurement.virtual]  # fmt: skip
+        rows = np.asarray(measured, dtype=np.int64)
+    omega = residual_variance(est, rows)
+    h, _ = evaluate(est.model, cm, est.voltages, jacobian=False)
+    out = np.full(len(cm.kind), np.nan)
+    ok = omega > _CRITICAL_SHARE * cm.sigma**2  # NaN compares False
+    out[ok] = (cm.z - h)[ok] / np.sqrt(omega[ok])
+    return out
+
+
+def redundancy(est: Estimate) -> list[float]:
+    """Ω_ii/σ_i² for each entry of est.results (see residual_variance)."""
+    rows = np.asarray(_result_rows(est), dtype=np.int64)
+    omega = residual_variance(est, rows)
+    return [float(omega[k] / est.compiled.sigma[k] ** 2) for k in rows]
 
 
 @dataclass(frozen=True)
