@@ -1,0 +1,179 @@
+"""State estimation at scale: gridverse's sparse WLS against pandapower's WLS on SimBench
+1-MVLV-urban-all-0-sw (10,458 buses), same measurements for both, and a full twin cycle
+(read the latest points from the historian, estimate, write the results back).
+
+    .venv/bin/python bench/twin_scale.py [--quick] [--repeats N]
+
+Prints progress, then one JSON object on its last line. --quick uses fewer repeats (the grid
+itself takes ~40 s to load and cannot be made smaller without changing what is measured).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandapower as pp
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gridmodel.estimator import EstimatorKind, make_estimator  # noqa: E402
+from gridmodel.measurements import Measurement  # noqa: E402
+from gridmodel.metering import realistic_plan, synthesize  # noqa: E402
+from gridmodel.network import apply_profiles, load_grid, profile_values  # noqa: E402
+from gridverse.config import NetworkConfig  # noqa: E402
+from gridverse.historian.embedded import EmbeddedHistorian  # noqa: E402
+from gridverse.points import TELEMETRY, Point, Record, Source  # noqa: E402
+
+CODE = "1-MVLV-urban-all-0-sw"
+
+
+def say(msg: str) -> None:
+    print(f"[twin_scale] {msg}", file=sys.stderr, flush=True)
+
+
+def timed(fn, repeats: int) -> tuple[float, object]:  # noqa: ANN001
+    times, result = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), result
+
+
+def as_points(measurements: list[Measurement], t_ns: int) -> list[Record]:
+    """The telemetered measurements as historian telemetry points (what a gateway would land)."""
+    out = []
+    for m in measurements:
+        if m.pseudo or m.virtual:
+            continue
+        p = Point("bench", "ss", "bay", m.device, m.point + f".{m.meas_type}{m.side or ''}", Source.MODBUS, t_ns,
+                  m.value)  # fmt: skip
+        out.append(p.to_record())
+    return out
+
+
+def full_cycle(engine, net, measurements, historian, t_ns) -> dict:  # noqa: ANN001
+    """Read the latest points, map them back to measurements, estimate, write bus/branch/residual rows."""
+    t0 = time.perf_counter()
+    latest = historian.latest(TELEMETRY, tags={"site": "bench"}, start_ns=t_ns - int(10e9))
+    t_read = time.perf_counter()
+    by_key = {(m.device, m.point + f".{m.meas_type}{m.side or ''}"): m for m in measurements if not m.pseudo}
+    telemetered = []
+    for r in latest:
+        m = by_key.get((r.tags["device"], r.tags["point"]))
+        if m is not None:
+            telemetered.append(Measurement(m.meas_type, m.element_type, m.element, m.side,
+                                           float(r.fields["value"]), m.std_dev, m.device, m.point))  # fmt: skip
+    est = engine.estimate(net, telemetered + [m for m in measurements if m.pseudo or m.virtual])
+    t_est = time.perf_counter()
+    rows = [Record("twin_bus", {"site": "bench", "bus": str(b)}, {"vm_pu": float(v), "va_degree": float(a)}, t_ns)
+            for b, v, a in zip(est.res_bus.index, est.res_bus.vm_pu, est.res_bus.va_degree, strict=True)
+            if np.isfinite(v)]  # fmt: skip
+    rows += [Record("twin_branch", {"site": "bench", "kind": "line", "index": str(i)},
+                    {"loading_percent": float(x)}, t_ns)
+             for i, x in est.res_line.loading_percent.dropna().items()]  # fmt: skip
+    rows += [Record("twin_residual", {"site": "bench", "device": r.measurement.device, "point": r.measurement.point},
+                    {"residual_sigma": r.weighted}, t_ns) for r in est.results if r.measurement.device]  # fmt: skip
+    historian.write(rows)
+    t_end = time.perf_counter()
+    return {"read_s": t_read - t0, "estimate_s": t_est - t_read, "write_s": t_end - t_est, "total_s": t_end - t0,
+            "points_read": len(latest), "rows_written": len(rows)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeats", type=int, default=None)
+    args = parser.parse_args()
+    repeats = args.repeats or (2 if args.quick else 5)
+    warnings.filterwarnings("ignore")
+
+    say(f"loading SimBench {CODE} with profiles (about 40 s)")
+    t0 = time.perf_counter()
+    grid = load_grid(NetworkConfig(simbench_code=CODE))
+    load_s = time.perf_counter() - t0
+    net = grid.net
+    apply_profiles(net, profile_values(grid.profiles, pd.Timestamp("2016-01-15 18:00", tz="UTC")))
+    forecast = copy.deepcopy(net)
+    rng = np.random.default_rng(3)
+    net.load["p_mw"] *= 1 + rng.normal(0, 0.1, len(net.load))
+    net.load["q_mvar"] *= 1 + rng.normal(0, 0.1, len(net.load))
+    say(f"loaded in {load_s:.1f} s: {len(net.bus)} buses, {len(net.line)} lines, {len(net.trafo)} trafos; "
+        "power flow for the truth")  # fmt: skip
+    pp.runpp(net)
+    plan = realistic_plan(net)
+    measurements = synthesize(net, forecast, plan, rng)
+    n_tele = sum(not (m.pseudo or m.virtual) for m in measurements)
+    say(f"{len(measurements)} measurements ({n_tele} telemetered: {len(plan.trafos)} transformers, "
+        f"{len(plan.feeder_heads)} feeder heads, {len(plan.voltage_buses)} voltages)")  # fmt: skip
+
+    results = {}
+    for kind in (EstimatorKind.SPARSE, EstimatorKind.PANDAPOWER):
+        engine = make_estimator(kind)
+        work = copy.deepcopy(forecast)
+        say(f"{kind.value}: cold estimate")
+        t0 = time.perf_counter()
+        cold = engine.estimate(work, measurements, warm=False)
+        cold_s = time.perf_counter() - t0
+        # warm: the next cycle, same structure, measurements moved a little (as between cycles)
+        moved = [Measurement(m.meas_type, m.element_type, m.element, m.side, m.value * (1 + 1e-3), m.std_dev,
+                             m.device, m.point, m.pseudo, m.virtual) for m in measurements]  # fmt: skip
+        engine.estimate(work, moved)
+        say(f"{kind.value}: cold {cold_s:.2f} s ({cold.iterations} iterations); timing {repeats} warm estimates")
+        warm_s, warm = timed(lambda e=engine, w=work: e.estimate(w, measurements), repeats)
+        results[kind] = {"cold_s": cold_s, "warm_s": warm_s, "estimate": warm, "cold_iterations": cold.iterations,
+                         "warm_iterations": warm.iterations}  # fmt: skip
+        say(f"{kind.value}: warm {warm_s:.3f} s ({warm.iterations} iterations)")
+
+    sparse, ref = results[EstimatorKind.SPARSE]["estimate"], results[EstimatorKind.PANDAPOWER]["estimate"]
+    dv = float((sparse.res_bus.vm_pu - ref.res_bus.vm_pu).abs().max())
+    dva = float((sparse.res_bus.va_degree - ref.res_bus.va_degree).abs().max())
+    err = (sparse.res_bus.vm_pu - net.res_bus.vm_pu).abs().dropna()
+
+    say("full twin cycle: points in the embedded historian → estimate → results written back")
+    with tempfile.TemporaryDirectory() as tmp:
+        historian = EmbeddedHistorian(Path(tmp) / "bench.db")
+        t_ns = time.time_ns()
+        historian.write(as_points(measurements, t_ns))
+        engine = make_estimator(EstimatorKind.SPARSE)
+        work = copy.deepcopy(forecast)
+        full_cycle(engine, work, measurements, historian, t_ns)  # model build and first factorisation
+        cycles = [full_cycle(engine, work, measurements, historian, t_ns + k + 1) for k in range(repeats)]
+        historian.close()
+    cycle = {k: statistics.median(c[k] for c in cycles) for k in cycles[0]}
+    say(f"full cycle {cycle['total_s']:.3f} s (read {cycle['read_s']:.3f}, estimate {cycle['estimate_s']:.3f}, "
+        f"write {cycle['write_s']:.3f})")  # fmt: skip
+
+    s, p = results[EstimatorKind.SPARSE], results[EstimatorKind.PANDAPOWER]
+    figures = {
+        "bench": "twin_scale", "grid": CODE, "buses": len(net.bus), "measurements": len(measurements),
+        "telemetered": n_tele, "load_s": round(load_s, 1), "repeats": repeats,
+        "sparse_warm_s": round(s["warm_s"], 4), "pandapower_warm_s": round(p["warm_s"], 4),
+        "speedup_warm": round(p["warm_s"] / s["warm_s"], 1),
+        "sparse_cold_s": round(s["cold_s"], 3), "pandapower_cold_s": round(p["cold_s"], 3),
+        "speedup_cold": round(p["cold_s"] / s["cold_s"], 1),
+        "iterations_warm": {"sparse": s["warm_iterations"], "pandapower": p["warm_iterations"]},
+        "max_vm_diff_pu": dv, "max_va_diff_degree": dva,
+        "vm_error_vs_truth_pu": {"median": float(err.median()), "p95": float(err.quantile(0.95)),
+                                 "max": float(err.max())},
+        "full_cycle_s": round(cycle["total_s"], 3), "full_cycle_parts_s": {k: round(v, 3) for k, v in cycle.items()
+                                                                           if k.endswith("_s")},
+        "full_cycle_rows_written": int(cycle["rows_written"]),
+        "targets": {"speedup_warm>=10": p["warm_s"] / s["warm_s"] >= 10, "max_vm_diff<=1e-4": dv <= 1e-4,
+                    "full_cycle<1s": cycle["total_s"] < 1.0},
+    }  # fmt: skip
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
