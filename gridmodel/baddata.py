@@ -11,7 +11,7 @@ every engine.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandapower as pp
@@ -54,8 +54,8 @@ def normalised_residuals(est: Estimate, *, only_telemetered: bool = False) -> np
     cm = est.compiled
     rows = None
     if only_telemetered:
-        measured = [k for k, res in zip(_result_rows(est), est.results, strict=True)
-                    if not res.measurement.pseudo and not res.measurement.virtual]  # fmt: skip
+        measured = [k for k, m in zip(_result_rows(est), est.measurements, strict=True)
+                    if not m.pseudo and not m.virtual]  # fmt: skip
         rows = np.asarray(measured, dtype=np.int64)
     omega = residual_variance(est, rows)
     h, _ = evaluate(est.model, cm, est.voltages, jacobian=False)
@@ -111,14 +111,14 @@ def detect_and_identify(
         _attach(est, normalised_residuals(est, only_telemetered=only_telemetered))
         if first is None:
             first = est
-        candidates = [
-            (abs(res.normalised), k) for k, res in enumerate(est.results)
-            if res.normalised is not None and not res.measurement.pseudo and not res.measurement.virtual
-        ]  # fmt: skip
-        if not candidates:
+        assert est.normalised is not None
+        testable = np.isfinite(est.normalised) & np.array(
+            [not (m.pseudo or m.virtual) for m in est.measurements], dtype=bool
+        )
+        if not testable.any():
             break
-        worst, k = max(candidates)
-        if worst <= threshold or len(suspects) >= max_removals:
+        k = int(np.nanargmax(np.where(testable, np.abs(est.normalised), -1.0)))
+        if abs(est.normalised[k]) <= threshold or len(suspects) >= max_removals:
             break
         bad = est.results[k]
         suspects.append(bad)
@@ -134,7 +134,4 @@ def _result_rows(est: Estimate) -> list[int]:
 
 
 def _attach(est: Estimate, rn: np.ndarray) -> None:
-    est.results = [
-        replace(res, normalised=float(rn[row]) if np.isfinite(rn[row]) else None)
-        for res, row in zip(est.results, _result_rows(est), strict=True)
-    ]
+    est.normalised = rn[np.asarray(_result_rows(est), dtype=np.int64)]

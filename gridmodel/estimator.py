@@ -63,23 +63,39 @@ class MeasurementResult:
 
 @dataclass
 class Estimate:
+    """The solved state and, per measurement used (in `measurements` order), its estimated value,
+    residual and weighted residual as arrays; `results` gives them as objects on demand."""
+
     engine: EstimatorKind
     res_bus: pd.DataFrame  # vm_pu, va_degree, p_mw, q_mvar per pandapower bus
     res_line: pd.DataFrame
     res_trafo: pd.DataFrame
-    results: list[MeasurementResult]
+    measurements: list[Measurement]  # those used, in compiled order
+    estimated: np.ndarray  # in each measurement's unit
+    residual: np.ndarray  # measured − estimated
+    weighted: np.ndarray  # residual / σ
     skipped: list[tuple[Measurement, str]]
-    objective: float  # J(x) = Σ (r/σ)²
+    objective: float  # J(x) = Σ (r/σ)² over every compiled row
     iterations: int
     duration_s: float
     model: PpcModel
     compiled: CompiledMeasurements
     voltages: np.ndarray  # internal complex bus voltages (pu)
+    normalised: np.ndarray | None = None  # set by the bad-data analysis (NaN: critical/untested)
     extra: dict = field(default_factory=dict)
 
     @property
     def degrees_of_freedom(self) -> int:
         return len(self.compiled.kind) - self.model.n_state
+
+    @property
+    def results(self) -> list[MeasurementResult]:
+        norm = self.normalised
+        return [
+            MeasurementResult(m, float(self.estimated[k]), float(self.residual[k]), float(self.weighted[k]),
+                              None if norm is None or not np.isfinite(norm[k]) else float(norm[k]))  # fmt: skip
+            for k, m in enumerate(self.measurements)
+        ]
 
 
 class ModelCache:
@@ -103,15 +119,11 @@ def _make_estimate(
 ) -> Estimate:  # fmt: skip
     h, _ = evaluate(model, cm, v, jacobian=False)
     r = cm.z - h
-    results = [
-        MeasurementResult(measurements[int(src)], float(h[k] * cm.scale[k]), float(r[k] * cm.scale[k]),
-                          float(r[k] / cm.sigma[k]))  # fmt: skip
-        for k, src in enumerate(cm.source)
-        if src >= 0
-    ]
+    real = cm.source >= 0
     return Estimate(
         engine=kind, res_bus=bus_table(net, model, v), res_line=line_table(net, model, v),
-        res_trafo=trafo_table(net, model, v), results=results,
+        res_trafo=trafo_table(net, model, v), measurements=[measurements[int(k)] for k in cm.source[real]],
+        estimated=(h * cm.scale)[real], residual=(r * cm.scale)[real], weighted=(r / cm.sigma)[real],
         skipped=[(measurements[k], why) for k, why in cm.skipped],
         objective=float(np.sum((r / cm.sigma) ** 2)), iterations=iterations, duration_s=duration,
         model=model, compiled=cm, voltages=v,

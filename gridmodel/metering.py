@@ -84,9 +84,10 @@ def synthesize(
     (the same network with its loads at their profile values) and zero injections."""
     cfg = cfg or TwinConfig()
     exact = true_values(truth, plan)
-    noisy = [
-        Measurement(m.meas_type, m.element_type, m.element, m.side,
-                    m.value + float(rng.normal(0.0, m.std_dev)), m.std_dev, m.device, m.point)  # fmt: skip
-        for m in exact
-    ]
+    noisy = []
+    for m in exact:
+        value = m.value + float(rng.normal(0.0, m.std_dev))
+        if m.meas_type == "i":
+            value = abs(value)  # a meter reports a magnitude, never a negative current
+        noisy.append(Measurement(m.meas_type, m.element_type, m.element, m.side, value, m.std_dev, m.device, m.point))
     return noisy + pseudo_measurements(forecast, set(), cfg)

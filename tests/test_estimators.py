@@ -114,9 +114,12 @@ def test_clean_data_raises_no_suspect_and_a_biased_meter_is_found(rural) -> None
     # a feeder-head flow with redundancy to spare (a bias must show in its residual to be found)
     shares = redundancy(clean.estimate)
     heads = [(share, k) for k, (res, share) in enumerate(zip(clean.results, shares, strict=True))
-             if res.measurement.element_type == "line" and share > 0.3]  # fmt: skip
-    target = clean.results[max(heads)[1]].measurement
-    biased = [replace(m, value=m.value + 20 * m.std_dev) if m is target else m for m in measurements]
+             if res.measurement.element_type == "line" and not res.measurement.pseudo]  # fmt: skip
+    share, best = max(heads)
+    assert share > 0.05
+    target = clean.results[best].measurement
+    sigmas = max(20.0, 10.0 / np.sqrt(share))  # expected normalised residual: sigmas·sqrt(share) ≥ 10
+    biased = [replace(m, value=m.value + sigmas * m.std_dev) if m is target else m for m in measurements]
     report = detect_and_identify(engine, forecast, biased, threshold=4.0)
     assert [s.measurement.label for s in report.suspects] == [target.label]
 
