@@ -33,6 +33,12 @@ def _overview_app() -> None:
     overview.page()
 
 
+def _twin_app() -> None:
+    from ui.views import twin
+
+    twin.page()
+
+
 def _substation_app() -> None:
     from ui.views import substation
 
@@ -97,3 +103,10 @@ def test_stack_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert ((table.device == "T2-oil") & (table.rule == "limit")).any()
     at = AppTest.from_function(_substation_app, default_timeout=60).run()
     assert not at.exception and at.get("image")
+    at = AppTest.from_function(_twin_app, default_timeout=120).run()
+    assert not at.exception
+    assert at.metric[0].value == "sparse" and at.get("plotly_chart")  # residuals of this run's cycle
+    at.button[0].click().run()
+    assert not at.exception
+    ranking = at.dataframe[0].value
+    assert len(ranking) == 103 and ranking.severity.is_monotonic_decreasing

@@ -65,3 +65,47 @@ def active_alarms() -> pd.DataFrame:
     ]
     columns = ["time", "severity", "rule", "device", "point", "message"]
     return pd.DataFrame(rows, columns=columns).sort_values("time", ascending=False)
+
+
+def latest_cycle(max_age_s: float = 60.0) -> dict | None:
+    """The newest twin cycle's fields (engine, timings, chi-square, suspects), or None."""
+    since = time.time_ns() - int(max_age_s * 1e9)
+    cycles = historian().latest("twin_cycle", tags={"site": settings().site.name}, start_ns=since)
+    return {**cycles[0].fields, "time_ns": cycles[0].time_ns} if cycles else None
+
+
+def latest_residuals() -> pd.DataFrame:
+    cycle = latest_cycle()
+    columns = ["reading", "normalised", "abs", "suspect"]
+    if cycle is None:
+        return pd.DataFrame(columns=columns)
+    t = cycle["time_ns"]
+    rows = [
+        {"reading": f"{r.tags['device']}/{r.tags['point']}", "normalised": float(r.fields["normalised"]),
+         "abs": abs(float(r.fields["normalised"])), "suspect": bool(int(r.fields.get("suspect", 0)))}
+        for r in historian().latest("twin_residual", tags={"site": settings().site.name}, start_ns=t, end_ns=t)
+        if "normalised" in r.fields
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
+
+
+def observability_notes(max_age_s: float = 300.0) -> list[str]:
+    since = time.time_ns() - int(max_age_s * 1e9)
+    rows = historian().query("twin_observability", tags={"site": settings().site.name}, start_ns=since)
+    return [str(r.fields["message"]) for r in rows[-5:]]
+
+
+def run_n1(progress) -> tuple[pd.DataFrame, float]:  # noqa: ANN001
+    """N-1 on the network with its loads at the simulator's current moment (or now)."""
+    from gridmodel.contingency import n_minus_1
+    from gridmodel.network import apply_profiles, profile_values
+
+    cfg = settings()
+    grid = load_grid(cfg.site.network)
+    if grid.profiles:
+        clock = historian().latest("sim_clock", tags={"site": cfg.site.name})
+        when = pd.Timestamp(int(clock[0].fields["sim_time_ns"]) if clock else time.time_ns(), tz="UTC")
+        apply_profiles(grid.net, profile_values(grid.profiles, when))
+    frame, _results, seconds = n_minus_1(grid.net, band=cfg.anomaly.voltage_band_pu,
+                                         limit=cfg.anomaly.loading_limit_percent, progress=progress)  # fmt: skip
+    return frame, seconds
