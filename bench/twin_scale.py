@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=None)
     args = parser.parse_args()
-    repeats = args.repeats or (2 if args.quick else 5)
+    repeats = args.repeats or (1 if args.quick else 3)
     warnings.filterwarnings("ignore")
 
     say(f"loading SimBench {CODE} with profiles (about 40 s)")
@@ -126,13 +126,19 @@ def main() -> None:
         # warm: each estimate starts from the other cycle's state (alternating two cycles' data)
         say(f"{kind.value}: cold {cold_s:.2f} s ({cold.iterations} iterations); timing {repeats} warm estimates")
         cycles = [next_cycle, measurements]
-        warm_times = []
+        warm_times, inner_times = [], []
         for k in range(2 * repeats):
             t0 = time.perf_counter()
             warm = engine.estimate(work, cycles[k % 2])
             warm_times.append(time.perf_counter() - t0)
-        warm_s = statistics.median(warm_times)  # the last one (set A) is compared below
-        results[kind] = {"cold_s": cold_s, "warm_s": warm_s, "estimate": warm, "cold_iterations": cold.iterations,
+            inner_times.append(warm.duration_s)
+        # gridverse's engine: the whole estimate() call (measurement compilation, iterations,
+        # result tables). pandapower: its estimate() call alone, without our adapter's work of
+        # filling net.measurement and reading results, so the ratio is conservative.
+        call_s = statistics.median(warm_times)
+        warm_s = call_s if kind is EstimatorKind.SPARSE else statistics.median(inner_times)
+        results[kind] = {"cold_s": cold_s if kind is EstimatorKind.SPARSE else cold.duration_s, "warm_s": warm_s,
+                         "call_s": call_s, "estimate": warm, "cold_iterations": cold.iterations,
                          "warm_iterations": warm.iterations}  # fmt: skip
         say(f"{kind.value}: warm {warm_s:.3f} s ({warm.iterations} iterations)")
 
@@ -161,6 +167,7 @@ def main() -> None:
         "telemetered": n_tele, "load_s": round(load_s, 1), "repeats": repeats,
         "sparse_warm_s": round(s["warm_s"], 4), "pandapower_warm_s": round(p["warm_s"], 4),
         "speedup_warm": round(p["warm_s"] / s["warm_s"], 1),
+        "pandapower_warm_with_adapter_s": round(p["call_s"], 4),
         "sparse_cold_s": round(s["cold_s"], 3), "pandapower_cold_s": round(p["cold_s"], 3),
         "speedup_cold": round(p["cold_s"] / s["cold_s"], 1),
         "iterations_warm": {"sparse": s["warm_iterations"], "pandapower": p["warm_iterations"]},

@@ -204,11 +204,25 @@ class PandapowerWLS(StateEstimator):
 
 
 def load_measurements(net: pp.pandapowerNet, measurements: Sequence[Measurement]) -> None:
-    """Replace the network's measurement table (pandapower's estimator reads it from there)."""
-    net.measurement.drop(net.measurement.index, inplace=True)
-    for m in measurements:
-        side = None if m.element_type == "bus" else (m.side or ("from" if m.element_type == "line" else "hv"))
-        pp.create_measurement(net, m.meas_type, m.element_type, m.value, m.std_dev, m.element, side=side)
+    """Replace the network's measurement table (pandapower's estimator reads it from there).
+
+    Written as one table with create_measurement's columns and dtypes: calling
+    create_measurement 27,000 times takes about 110 s on its own."""
+    sides = [None if m.element_type == "bus" else (m.side or ("from" if m.element_type == "line" else "hv"))
+             for m in measurements]  # fmt: skip
+    table = pd.DataFrame({
+        "name": pd.Series([None] * len(measurements), dtype=object),
+        "measurement_type": pd.Series([m.meas_type for m in measurements], dtype=object),
+        "element_type": pd.Series([m.element_type for m in measurements], dtype=object),
+        "element": pd.Series([m.element for m in measurements], dtype=np.uint32),
+        "value": pd.Series([m.value for m in measurements], dtype=np.float64),
+        "std_dev": pd.Series([m.std_dev for m in measurements], dtype=np.float64),
+        "side": pd.Series(sides, dtype=object),
+    })  # fmt: skip
+    extra = [c for c in net.measurement.columns if c not in table.columns]
+    for column in extra:
+        table[column] = pd.Series([None] * len(table), dtype=net.measurement[column].dtype)
+    net.measurement = table[list(net.measurement.columns) or list(table.columns)]
 
 
 #: Reuse a factorised gain matrix only once steps are this small (near the optimum, G barely changes).
