@@ -13,7 +13,7 @@ from fieldsim.modbus_rtu import DeviceImage, RtuServer
 from gridmodel.network import load_grid
 from gridverse.config import FaultKind, Settings
 from gridverse.historian import Historian
-from gridverse.mqtt import broker_host, make_client, topic
+from gridverse.mqtt import broker_host, make_client, stop_client, topic
 from gridverse.points import Record
 
 log = logging.getLogger(__name__)
@@ -124,5 +124,6 @@ class FieldSimulator:
             self._task.cancel()
         for server in self.servers:
             await server.stop()
-        self._mqtt.loop_stop()
-        self._mqtt.disconnect()
+        # Off the event loop: an embedded broker may be serving this client from the same loop,
+        # and a blocking loop_stop() here would wait on it forever.
+        await asyncio.to_thread(stop_client, self._mqtt)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import paho.mqtt.client as mqtt
 
 from gridverse.config import SensorConfig, Settings
-from gridverse.mqtt import broker_host, make_client
+from gridverse.mqtt import broker_host, make_client, stop_client
 from gridverse.points import Point, Quality, Record, Source
 
 log = logging.getLogger(__name__)
@@ -145,5 +145,4 @@ class MqttIngest:
         self.handle(msg.topic, msg.payload)
 
     def stop(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+        stop_client(self.client)

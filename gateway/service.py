@@ -52,7 +52,7 @@ class Gateway:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for conn in self.connections:
             conn.close()
-        self.mqtt.stop()
+        await asyncio.to_thread(self.mqtt.stop)  # off the loop, which may host the embedded broker
         await asyncio.to_thread(self.writer.stop)
 
     def device_status(self) -> dict[str, dict[str, object]]:

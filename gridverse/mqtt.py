@@ -73,3 +73,10 @@ class EmbeddedBroker:
     async def stop(self) -> None:
         if self._broker is not None:
             await self._broker.shutdown()
+
+
+def stop_client(client: mqtt.Client) -> None:
+    """Disconnect cleanly, then stop the network thread (paho's documented order). Blocking:
+    call it from a worker thread when an embedded broker runs on the caller's event loop."""
+    client.disconnect()
+    client.loop_stop()

@@ -22,7 +22,7 @@ from gateway.service import Gateway
 from gridmodel.twin import Twin
 from gridverse.config import SERVICE_PARTS, Settings
 from gridverse.historian import open_historian
-from gridverse.mqtt import EmbeddedBroker, broker_host, make_client, port_is_open
+from gridverse.mqtt import EmbeddedBroker, broker_host, make_client, port_is_open, stop_client
 from inspection.state import asset_states
 from inspection.worker import RenderWorker
 
@@ -153,8 +153,7 @@ class Stack:
         if "simulator" in self.parts:
             await self._bounded(self.simulator.stop(), "simulator")
         if "detectors" in self.parts:
-            self.alarm_client.loop_stop()
-            self.alarm_client.disconnect()
+            await asyncio.to_thread(stop_client, self.alarm_client)
         if self.broker is not None:
             await self._bounded(self.broker.stop(), "embedded MQTT broker")
         if self._ui is not None:
