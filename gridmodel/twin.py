@@ -23,6 +23,8 @@ from gridverse.points import TELEMETRY, Point, Quality, Record
 
 log = logging.getLogger(__name__)
 
+_ALL_RESIDUALS_UP_TO_BUSES = 2000
+
 TWIN_BUS, TWIN_BRANCH, TWIN_CYCLE = "twin_bus", "twin_branch", "twin_cycle"
 TWIN_RESIDUAL, TWIN_VIOLATION, TWIN_OBSERVABILITY = "twin_residual", "twin_violation", "twin_observability"
 
@@ -107,6 +109,9 @@ class Twin:
             report = detect_and_identify(
                 self.estimator, self.net, measurements, threshold=cfg.bad_data_threshold,
                 confidence=cfg.chi2_confidence, max_removals=cfg.max_bad_data_removals,
+                # every measurement's normalised residual on MV grids; on large grids only the
+                # telemetered ones (the only candidates for removal): 7 s instead of 31 s at 10k buses
+                only_telemetered=len(self.net.bus) > _ALL_RESIDUALS_UP_TO_BUSES,
             )  # fmt: skip
         except (EstimationError, ModelBuildError) as exc:
             log.error("twin cycle %d: %s", self.cycles, exc)
