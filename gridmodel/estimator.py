@@ -146,6 +146,15 @@ class StateEstimator(ABC):
         self.max_iterations = max_iterations
         self.models = ModelCache()
 
+    def _prepare(
+        self, net: pp.pandapowerNet, measurements: Sequence[Measurement]
+    ) -> tuple[PpcModel, CompiledMeasurements]:
+        """The model for the network's topology and the measurements compiled against it."""
+        model = self.models.get(net)
+        cm = compile_measurements(model, measurements)
+        _check_redundancy(model, cm)
+        return model, cm
+
     @abstractmethod
     def estimate(
         self, net: pp.pandapowerNet, measurements: Sequence[Measurement], *, warm: bool = True
@@ -168,9 +177,7 @@ class PandapowerWLS(StateEstimator):
     ) -> Estimate:
         from pandapower.estimation.state_estimation import StateEstimation
 
-        model = self.models.get(net)
-        cm = compile_measurements(model, measurements)
-        _check_redundancy(model, cm)
+        model, cm = self._prepare(net, measurements)
         used = set(cm.source.tolist())
         load_measurements(net, [m for k, m in enumerate(measurements) if k in used])
         start: dict[str, object] = {"v_start": None, "delta_start": None}  # flat
@@ -263,9 +270,7 @@ class SparseWLS(StateEstimator):
     def estimate(
         self, net: pp.pandapowerNet, measurements: Sequence[Measurement], *, warm: bool = True
     ) -> Estimate:
-        model = self.models.get(net)
-        cm = compile_measurements(model, measurements)
-        _check_redundancy(model, cm)
+        model, cm = self._prepare(net, measurements)
         t0 = time.perf_counter()
         w = cm.weights
         same_model = self._state_model is model

@@ -35,15 +35,19 @@ def _flows(model: PpcModel, v: np.ndarray) -> tuple[np.ndarray, ...]:
     return s_f, s_t, ka_f, ka_t
 
 
+def _in_service(branches: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(element indices, internal branch rows) of the in-service elements of one kind."""
+    return np.fromiter(branches.keys(), dtype=np.int64), np.fromiter(branches.values(), dtype=np.int64)
+
+
 def line_table(net: pp.pandapowerNet, model: PpcModel, v: np.ndarray) -> pd.DataFrame:
     cols = ["p_from_mw", "q_from_mvar", "p_to_mw", "q_to_mvar", "i_from_ka", "i_to_ka", "i_ka",
             "loading_percent"]  # fmt: skip
     out = pd.DataFrame(np.nan, index=net.line.index, columns=cols)
     if not model.line_branch:
         return out
+    idx, br = _in_service(model.line_branch)
     s_f, s_t, ka_f, ka_t = _flows(model, v)
-    idx = np.fromiter(model.line_branch.keys(), dtype=np.int64)
-    br = np.fromiter(model.line_branch.values(), dtype=np.int64)
     line = net.line.loc[idx]
     i_ka = np.maximum(ka_f[br], ka_t[br])
     rating = line.max_i_ka.values * line.df.values * line.parallel.values
@@ -57,9 +61,8 @@ def trafo_table(net: pp.pandapowerNet, model: PpcModel, v: np.ndarray) -> pd.Dat
     out = pd.DataFrame(np.nan, index=net.trafo.index, columns=cols)
     if not model.trafo_branch:
         return out
+    idx, br = _in_service(model.trafo_branch)
     s_f, s_t, ka_f, ka_t = _flows(model, v)
-    idx = np.fromiter(model.trafo_branch.keys(), dtype=np.int64)
-    br = np.fromiter(model.trafo_branch.values(), dtype=np.int64)
     trafo = net.trafo.loc[idx]
     rating = trafo.sn_mva.values * trafo.parallel.values * trafo.get("df", pd.Series(1.0, index=idx)).values
     loading = np.maximum(np.abs(s_f[br]), np.abs(s_t[br])) / rating * 100.0

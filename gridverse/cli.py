@@ -19,6 +19,16 @@ def _settings(args: argparse.Namespace):  # noqa: ANN202
     return load_settings(args.config)
 
 
+def _emit_json(document: dict, path: Path | None, what: str) -> None:
+    """Print a JSON document, or write it to `path` and say so on stderr."""
+    text = json.dumps(document, indent=2, default=str)
+    if path:
+        Path(path).write_text(text + "\n")
+        print(f"{what} written to {path}", file=sys.stderr)
+    else:
+        print(text)
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     settings = _settings(args)
     n_dev = sum(len(s.devices) for s in settings.site.substations)
@@ -52,12 +62,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
         return 0
-    text = json.dumps(summary, indent=2, default=str)
-    if args.summary:
-        Path(args.summary).write_text(text + "\n")
-        print(f"summary written to {args.summary}", file=sys.stderr)
-    else:
-        print(text)
+    _emit_json(summary, args.summary, "summary")
     return 0
 
 
@@ -103,12 +108,7 @@ def cmd_twin_replay(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     report = replay(settings, args.at, store=args.store, estimator=args.estimator)
-    text = json.dumps(report, indent=2, default=str)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
-        print(f"replay written to {args.output}", file=sys.stderr)
-    else:
-        print(text)
+    _emit_json(report, args.output, "replay")
     return 0 if report["converged"] else 3
 
 

@@ -61,9 +61,11 @@ def site(tmp_path: Path) -> Site:
     return Site(tmp_path)
 
 
-def test_cycle_estimates_the_truth_and_stores_it(site: Site) -> None:
+@pytest.mark.parametrize("engine", ["sparse", "pandapower"])
+def test_cycle_estimates_the_truth_and_stores_it(site: Site, engine: str) -> None:
     site.write_points(T0)
-    twin = Twin(site.settings, site.historian)
+    settings = site.settings.model_copy(update={"twin": site.settings.twin.model_copy(update={"estimator": engine})})
+    twin = Twin(settings, site.historian)
     result = twin.cycle(T0)
     assert result.converged, result.error
     est = result.estimate.res_bus.vm_pu.dropna()
@@ -72,7 +74,7 @@ def test_cycle_estimates_the_truth_and_stores_it(site: Site) -> None:
     assert len(stored) == len(est)
     assert result.report is not None and result.report.suspects == []
     cycle = site.historian.latest("twin_cycle", tags={"site": site.settings.site.name})[0]
-    assert cycle.fields["engine"] == "sparse" and int(cycle.fields["chi2_alarm"]) == 0
+    assert cycle.fields["engine"] == engine and int(cycle.fields["chi2_alarm"]) == 0
 
 
 def test_open_breaker_takes_its_line_out_of_the_model(site: Site) -> None:
