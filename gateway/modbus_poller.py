@@ -101,8 +101,11 @@ class DevicePoller:
         connection: RtuConnection,
         config: GatewayConfig,
         sink: Callable[[list[Point]], None],
+        *,
+        on_poll: Callable[[str, float], None] | None = None,
     ) -> None:
         self.site, self.substation, self.device, self.profile = site, substation, device, profile
+        self.on_poll = on_poll
         self.connection = connection
         self.config = config
         self.sink = sink
@@ -177,7 +180,10 @@ class DevicePoller:
                 self.status.late += 1
             else:
                 self.status.on_time += 1
+            started = time.perf_counter()
             points = await self.poll_once()
+            if self.on_poll is not None:
+                self.on_poll(self.device.name, time.perf_counter() - started)
             self.sink(points)
             next_at += period
             now = time.monotonic()

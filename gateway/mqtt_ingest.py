@@ -16,6 +16,8 @@ from gridverse.config import SensorConfig, Settings
 from gridverse.mqtt import broker_host, make_client, stop_client
 from gridverse.points import Point, Quality, Record, Source
 
+OnDurable = Callable[[], None]
+
 log = logging.getLogger(__name__)
 
 REJECTED = "rejected"
@@ -84,15 +86,18 @@ class MqttIngest:
     def __init__(
         self,
         settings: Settings,
-        sink: Callable[[list[Point]], None],
-        reject: Callable[[list[Record]], None],
+        sink: Callable[[list[Point], OnDurable | None], None],
+        reject: Callable[[list[Record], OnDurable | None], None],
     ) -> None:
         self.settings = settings
         self.sink, self.reject = sink, reject
         cfg = settings.mqtt
         self.subscription = f"{cfg.topic_prefix}/{settings.site.name}/+/+/telemetry"
         self.parsers = {s.name: JsonTelemetry(settings.site.name, s) for s in settings.site.sensors}
-        self.client = make_client(cfg, f"gridverse-gateway-{settings.site.name}", clean_start=False)
+        # manual acknowledgement: a QoS 1 message is acknowledged only once its points are in the
+        # spool, so a gateway killed in between gets it again from the broker
+        self.client = make_client(cfg, f"gridverse-gateway-{settings.site.name}", clean_start=False,
+                                  manual_ack=True)  # fmt: skip
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
@@ -119,8 +124,9 @@ class MqttIngest:
             log.warning("MQTT connection lost (%s); reconnecting", rc)
         self.connected.clear()
 
-    def handle(self, topic: str, payload: bytes) -> None:
-        """Parse one message; a bad one is counted and kept in `rejected` with its reason."""
+    def handle(self, topic: str, payload: bytes, on_durable: OnDurable | None = None) -> None:
+        """Parse one message; a bad one is counted and kept in `rejected` with its reason.
+        `on_durable` runs once what the message became (points or its rejection) is spooled."""
         self.received += 1
         now = time.time_ns()
         parts = topic.split("/")
@@ -137,12 +143,13 @@ class MqttIngest:
                 Record(REJECTED, {"source": "mqtt", "device": device or "?"},
                        {"reason": str(exc), "topic": topic[:200],
                         "payload": payload[:1024].decode("utf-8", "backslashreplace")}, now)
-            ])  # fmt: skip
+            ], on_durable)  # fmt: skip
             return
-        self.sink(points)
+        self.sink(points, on_durable)
 
-    def _on_message(self, _c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
-        self.handle(msg.topic, msg.payload)
+    def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        mid, qos = msg.mid, msg.qos
+        self.handle(msg.topic, msg.payload, (lambda: client.ack(mid, qos)) if qos > 0 else None)
 
     def stop(self) -> None:
         stop_client(self.client)

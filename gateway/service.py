@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import time
+from collections.abc import Sequence
 
+from gateway.metrics import GatewayMetrics, MetricsServer
 from gateway.modbus_poller import DevicePoller, RtuConnection
 from gateway.mqtt_ingest import MqttIngest
-from gateway.writer import BufferFull, HistorianWriter
+from gateway.spool import Spool
+from gateway.writer import HistorianWriter, OnDurable
 from gridverse.config import Settings
 from gridverse.historian import Historian
-from gridverse.points import Point
+from gridverse.mqtt import topic
+from gridverse.points import Point, Record
 
 log = logging.getLogger(__name__)
 
@@ -19,34 +25,87 @@ class Gateway:
     def __init__(self, settings: Settings, historian: Historian) -> None:
         self.settings = settings
         cfg = settings.gateway
-        self.writer = HistorianWriter(historian, cfg.flush_interval_s, cfg.max_buffer_points)
+        sp = cfg.spool
+        self.spool = Spool(sp.path, max_points=sp.max_points, policy=sp.policy, warn_fraction=sp.warn_fraction,
+                           synchronous=sp.synchronous)  # fmt: skip
+        self.writer = HistorianWriter(historian, self.spool, flush_interval_s=cfg.flush_interval_s,
+                                      batch_points=sp.batch_points)  # fmt: skip
         self.connections = [
             RtuConnection(sub.model_copy(update={"host": cfg.rtu_host}) if cfg.rtu_host else sub, cfg)
             for sub in settings.site.substations
         ]
+        self.metrics = GatewayMetrics()
         self.pollers = [
             DevicePoller(settings.site.name, sub, dev, settings.profiles[dev.profile], conn, cfg,
-                         self._sink)  # fmt: skip
+                         self._sink, on_poll=self._observe_poll)  # fmt: skip
             for sub, conn in zip(settings.site.substations, self.connections, strict=True)
             for dev in sub.devices
         ]
-        self.mqtt = MqttIngest(settings, self._sink, self.writer.submit_records)
+        self.mqtt = MqttIngest(settings, self._sink, self._reject)
+        self.writer.on_written = self._count_out
+        self.metrics.bind(self)
+        self.server: MetricsServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self.overflowed = 0
+        self._spool_alarm = False
 
-    def _sink(self, points: list[Point]) -> None:
-        try:
-            self.writer.submit(points)
-        except BufferFull as exc:
-            self.overflowed += len(points)
-            log.error("%s", exc)
+    def _sink(self, points: list[Point], on_durable: OnDurable | None = None) -> None:
+        if points:
+            self.metrics.points_in.labels(points[0].source.value).inc(len(points))
+        self.writer.submit(points, on_durable)
+
+    def _reject(self, records: list[Record], on_durable: OnDurable | None = None) -> None:
+        self.metrics.rejected.labels("mqtt").inc(len(records))
+        self.writer.submit_records(records, on_durable)
+
+    def _observe_poll(self, device: str, seconds: float) -> None:
+        self.metrics.poll_latency.labels(device).observe(seconds)
+
+    def _count_out(self, records: Sequence[Record], _started_ns: int, _written_ns: int) -> None:
+        counts: dict[str, int] = {}
+        for r in records:
+            src = r.tags.get("source", "other")
+            counts[src] = counts.get(src, 0) + 1
+        for src, n in counts.items():
+            self.metrics.points_out.labels(src).inc(n)
 
     async def start(self) -> None:
         self.writer.start()
         self.mqtt.start()
         self._tasks = [asyncio.create_task(p.run(), name=p.device.name) for p in self.pollers]
+        self._tasks.append(asyncio.create_task(self._watch_spool(), name="spool-watch"))
+        port = self.settings.gateway.metrics_port
+        if port is not None:
+            self.server = MetricsServer(self, "0.0.0.0", port)
+            self.server.start()
+            log.info("gateway metrics on :%d/metrics, health on :%d/health", port, port)
+
+    async def _watch_spool(self) -> None:
+        """Alarm (log, spool, publish) once when the spool passes its warning level, clear once."""
+        while True:
+            await asyncio.sleep(1.0)
+            filling = self.spool.filling()
+            if filling == self._spool_alarm:
+                continue
+            self._spool_alarm = filling
+            depth, limit = self.spool.depth(), self.spool.max_points
+            if filling:
+                message = (f"spool {depth} of {limit} points ({depth / limit:.0%}); the historian has been "
+                           f"unreachable for {self.spool.oldest_age_s():.0f} s")  # fmt: skip
+            else:
+                message = "spool back below its warning level"
+            (log.error if filling else log.info)("gateway: %s", message)
+            site = self.settings.site.name
+            tags = {"site": site, "substation": "", "device": "gateway", "point": "spool", "rule": "spool",
+                    "severity": "critical"}  # fmt: skip
+            fields = {"message": message, "active": int(filling), "value": float(depth)}
+            record = Record("alarm", tags, fields, time.time_ns())
+            self.writer.submit_records([record])
+            self.mqtt.client.publish(topic(self.settings.mqtt, site, "-", "gateway", "alarm"),
+                                     json.dumps({**record.tags, **record.fields}), qos=1)  # fmt: skip
 
     async def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -54,6 +113,7 @@ class Gateway:
             conn.close()
         await asyncio.to_thread(self.mqtt.stop)  # off the loop, which may host the embedded broker
         await asyncio.to_thread(self.writer.stop)
+        self.spool.close()
 
     def device_status(self) -> dict[str, dict[str, object]]:
         return {

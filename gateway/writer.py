@@ -1,97 +1,199 @@
-"""Buffer points and write them to the historian in batches; keep them while the store is down."""
+"""Points → durable spool → historian, with nothing lost between them.
+
+Two threads:
+- the committer takes what was submitted (an MQTT message's points, a poll's points), appends it
+  to the spool in one transaction every few milliseconds (group commit), and only then calls each
+  submission's `on_durable` (the MQTT gateway acknowledges its message there);
+- the drainer writes the oldest spooled batches to the historian and removes them once the store
+  has accepted them. A store that is down keeps them spooled (retried with exponential back-off,
+  logged once when it goes and once when it comes back); a store that refuses data (HTTP 4xx)
+  has the offending points isolated by bisection and set aside with the reason, never retried
+  forever.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections import deque
+from collections.abc import Callable, Sequence
 
+from gateway.spool import Spool, SpoolBatch, SpoolError, SpoolFull
 from gridverse.historian import Historian, HistorianError
+from gridverse.historian.base import HistorianRejected
 from gridverse.points import Point, Record
 
 log = logging.getLogger(__name__)
 
+OnDurable = Callable[[], None]
 
-class BufferFull(Exception):
-    """The in-memory buffer is full: the store has been down too long for the configured size."""
+
+class BufferFull(SpoolFull):
+    """Kept for callers of the first cut: the spool refused points."""
 
 
 class HistorianWriter:
-    """A background thread that flushes buffered points; a failed batch is retried, not dropped.
-
-    This first cut buffers in memory (bounded, refusing new points when full with an error that
-    says so); the durable on-disk spool is the gateway issue's work.
-    """
-
-    def __init__(self, historian: Historian, flush_interval_s: float, max_points: int) -> None:
+    def __init__(
+        self,
+        historian: Historian,
+        spool: Spool,
+        *,
+        flush_interval_s: float = 0.2,
+        commit_interval_s: float = 0.01,
+        batch_points: int = 20_000,
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        self.max_backoff_s = max_backoff_s
         self.historian = historian
+        self.spool = spool
         self.flush_interval_s = flush_interval_s
-        self.max_points = max_points
-        self._buffer: deque[Record] = deque()
+        self.commit_interval_s = commit_interval_s
+        self.batch_points = batch_points
+        self._queue: list[tuple[list[Record], OnDurable | None]] = []
+        self._queued_points = 0
         self._lock = threading.Lock()
+        self._submitted = threading.Event()
+        self._committed = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="historian-writer", daemon=True)
+        self._committer = threading.Thread(target=self._commit_loop, name="spool-committer", daemon=True)
+        self._drainer = threading.Thread(target=self._drain_loop, name="historian-drainer", daemon=True)
         self.written: dict[str, int] = {}
+        self.refused = 0  # points the spool refused (full, policy reject_new)
+        self.set_aside = 0  # points the store rejected, kept in the spool's rejected table
         self.store_up = True
+        self.last_write_latency_s = 0.0
+        # (records, write started ns, write finished ns), for metrics and latency measurement
+        self.on_written: Callable[[Sequence[Record], int, int], None] | None = None
 
     def start(self) -> None:
-        self._thread.start()
+        self._committer.start()
+        self._drainer.start()
 
-    def submit(self, points: list[Point]) -> None:
-        self.submit_records([p.to_record() for p in points])
+    # -- intake -----------------------------------------------------------------------------
+    def submit(self, points: list[Point], on_durable: OnDurable | None = None) -> None:
+        self.submit_records([p.to_record() for p in points], on_durable)
 
-    def submit_records(self, records: list[Record]) -> None:
+    def submit_records(self, records: list[Record], on_durable: OnDurable | None = None) -> None:
+        """Queue records for the spool; `on_durable` runs once they are on disk."""
         with self._lock:
-            if len(self._buffer) + len(records) > self.max_points:
-                raise BufferFull(
-                    f"historian writer: {len(self._buffer)} points waiting for the store; "
-                    "raise gateway.max_buffer_points or bring the historian back"
-                )
-            self._buffer.extend(records)
+            self._queue.append((records, on_durable))
+            self._queued_points += len(records)
+        self._submitted.set()
 
     def pending(self) -> int:
+        """Points not yet in the historian (queued for the spool, or spooled)."""
         with self._lock:
-            return len(self._buffer)
+            queued = self._queued_points
+        return queued + self.spool.depth()
 
-    def _take(self, n: int) -> list[Record]:
+    # -- committer --------------------------------------------------------------------------
+    def _commit_loop(self) -> None:
+        while not self._stop.is_set():
+            self._submitted.wait(0.5)
+            self._submitted.clear()
+            self.commit()
+            time.sleep(self.commit_interval_s)  # let a group gather: one transaction, many messages
+        self.commit()
+
+    def commit(self) -> None:
         with self._lock:
-            return [self._buffer[i] for i in range(min(n, len(self._buffer)))]
+            items, self._queue, self._queued_points = self._queue, [], 0
+        if not items:
+            return
+        try:
+            self.spool.append([records for records, _ in items])
+        except SpoolFull as exc:
+            self.refused += sum(len(r) for r, _ in items)
+            log.error("%s", exc)
+            return  # callbacks not called: MQTT messages stay unacknowledged and are redelivered
+        except SpoolError as exc:
+            log.error("%s; %d points kept in memory for the next attempt", exc, sum(len(r) for r, _ in items))
+            with self._lock:
+                self._queue[:0] = items
+                self._queued_points += sum(len(r) for r, _ in items)
+            return
+        for _records, on_durable in items:
+            if on_durable is not None:
+                try:
+                    on_durable()
+                except Exception:  # an ack that fails must not stop the others
+                    log.exception("acknowledging a durable batch failed")
+        self._committed.set()
 
-    def _drop(self, n: int) -> None:
-        with self._lock:
-            for _ in range(n):
-                self._buffer.popleft()
-
-    def flush(self) -> None:
-        while batch := self._take(5000):
-            try:
-                self.historian.write(batch)
-            except HistorianError as exc:
-                if self.store_up:
-                    log.error("historian unavailable, keeping %d points: %s", self.pending(), exc)
-                self.store_up = False
-                return
-            if not self.store_up:
-                log.info("historian back; writing the %d points kept", self.pending())
-            self.store_up = True
-            self._drop(len(batch))
-            for r in batch:
-                src = r.tags.get("source", "?")
-                self.written[src] = self.written.get(src, 0) + 1
-
-    def _run(self) -> None:
+    # -- drainer ----------------------------------------------------------------------------
+    def _drain_loop(self) -> None:
         backoff = self.flush_interval_s
         while not self._stop.is_set():
-            self.flush()
-            backoff = self.flush_interval_s if self.store_up else min(backoff * 2, 30.0)
-            self._stop.wait(backoff)
-        self.flush()
+            moved = self.flush()
+            if self.store_up:
+                backoff = self.flush_interval_s
+                if not moved:
+                    self._committed.wait(self.flush_interval_s)
+                    self._committed.clear()
+            else:
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
 
+    def flush(self, max_rounds: int = 1_000_000) -> int:
+        """Write spooled batches, oldest first, until the spool is empty or the store fails."""
+        moved = 0
+        for _ in range(max_rounds):
+            batches = self.spool.oldest(self.batch_points)
+            if not batches:
+                break
+            records = [r for b in batches for r in b.records]
+            try:
+                self._write(records)
+            except HistorianError as exc:
+                if self.store_up:
+                    log.error("historian unavailable, spooling (%d points waiting): %s", self.spool.depth(), exc)
+                self.store_up = False
+                return moved
+            if not self.store_up:
+                log.info("historian back; draining %d spooled points", self.spool.depth())
+            self.store_up = True
+            self._forget(batches)
+            moved += len(records)
+        return moved
+
+    def _write(self, records: list[Record]) -> None:
+        """Write, isolating store-rejected records by bisection (they are set aside)."""
+        started = time.time_ns()
+        try:
+            self.historian.write(records)
+        except HistorianRejected as exc:
+            if len(records) == 1:
+                self.spool.set_aside(records, str(exc))
+                self.set_aside += 1
+                log.error("historian rejected a point (kept aside in the spool's rejected table): %s", exc)
+                return
+            half = len(records) // 2
+            self._write(records[:half])
+            self._write(records[half:])
+            return
+        now = time.time_ns()
+        for r in records:
+            src = r.tags.get("source", "?")
+            self.written[src] = self.written.get(src, 0) + 1
+        if self.on_written is not None:
+            self.on_written(records, started, now)
+
+    def _forget(self, batches: Sequence[SpoolBatch]) -> None:
+        try:
+            self.spool.remove(batches)
+        except SpoolError as exc:  # written but not forgotten: rewritten later, idempotently
+            log.error("%s", exc)
+
+    # -- shutdown ---------------------------------------------------------------------------
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop and flush what is left (graceful shutdown loses nothing the store accepts)."""
+        """Commit what was submitted, then try to drain within `timeout`; what the store did not
+        take stays in the spool for the next start (graceful shutdown loses nothing)."""
         self._stop.set()
-        self._thread.join(timeout)
+        self._submitted.set()
+        self._committed.set()
+        self._committer.join(timeout)
+        self._drainer.join(timeout)
         deadline = time.monotonic() + timeout
-        while self.pending() and self.store_up and time.monotonic() < deadline:
-            self.flush()
+        while self.spool.depth() and self.store_up and time.monotonic() < deadline:
+            if not self.flush(max_rounds=1):
+                break

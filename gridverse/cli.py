@@ -96,6 +96,20 @@ def _parse_time(text: str) -> int:
     return int(stamp.value)
 
 
+def cmd_gateway_run(args: argparse.Namespace) -> int:
+    """The gateway alone: poll, subscribe, spool, write (what its docker-compose service runs)."""
+    args.parts = ["gateway"]
+    return cmd_run(args)
+
+
+def cmd_gateway_test(args: argparse.Namespace) -> int:
+    """Poll every source once and print the points (like `telegraf --test`)."""
+    from gateway.probe import run_probe
+
+    dead = run_probe(_settings(args), args.listen)
+    return 0 if dead == 0 else 4
+
+
 def cmd_twin_run(args: argparse.Namespace) -> int:
     """The live twin loop alone (what the `twin` docker-compose service runs)."""
     args.parts = ["twin"]
@@ -163,6 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("parts", nargs="+", choices=[*SERVICE_PARTS, "ui"])
     run.add_argument("--log-level", default="INFO")
     run.set_defaults(func=cmd_run)
+    gateway = sub.add_parser("gateway", help="the edge gateway: run it, or test every source once")
+    gateway_sub = gateway.add_subparsers(dest="action", required=True)
+    gateway_run = gateway_sub.add_parser("run", help="poll devices, subscribe to sensors, spool, write")
+    gateway_run.add_argument("--log-level", default="INFO")
+    gateway_run.set_defaults(func=cmd_gateway_run)
+    gateway_test = gateway_sub.add_parser("test", help="poll every device once, listen to the sensors, print points")
+    gateway_test.add_argument("--listen", type=float, default=3.0, help="seconds to listen for MQTT sensors")
+    gateway_test.set_defaults(func=cmd_gateway_test)
     twin = sub.add_parser("twin", help="the grid twin: live loop, replay of a past moment, N-1")
     twin_sub = twin.add_subparsers(dest="action", required=True)
     twin_run = twin_sub.add_parser("run", help="the live estimation loop")

@@ -288,13 +288,28 @@ class SimulatorConfig(Strict):
     faults: list[FaultConfig] = []
 
 
+class SpoolConfig(Strict):
+    """The gateway's durable store-and-forward spool (one SQLite file)."""
+
+    path: Path = Path("var/spool.db")
+    max_points: int = Field(default=5_000_000, gt=0, description="about 100 bytes a point on disk")
+    policy: Literal["reject_new", "drop_oldest"] = "reject_new"
+    warn_fraction: float = Field(default=0.8, gt=0, le=1, description="alarm when the spool is this full")
+    synchronous: Literal["normal", "full"] = Field(
+        default="normal", description="normal survives kill -9; full also survives a power cut"
+    )
+    batch_points: int = Field(default=20_000, gt=0, description="points per historian write")
+
+
 class GatewayConfig(Strict):
     poll_interval_s: float = Field(default=1.0, gt=0)
     timeout_s: float = Field(default=1.0, gt=0)
     retries: int = Field(default=1, ge=0)
     max_gap: int = Field(default=8, ge=0, description="registers bridged when merging block reads")
     flush_interval_s: float = Field(default=0.2, gt=0)
-    max_buffer_points: int = Field(default=200_000, gt=0)
+    spool: SpoolConfig = SpoolConfig()
+    metrics_port: int | None = Field(default=None, ge=1, le=65535,
+                                     description="serve /metrics and /health here (Prometheus); off when null")
     rtu_host: str | None = Field(
         default=None, description="reach every RTU through this host (e.g. a simulator container)"
     )

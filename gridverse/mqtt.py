@@ -17,13 +17,16 @@ def topic(config: MqttConfig, site: str, substation: str, device: str, kind: str
     return f"{config.topic_prefix}/{site}/{substation}/{device}/{kind}"
 
 
-def make_client(config: MqttConfig, client_id: str, *, clean_start: bool = True) -> mqtt.Client:
+def make_client(
+    config: MqttConfig, client_id: str, *, clean_start: bool = True, manual_ack: bool = False
+) -> mqtt.Client:
     """A paho client configured from `mqtt:`; the password comes from the environment only."""
     client = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=mqtt.MQTTv311,
         clean_session=clean_start,
+        manual_ack=manual_ack,
     )
     if config.username:
         password = config.password.get_secret_value() if config.password else None

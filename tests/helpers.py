@@ -22,6 +22,7 @@ def config_dir(tmp: Path, mutate=None) -> Path:  # noqa: ANN001
         sub["port"] = free_port()
     doc["mqtt"]["port"] = free_port()
     doc["historian"]["path"] = str(tmp / "gridverse.db")
+    doc.setdefault("gateway", {})["spool"] = {"path": str(tmp / "spool.db")}
     doc["inspection"]["output_dir"] = str(tmp / "render")
     if mutate is not None:
         mutate(doc)

@@ -83,9 +83,10 @@ def mosquitto(tmp: Path) -> Iterator[int]:
 
 
 @contextmanager
-def influxdb1(tmp: Path) -> Iterator[str]:
+def influxdb1(tmp: Path, port: int | None = None, rpc: int | None = None) -> Iterator[str]:
+    """InfluxDB 1.x with its data in `tmp`; pass the same tmp and ports again to restart it."""
     binary = require_binary("influxd", "influxdb")
-    port, rpc = free_port(), free_port()
+    port, rpc = port or free_port(), rpc or free_port()
     conf = tmp / "influxdb.conf"
     conf.write_text(
         f'reporting-disabled = true\nbind-address = "127.0.0.1:{rpc}"\n'

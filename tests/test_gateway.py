@@ -98,13 +98,23 @@ def test_malformed_payloads_are_refused_with_a_reason(base: Settings, payload: b
 
 
 def test_rejected_messages_are_kept_with_reason_and_ingestion_goes_on(base: Settings) -> None:
-    good, kept = [], []
-    ingest = MqttIngest(base, good.extend, kept.extend)
-    ingest.handle("gridverse/rural1/primary/T1-oil/telemetry", b"garbage")
-    ingest.handle("gridverse/rural1/primary/ghost/telemetry", b'{"points": {}}')
-    ingest.handle("gridverse/rural1/primary/T1-oil/telemetry",
-                  b'{"points": {"YPTR1.TmpOil": {"value": 55.0}}}')  # fmt: skip
+    good, kept, acked = [], [], []
+
+    def collect(into: list):  # noqa: ANN202 - the sink/reject callback, which acks like the spool does
+        def take(items: list, on_durable) -> None:  # noqa: ANN001
+            into.extend(items)
+            on_durable()
+        return take
+
+    ingest = MqttIngest(base, collect(good), collect(kept))
+    for k, (topic, body) in enumerate([
+        ("gridverse/rural1/primary/T1-oil/telemetry", b"garbage"),
+        ("gridverse/rural1/primary/ghost/telemetry", b'{"points": {}}'),
+        ("gridverse/rural1/primary/T1-oil/telemetry", b'{"points": {"YPTR1.TmpOil": {"value": 55.0}}}'),
+    ]):  # fmt: skip
+        ingest.handle(topic, body, lambda k=k: acked.append(k))
     assert ingest.rejected == 2 and len(good) == 1
+    assert acked == [0, 1, 2]  # a rejected message is acknowledged too, once its rejection is kept
     assert [r.fields["payload"] for r in kept] == ["garbage", '{"points": {}}']
     assert "not JSON" in str(kept[0].fields["reason"]) and "ghost" in str(kept[1].fields["reason"])
 

@@ -13,6 +13,10 @@ class HistorianError(Exception):
     """The store refused or could not be reached; the message names the store and the remedy."""
 
 
+class HistorianRejected(HistorianError):
+    """The store is up but refused the data itself (HTTP 400/413/422): retrying will not help."""
+
+
 class Historian(ABC):
     """Writes are idempotent: the same measurement, tags and time written twice is one row."""
 

@@ -20,8 +20,12 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
 from gridverse.config import InfluxConfig
-from gridverse.historian.base import Historian, HistorianError
+from gridverse.historian.base import Historian, HistorianError, HistorianRejected
 from gridverse.points import Record
+
+#: The store refused the data itself; 429 and 5xx (overload, outage) and 401/403/404 (credentials,
+#: bucket) are retried instead, since the points are fine and the store or its setup is not.
+_REJECTED_STATUS = {400, 413, 422}
 
 
 def to_line_protocol(record: Record) -> str:
@@ -85,7 +89,8 @@ class InfluxHistorian(Historian):
                     write_precision=WritePrecision.NS,
                 )
             except ApiException as exc:
-                raise HistorianError(
+                kind = HistorianRejected if exc.status in _REJECTED_STATUS else HistorianError
+                raise kind(
                     f"{self._where('/api/v2/write')}: HTTP {exc.status} {exc.reason}: "
                     f"{(exc.body or '')[:200]}; check historian.influx.bucket/org and the token"
                 ) from exc
@@ -110,7 +115,8 @@ class InfluxHistorian(Historian):
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise HistorianError(f"{self._where(path)}: unreachable ({exc}); is the server up?") from exc
         if resp.status >= 300:
-            raise HistorianError(
+            kind = HistorianRejected if resp.status in _REJECTED_STATUS and method == "POST" else HistorianError
+            raise kind(
                 f"{self._where(path)}: HTTP {resp.status}: {resp.data[:200]!r}; "
                 "check historian.influx.database and the credentials"
             )
