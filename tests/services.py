@@ -72,11 +72,14 @@ def process(cmd: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
 
 
 @contextmanager
-def mosquitto(tmp: Path) -> Iterator[int]:
+def mosquitto(tmp: Path, port: int | None = None, extra: str = "") -> Iterator[int]:
+    """Mosquitto on loopback; `extra` adds configuration lines. Its persistent sessions queue
+    QoS 1 messages without a limit, as a production broker for a gateway should."""
     binary = require_binary("mosquitto", "mosquitto")
-    port = free_port()
+    port = port or free_port()
     conf = tmp / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                    f"max_queued_messages 0\nmax_inflight_messages 100\n{extra}")  # fmt: skip
     with process([binary, "-c", str(conf)], tmp / "mosquitto.log"):
         wait_for(lambda: port_open(port), "mosquitto")
         yield port
