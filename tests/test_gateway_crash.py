@@ -122,7 +122,7 @@ def test_broker_restart_is_survived_and_ingestion_resumes(tmp_path: Path) -> Non
             time.sleep(3.0)  # reconnect back-off (1 s minimum) and re-subscription
             _publish(same_port, range(100, 200), t0_ms)
             wait_for(lambda: _stored(store) == 200 * POINTS_PER_MESSAGE, "messages after the restart", timeout=30)
-        assert log.read_text().count("MQTT connection lost") == 1  # said once, not once per retry
+            assert log.read_text().count("MQTT connection lost") == 1  # said once, not once per retry
     finally:
         gateway.send_signal(signal.SIGINT)
         gateway.wait(30)
