@@ -8,13 +8,13 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
 
 from gridverse.config import SensorConfig, Settings
 from gridverse.mqtt import broker_host, make_client, stop_client
-from gridverse.points import Point, Quality, Record, Source
+from gridverse.points import TELEMETRY, Point, Quality, Record, Source, is_ln_do_name
 
 OnDurable = Callable[[], None]
 
@@ -34,50 +34,58 @@ class JsonTelemetry:
 
     site: str
     sensor: SensorConfig
+    _tags: dict[str, dict[str, str]] = field(default_factory=dict, compare=False, repr=False)
 
     def parse(self, payload: bytes, received_ns: int) -> list[Point]:
+        """The message's points (for tools and tests; the gateway uses `parse_records`)."""
+        return [
+            Point(self.site, self.sensor.substation, self.sensor.bay or self.sensor.name, self.sensor.name,
+                  r.tags["point"], Source.MQTT, r.time_ns, float(r.fields["value"]), Quality.GOOD)  # fmt: skip
+            for r in self.parse_records(payload, received_ns)
+        ]
+
+    def parse_records(self, payload: bytes, received_ns: int) -> list[Record]:
+        """Validate a message and turn it into telemetry rows, or raise PayloadError saying why."""
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise PayloadError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
         try:
             doc = json.loads(payload)
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise PayloadError(f"not JSON ({type(exc).__name__}: {str(exc)[:80]})") from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("points"), dict):
+        if type(doc) is not dict or type(doc.get("points")) is not dict:
             raise PayloadError('expected an object with a "points" object')
         t = doc.get("time")
         if t is None:
             time_ns = received_ns
-        elif isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t < 1e14:
+        elif type(t) in (int, float) and 0 < t < 1e14:
             time_ns = int(t * 1_000_000)
         else:
             raise PayloadError(f'"time" must be epoch milliseconds, got {t!r:.40}')
-        points = []
+        rows = []
+        tags_of = self._tags
         for name, body in doc["points"].items():
-            if not isinstance(body, dict) or "value" not in body:
+            if type(body) is not dict or "value" not in body:
                 raise PayloadError(f'point {name!r:.40}: expected {{"value": number, "unit": ...}}')
             value = body["value"]
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if type(value) not in (int, float):  # bool is not a number here, nor is a string
                 raise PayloadError(f"point {name!r:.40}: value {value!r:.40} is not a number")
             if not math.isfinite(value):
                 raise PayloadError(f"point {name!r:.40}: value {value} is not finite")
-            ln = name.split(".", 1)[0]
-            if "." not in name or len(ln) < 5 or not ln[:4].isalpha():
-                raise PayloadError(f"point name {name!r:.40} is not an IEC 61850 LN.DO name")
-            points.append(
-                Point(
-                    site=self.site,
-                    substation=self.sensor.substation,
-                    bay=self.sensor.bay or self.sensor.name,
-                    device=self.sensor.name,
-                    name=name,
-                    source=Source.MQTT,
-                    time_ns=time_ns,
-                    value=float(value),
-                    quality=Quality.GOOD,
-                    unit=str(body.get("unit", "")),
-                )
-            )
-        return points
+            tags = tags_of.get(name)
+            if tags is None:
+                tags = self._tags_for(name)
+            rows.append(Record(TELEMETRY, tags, {"quality": "good", "value": float(value)}, time_ns))
+        return rows
+
+    def _tags_for(self, name: str) -> dict[str, str]:
+        """The series tags of one of this sensor's points, checked and cached by name."""
+        if not is_ln_do_name(name):
+            raise PayloadError(f"point name {name!r:.40} is not an IEC 61850 LN.DO name")
+        tags = Point(self.site, self.sensor.substation, self.sensor.bay or self.sensor.name, self.sensor.name,
+                     name, Source.MQTT, 0, None, Quality.INVALID).to_record().tags  # fmt: skip
+        if len(self._tags) < 10_000:  # a sensor has a handful of points; a flood of names is not cached
+            self._tags[name] = tags
+        return tags
 
 
 class MqttIngest:
@@ -86,7 +94,7 @@ class MqttIngest:
     def __init__(
         self,
         settings: Settings,
-        sink: Callable[[list[Point], OnDurable | None], None],
+        sink: Callable[[list[Record], OnDurable | None], None],
         reject: Callable[[list[Record], OnDurable | None], None],
     ) -> None:
         self.settings = settings
@@ -135,7 +143,7 @@ class MqttIngest:
             parser = self.parsers.get(device)
             if parser is None:
                 raise PayloadError(f"no sensor named {device!r} in site.sensors")
-            points = parser.parse(payload, now)
+            rows = parser.parse_records(payload, now)
         except PayloadError as exc:
             self.rejected += 1
             log.warning("rejected MQTT message on %s: %s", topic, exc)
@@ -145,7 +153,7 @@ class MqttIngest:
                         "payload": payload[:1024].decode("utf-8", "backslashreplace")}, now)
             ], on_durable)  # fmt: skip
             return
-        self.sink(points, on_durable)
+        self.sink(rows, on_durable)
 
     def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         mid, qos = msg.mid, msg.qos

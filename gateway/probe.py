@@ -40,7 +40,8 @@ async def poll_all(settings: Settings) -> list[Point]:
 def listen(settings: Settings, seconds: float) -> tuple[list[Point], list[Record]]:
     got: list[Point] = []
     bad: list[Record] = []
-    ingest = MqttIngest(settings, lambda pts, _ack: got.extend(pts), lambda recs, _ack: bad.extend(recs))
+    ingest = MqttIngest(settings, lambda rows, _ack: got.extend(map(Point.from_record, rows)),
+                        lambda recs, _ack: bad.extend(recs))  # fmt: skip
     client = make_client(settings.mqtt, f"gridverse-gateway-test-{int(time.time())}", clean_start=True)
     connected = threading.Event()
     client.on_connect = lambda c, *_a: (c.subscribe(ingest.subscription, qos=1), connected.set())

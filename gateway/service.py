@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from gateway.metrics import GatewayMetrics, MetricsServer
 from gateway.modbus_poller import DevicePoller, RtuConnection
 from gateway.mqtt_ingest import MqttIngest
-from gateway.spool import Spool
+from gateway.spool import Spool, SpoolBatch
 from gateway.writer import HistorianWriter, OnDurable
 from gridverse.config import Settings
 from gridverse.historian import Historian
@@ -41,7 +41,7 @@ class Gateway:
             for sub, conn in zip(settings.site.substations, self.connections, strict=True)
             for dev in sub.devices
         ]
-        self.mqtt = MqttIngest(settings, self._sink, self._reject)
+        self.mqtt = MqttIngest(settings, self._sink_records, self._reject)
         self.writer.on_written = self._count_out
         self.metrics.bind(self)
         self.server: MetricsServer | None = None
@@ -53,6 +53,10 @@ class Gateway:
             self.metrics.points_in.labels(points[0].source.value).inc(len(points))
         self.writer.submit(points, on_durable)
 
+    def _sink_records(self, records: list[Record], on_durable: OnDurable | None = None) -> None:
+        self.metrics.points_in.labels("mqtt").inc(len(records))
+        self.writer.submit_records(records, on_durable)
+
     def _reject(self, records: list[Record], on_durable: OnDurable | None = None) -> None:
         self.metrics.rejected.labels("mqtt").inc(len(records))
         self.writer.submit_records(records, on_durable)
@@ -60,13 +64,9 @@ class Gateway:
     def _observe_poll(self, device: str, seconds: float) -> None:
         self.metrics.poll_latency.labels(device).observe(seconds)
 
-    def _count_out(self, records: Sequence[Record], _started_ns: int, _written_ns: int) -> None:
-        counts: dict[str, int] = {}
-        for r in records:
-            src = r.tags.get("source", "other")
-            counts[src] = counts.get(src, 0) + 1
-        for src, n in counts.items():
-            self.metrics.points_out.labels(src).inc(n)
+    def _count_out(self, batches: Sequence[SpoolBatch], _started_ns: int, _written_ns: int) -> None:
+        for b in batches:
+            self.metrics.points_out.labels(b.source).inc(b.points)
 
     async def start(self) -> None:
         self.writer.start()

@@ -1,8 +1,11 @@
 """The store-and-forward spool: every point is on disk before anyone is told it arrived.
 
-One SQLite file in WAL mode. A row holds a batch (one MQTT message's or one poll's records),
-serialised with `marshal` (C speed, our own data only), so tens of thousands of points a second
-cost a few hundred row inserts. Batches drain oldest first. The spool is bounded in points; when
+One SQLite file in WAL mode. A row holds a batch (one MQTT message's or one poll's records)
+already encoded in the store's own wire format (line protocol for InfluxDB, marshal'd records for
+the embedded store; see Historian.encode), so tens of thousands of points a second cost a few
+hundred row inserts, and draining is reading and sending bytes.
+
+Batches drain oldest first. The spool is bounded in points; when
 full it either refuses new batches (`reject_new`: MQTT messages then stay unacknowledged at the
 broker, which redelivers them later) or drops the oldest (`drop_oldest`), counting every point
 dropped. A warning level (default 80 %) lets an alarm fire before it is full.
@@ -14,7 +17,6 @@ also survives a power cut, at the cost of an fsync per commit.
 from __future__ import annotations
 
 import contextlib
-import marshal
 import sqlite3
 import threading
 import time
@@ -23,8 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from gridverse.points import Record
-
 Policy = Literal["reject_new", "drop_oldest"]
 
 _SCHEMA = """
@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS spool (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     created_ns INTEGER NOT NULL,
     n INTEGER NOT NULL,
+    source TEXT NOT NULL,
     body BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS rejected (
@@ -55,15 +56,9 @@ class SpoolFull(SpoolError):
 class SpoolBatch:
     id: int
     created_ns: int
-    records: list[Record]
-
-
-def _encode(records: Sequence[Record]) -> bytes:
-    return marshal.dumps([(r.measurement, r.tags, r.fields, r.time_ns) for r in records])
-
-
-def _decode(body: bytes) -> list[Record]:
-    return [Record(m, t, f, ts) for m, t, f, ts in marshal.loads(body)]
+    points: int
+    source: str  # modbus, mqtt, ... (for per-source counts)
+    body: bytes  # encoded by the historian (Historian.encode)
 
 
 class Spool:
@@ -97,14 +92,14 @@ class Spool:
         self._depth = int(row[0])  # points in the spool, kept in memory to avoid a SUM per call
 
     # -- writing ----------------------------------------------------------------------------
-    def append(self, batches: Sequence[Sequence[Record]]) -> None:
-        """Store batches durably in one transaction (all or none)."""
-        batches = [b for b in batches if b]
+    def append(self, batches: Sequence[tuple[int, str, bytes]]) -> None:
+        """Store (points, source, encoded body) batches durably in one transaction (all or none)."""
+        batches = [b for b in batches if b[0]]
         if not batches:
             return
-        incoming = sum(len(b) for b in batches)
+        incoming = sum(b[0] for b in batches)
         now = time.time_ns()
-        rows = [(now, len(b), _encode(b)) for b in batches]
+        rows = [(now, n, source, body) for n, source, body in batches]
         with self._lock:
             if self._depth + incoming > self.max_points and self.policy == "reject_new":
                 self.refused += incoming
@@ -117,7 +112,7 @@ class Spool:
                 self._conn.execute("BEGIN IMMEDIATE")
                 if self._depth + incoming > self.max_points:  # drop_oldest
                     self._drop_oldest_locked(self._depth + incoming - self.max_points)
-                self._conn.executemany("INSERT INTO spool (created_ns, n, body) VALUES (?, ?, ?)", rows)
+                self._conn.executemany("INSERT INTO spool (created_ns, n, source, body) VALUES (?, ?, ?, ?)", rows)
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
@@ -144,11 +139,11 @@ class Spool:
         out: list[SpoolBatch] = []
         total = 0
         with self._lock:
-            cursor = self._conn.execute("SELECT id, created_ns, n, body FROM spool ORDER BY id LIMIT 10000")
-            for row_id, created, n, body in cursor:
+            cursor = self._conn.execute("SELECT id, created_ns, n, source, body FROM spool ORDER BY id LIMIT 10000")
+            for row_id, created, n, source, body in cursor:
                 if out and total + n > max_points:
                     break
-                out.append(SpoolBatch(row_id, created, _decode(body)))
+                out.append(SpoolBatch(row_id, created, n, source, body))
                 total += n
         return out
 
@@ -164,20 +159,20 @@ class Spool:
             except sqlite3.Error as exc:
                 self._rollback()
                 raise SpoolError(f"spool {self.path}: delete failed ({exc})") from exc
-            self._depth -= sum(len(b.records) for b in batches)
+            self._depth -= sum(b.points for b in batches)
 
-    def set_aside(self, records: Sequence[Record], reason: str) -> None:
-        """Keep records the store refused (4xx) with the reason; they are not retried."""
+    def set_aside(self, body: bytes, reason: str) -> None:
+        """Keep what the store refused (4xx) with the reason; it is not retried."""
         with self._lock:
             self._conn.execute(
                 "INSERT INTO rejected (rejected_ns, reason, body) VALUES (?, ?, ?)",
-                (time.time_ns(), reason[:500], _encode(records)),
+                (time.time_ns(), reason[:500], body),
             )
 
-    def rejected(self) -> list[tuple[str, list[Record]]]:
+    def rejected(self) -> list[tuple[str, bytes]]:
+        """(reason, encoded body) of everything the store refused."""
         with self._lock:
-            rows = self._conn.execute("SELECT reason, body FROM rejected ORDER BY id").fetchall()
-        return [(reason, _decode(body)) for reason, body in rows]
+            return self._conn.execute("SELECT reason, body FROM rejected ORDER BY id").fetchall()
 
     # -- state ------------------------------------------------------------------------------
     def depth(self) -> int:

@@ -57,13 +57,13 @@ class HistorianWriter:
         self._stop = threading.Event()
         self._committer = threading.Thread(target=self._commit_loop, name="spool-committer", daemon=True)
         self._drainer = threading.Thread(target=self._drain_loop, name="historian-drainer", daemon=True)
-        self.written: dict[str, int] = {}
+        self.written: dict[str, int] = {}  # points the historian accepted, by source
         self.refused = 0  # points the spool refused (full, policy reject_new)
         self.set_aside = 0  # points the store rejected, kept in the spool's rejected table
         self.store_up = True
         self.last_write_latency_s = 0.0
-        # (records, write started ns, write finished ns), for metrics and latency measurement
-        self.on_written: Callable[[Sequence[Record], int, int], None] | None = None
+        # (batches, write started ns, write finished ns), for metrics and latency measurement
+        self.on_written: Callable[[Sequence[SpoolBatch], int, int], None] | None = None
 
     def start(self) -> None:
         self._committer.start()
@@ -101,7 +101,9 @@ class HistorianWriter:
         if not items:
             return
         try:
-            self.spool.append([records for records, _ in items])
+            encode = self.historian.encode
+            self.spool.append([(len(records), records[0].tags.get("source", records[0].measurement), encode(records))
+                               for records, _ in items if records])  # fmt: skip
         except SpoolFull as exc:
             self.refused += sum(len(r) for r, _ in items)
             log.error("%s", exc)
@@ -141,9 +143,10 @@ class HistorianWriter:
             batches = self.spool.oldest(self.batch_points)
             if not batches:
                 break
-            records = [r for b in batches for r in b.records]
+            points = sum(b.points for b in batches)
+            started = time.time_ns()
             try:
-                self._write(records)
+                self._write([b.body for b in batches])
             except HistorianError as exc:
                 if self.store_up:
                     log.error("historian unavailable, spooling (%d points waiting): %s", self.spool.depth(), exc)
@@ -153,30 +156,29 @@ class HistorianWriter:
                 log.info("historian back; draining %d spooled points", self.spool.depth())
             self.store_up = True
             self._forget(batches)
-            moved += len(records)
+            moved += points
+            for b in batches:
+                self.written[b.source] = self.written.get(b.source, 0) + b.points
+            if self.on_written is not None:
+                self.on_written(batches, started, time.time_ns())
         return moved
 
-    def _write(self, records: list[Record]) -> None:
-        """Write, isolating store-rejected records by bisection (they are set aside)."""
-        started = time.time_ns()
+    def _write(self, bodies: list[bytes]) -> None:
+        """Write, isolating what the store rejects by bisection (it is set aside, not retried)."""
         try:
-            self.historian.write(records)
+            self.historian.write_encoded(bodies)
         except HistorianRejected as exc:
-            if len(records) == 1:
-                self.spool.set_aside(records, str(exc))
-                self.set_aside += 1
-                log.error("historian rejected a point (kept aside in the spool's rejected table): %s", exc)
-                return
-            half = len(records) // 2
-            self._write(records[:half])
-            self._write(records[half:])
-            return
-        now = time.time_ns()
-        for r in records:
-            src = r.tags.get("source", "?")
-            self.written[src] = self.written.get(src, 0) + 1
-        if self.on_written is not None:
-            self.on_written(records, started, now)
+            if len(bodies) == 1:
+                units = self.historian.split_encoded(bodies[0])
+                if len(units) == 1:
+                    self.spool.set_aside(bodies[0], str(exc))
+                    self.set_aside += 1
+                    log.error("historian rejected a point (kept aside in the spool's rejected table): %s", exc)
+                    return
+                bodies = units
+            half = len(bodies) // 2
+            self._write(bodies[:half])
+            self._write(bodies[half:])
 
     def _forget(self, batches: Sequence[SpoolBatch]) -> None:
         try:

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from gridverse.points import is_ln_do_name, ln_class
+
 
 class Strict(BaseModel):
     """Base for every section: unknown keys are errors, not silently ignored."""
@@ -72,8 +74,7 @@ class ProfilePoint(Strict):
     @field_validator("name")
     @classmethod
     def _ln_name(cls, v: str) -> str:
-        ln = v.split(".", 1)[0]
-        if "." not in v or len(ln) < 5 or not ln[:4].isalpha() or not ln[:4].isupper():
+        if not is_ln_do_name(v) or not v[:4].isupper():
             raise ValueError(
                 f"point name {v!r} is not an IEC 61850 'LNxx.DataObject' name (e.g. MMXU1.TotW)"
             )
@@ -102,7 +103,7 @@ class ProfilePoint(Strict):
 
     @property
     def ln_class(self) -> str:
-        return "".join(c for c in self.name.split(".", 1)[0] if c.isalpha())[-4:]
+        return ln_class(self.name)
 
 
 class DeviceProfile(Strict):

@@ -43,16 +43,21 @@ def test_points_are_on_disk_before_they_are_acknowledged(tmp_path: Path) -> None
     assert acked == [1] and on_disk_at_ack == [10]
 
 
+def _encoded(store: EmbeddedHistorian, records: list[Record]) -> tuple[int, str, bytes]:
+    return len(records), "mqtt", store.encode(records)
+
+
 def test_full_spool_refuses_or_drops_as_configured(tmp_path: Path) -> None:
+    codec = EmbeddedHistorian(tmp_path / "h.db")  # the embedded store's spool format
     refuse = Spool(tmp_path / "r.db", max_points=25, policy="reject_new")
-    refuse.append([_batch(0, 1), _batch(0, 2)])
+    refuse.append([_encoded(codec, _batch(0, 1)), _encoded(codec, _batch(0, 2))])
     with pytest.raises(SpoolFull, match="raise gateway.spool.max_points"):
-        refuse.append([_batch(0, 3)])
+        refuse.append([_encoded(codec, _batch(0, 3))])
     assert refuse.depth() == 20 and refuse.refused == 10 and refuse.filling()
     drop = Spool(tmp_path / "d.db", max_points=25, policy="drop_oldest")
     for k in range(1, 5):
-        drop.append([_batch(0, k)])
-    kept = [r.fields["value"] for b in drop.oldest(100) for r in b.records]
+        drop.append([_encoded(codec, _batch(0, k))])
+    kept = [r.fields["value"] for b in drop.oldest(100) for r in codec.decode(b.body)]
     assert drop.dropped == 20 and kept == [float(v) for v in range(30, 50)]  # the newest two batches
 
 
@@ -107,7 +112,7 @@ def test_store_down_then_back_loses_nothing_and_drains_fast(tmp_path: Path) -> N
     assert not writer.store_up
     spooled = spool.depth()
     writes: list[tuple[int, int, int]] = []  # (points, started, finished) of each write after the outage
-    writer.on_written = lambda records, start, end: writes.append((len(records), start, end))
+    writer.on_written = lambda batches, start, end: writes.append((sum(b.points for b in batches), start, end))
     with influxdb1(data, port, rpc) as url:
         wait_for(lambda: writer.pending() == 0, "drain after the outage", timeout=60)
         writer.stop()
@@ -141,6 +146,6 @@ def test_a_point_the_store_refuses_is_set_aside_and_the_rest_written(tmp_path: P
         writer.flush()
         assert spool.depth() == 0 and writer.set_aside == 1
         [(reason, kept)] = spool.rejected()
-        assert "400" in reason and kept[0].fields["value"] == "not a number"
+        assert "400" in reason and b'value="not a number"' in kept  # the refused line, as sent
         assert _count(url) == 10
         threading.Event().wait(0)  # nothing left running

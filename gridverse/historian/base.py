@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import marshal
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 
@@ -22,6 +23,22 @@ class Historian(ABC):
 
     @abstractmethod
     def write(self, records: Sequence[Record]) -> None: ...
+
+    # -- the spool's wire format --------------------------------------------------------------
+    # The gateway spools each batch already encoded for its store, so draining after an outage
+    # is little more than reading and sending bytes. The default is marshal'd records.
+    def encode(self, records: Sequence[Record]) -> bytes:
+        return marshal.dumps([tuple(r) for r in records])
+
+    def write_encoded(self, blobs: Sequence[bytes]) -> None:
+        self.write([r for blob in blobs for r in self.decode(blob)])
+
+    def split_encoded(self, blob: bytes) -> list[bytes]:
+        """One blob per record, to isolate the records a store refuses."""
+        return [self.encode([r]) for r in self.decode(blob)]
+
+    def decode(self, blob: bytes) -> list[Record]:
+        return [Record(*row) for row in marshal.loads(blob)]
 
     @abstractmethod
     def query(

@@ -15,12 +15,12 @@ from urllib.parse import urlencode
 
 import urllib3
 from influxdb_client import InfluxDBClient, WritePrecision
-from influxdb_client import Point as InfluxPoint
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
 from gridverse.config import InfluxConfig
 from gridverse.historian.base import Historian, HistorianError, HistorianRejected
+from gridverse.historian.lineproto import to_line, to_lines
 from gridverse.points import Record
 
 #: The store refused the data itself; 429 and 5xx (overload, outage) and 401/403/404 (credentials,
@@ -29,12 +29,7 @@ _REJECTED_STATUS = {400, 413, 422}
 
 
 def to_line_protocol(record: Record) -> str:
-    point = InfluxPoint(record.measurement).time(record.time_ns, WritePrecision.NS)
-    for key, value in sorted(record.tags.items()):
-        point = point.tag(key, value)
-    for key, value in record.fields.items():
-        point = point.field(key, value)
-    return str(point.to_line_protocol())
+    return to_line(record)
 
 
 def _quote_ident(name: str) -> str:
@@ -76,10 +71,25 @@ class InfluxHistorian(Historian):
     def _where(self, url_hint: str) -> str:
         return f"InfluxDB at {self.url} ({url_hint})"
 
+    # line protocol is the spool's format for InfluxDB: encoded once at intake, sent as is
+    def encode(self, records: Sequence[Record]) -> bytes:
+        return to_lines(records).encode()
+
+    def write_encoded(self, blobs: Sequence[bytes]) -> None:
+        if blobs:
+            self._write_body(b"\n".join(blobs).decode())
+
+    def split_encoded(self, blob: bytes) -> list[bytes]:
+        return blob.split(b"\n")
+
+    def decode(self, blob: bytes) -> list[Record]:
+        raise NotImplementedError("line protocol is not read back; query the store instead")
+
     def write(self, records: Sequence[Record]) -> None:
-        if not records:
-            return
-        body = "\n".join(to_line_protocol(r) for r in records)
+        if records:
+            self._write_body(to_lines(records))
+
+    def _write_body(self, body: str) -> None:
         if self._client is not None:
             try:
                 self._write_api.write(
