@@ -112,6 +112,7 @@ class MqttIngest:
         self.received = 0
         self.rejected = 0
         self.connected = threading.Event()
+        self._stopping = False
 
     def start(self) -> None:
         cfg = self.settings.mqtt
@@ -128,6 +129,9 @@ class MqttIngest:
         self.connected.set()
 
     def _on_disconnect(self, _c: object, _u: object, _f: object, rc: object, _p: object) -> None:
+        if self._stopping:
+            self.connected.clear()
+            return
         if self.connected.is_set():
             log.warning("MQTT connection lost (%s); reconnecting", rc)
         self.connected.clear()
@@ -160,4 +164,5 @@ class MqttIngest:
         self.handle(msg.topic, msg.payload, (lambda: client.ack(mid, qos)) if qos > 0 else None)
 
     def stop(self) -> None:
+        self._stopping = True  # a disconnect asked for is not a lost connection
         stop_client(self.client)
