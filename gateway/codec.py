@@ -37,6 +37,9 @@ def decode(point: ProfilePoint, words: list[int], profile: DeviceProfile) -> flo
         raise DecodeError(
             f"{profile.name}/{point.name}: expected {point.width} registers, got {len(words)}"
         )
+    bad = [w for w in words if not 0 <= w <= 0xFFFF]
+    if bad:  # a garbled frame: a register holds 16 bits, never more, never negative
+        raise DecodeError(f"{profile.name}/{point.name}: register words {bad[:3]} are not 16-bit values")
     raw_bytes = b"".join(w.to_bytes(2, "big") for w in _order_words(list(words), profile))
     (raw,) = struct.unpack(">" + _STRUCT[point.type], raw_bytes)
     if isinstance(raw, float) and not math.isfinite(raw):

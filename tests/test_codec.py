@@ -69,3 +69,28 @@ def test_adjacent_points_merge_into_blocks_within_limits() -> None:
     wide = plan_reads(profile, max_gap=200)
     assert all(b.count <= 125 for b in wide)
     assert sorted(p.name for b in wide for p in b.points) == sorted(p.name for p in profile.points)
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import settings as hsettings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@hsettings(max_examples=400, deadline=None)
+@given(dtype=st.sampled_from(["u16", "i16", "u32", "i32", "f32", "f64"]),
+       word=st.sampled_from(["big", "little"]), byte=st.sampled_from(["big", "little"]),
+       words=st.lists(st.integers(min_value=-5, max_value=70_000), max_size=6))  # fmt: skip
+def test_any_modbus_reply_gives_a_finite_reading_or_a_reason(dtype: str, word: str, byte: str,
+                                                             words: list[int]) -> None:  # fmt: skip
+    """Garbage registers (wrong count, out-of-range words, NaN/inf patterns) never become a
+    believable value: the result is finite, or DecodeError says what was wrong."""
+    import math
+
+    profile = _profile(word, byte, type=dtype)
+    try:
+        value = decode(profile.points[0], words, profile)
+    except DecodeError as exc:
+        assert str(exc)
+        return
+    assert math.isfinite(value)
+    assert all(0 <= w <= 0xFFFF for w in words)  # a decoded reply had only real 16-bit registers

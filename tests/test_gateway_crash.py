@@ -126,3 +126,41 @@ def test_broker_restart_is_survived_and_ingestion_resumes(tmp_path: Path) -> Non
     finally:
         gateway.send_signal(signal.SIGINT)
         gateway.wait(30)
+
+
+def test_metrics_health_and_no_secret_in_logs(tmp_path: Path) -> None:
+    """A running gateway serves Prometheus counters that match what it stored, a health answer,
+    and never writes its MQTT password or store token into its logs."""
+    import urllib.request
+
+    from tests.services import free_port
+
+    metrics_port = free_port()
+    config = config_dir(tmp_path, lambda d: d["gateway"].update(metrics_port=metrics_port))
+    store, log = tmp_path / "gridverse.db", tmp_path / "gateway.log"
+    secrets = {"GRIDVERSE_MQTT__USERNAME": "gateway", "GRIDVERSE_MQTT__PASSWORD": "pw-Zebra-7781",
+               "GRIDVERSE_HISTORIAN__INFLUX__TOKEN": "tok-Quokka-5512"}  # fmt: skip
+    t0_ms = int(time.time() * 1000) - 3_600_000
+    with mosquitto(tmp_path) as port:  # anonymous broker: it ignores the credentials it is given
+        os.environ.update(secrets)
+        try:
+            gateway = _gateway(config, port, log)
+        finally:
+            for key in secrets:
+                os.environ.pop(key)
+        try:
+            wait_for(lambda: "subscribed to" in log.read_text(), "gateway subscription", timeout=60)
+            _publish(port, range(0, 50), t0_ms)
+            wait_for(lambda: _stored(store) == 50 * POINTS_PER_MESSAGE, "50 messages", timeout=30)
+            text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics").read().decode()
+            health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/health").read())
+        finally:
+            gateway.send_signal(signal.SIGINT)
+            gateway.wait(30)
+    assert 'gridverse_gateway_points_in_total{source="mqtt"} 500.0' in text
+    assert 'gridverse_gateway_points_out_total{source="mqtt"} 500.0' in text
+    assert 'gridverse_gateway_device_up{device="F1"} 0.0' in text  # its RTU is not running
+    assert "gridverse_gateway_spool_depth_points" in text and "gridverse_gateway_poll_latency_seconds" in text
+    assert health["status"] == "ok" and health["store_up"] and "F1" in health["devices_down"]
+    logged = log.read_text()
+    assert "pw-Zebra-7781" not in logged and "tok-Quokka-5512" not in logged
