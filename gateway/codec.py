@@ -14,6 +14,15 @@ _STRUCT = {
     DataType.I32: "i",
     DataType.F32: "f",
     DataType.F64: "d",
+    DataType.U64: "Q",
+    DataType.I64: "q",
+}
+
+#: SunSpec's "not implemented" values (SunSpec Information Model Specification): a register that
+#: holds one is not a reading, whatever its scale.
+_SUNSPEC_NOT_IMPLEMENTED = {
+    DataType.U16: 0xFFFF, DataType.I16: -0x8000, DataType.U32: 0xFFFFFFFF, DataType.I32: -0x80000000,
+    DataType.U64: 0xFFFFFFFFFFFFFFFF, DataType.I64: -0x8000000000000000,
 }
 
 
@@ -29,32 +38,60 @@ def _order_words(words: list[int], profile: DeviceProfile) -> list[int]:
     return words
 
 
-def decode(point: ProfilePoint, words: list[int], profile: DeviceProfile) -> float:
-    """Registers (most significant word first after ordering) → scaled value in the point's unit."""
-    if point.type == DataType.BIT:
-        raise DecodeError(f"{profile.name}/{point.name}: bits are decoded by decode_bit")
+def decode(point: ProfilePoint, words: list[int], profile: DeviceProfile, scale_factor: int | None = None) -> float:
+    """Registers (most significant word first after ordering) → value in SI units: the raw number
+    times `scale` plus `offset`, times 10^scale_factor (SunSpec), converted from the profile's unit."""
+    raw = decode_raw(point, words, profile)
+    value = raw * point.scale + point.offset
+    if scale_factor is not None:
+        if not -10 <= scale_factor <= 10:
+            raise DecodeError(f"{profile.name}/{point.name}: scale factor {scale_factor} is not a SunSpec scale factor")
+        value *= 10.0**scale_factor
+    return value * point.si_factor
+
+
+def decode_text(point: ProfilePoint, words: list[int], profile: DeviceProfile) -> str:
+    """A string point: two ASCII characters per register, NUL-padded."""
+    _check_words(point, words, profile)
+    raw = b"".join(w.to_bytes(2, "big") for w in words).rstrip(b"\x00 ")
+    try:
+        return raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise DecodeError(f"{profile.name}/{point.name}: {raw[:20]!r} is not ASCII text") from None
+
+
+def _check_words(point: ProfilePoint, words: list[int], profile: DeviceProfile) -> None:
     if len(words) != point.width:
-        raise DecodeError(
-            f"{profile.name}/{point.name}: expected {point.width} registers, got {len(words)}"
-        )
+        raise DecodeError(f"{profile.name}/{point.name}: expected {point.width} registers, got {len(words)}")
     bad = [w for w in words if not 0 <= w <= 0xFFFF]
     if bad:  # a garbled frame: a register holds 16 bits, never more, never negative
         raise DecodeError(f"{profile.name}/{point.name}: register words {bad[:3]} are not 16-bit values")
+
+
+def decode_raw(point: ProfilePoint, words: list[int], profile: DeviceProfile) -> float | int:
+    """The register image as the number it encodes, before any scaling."""
+    if point.type in (DataType.BIT, DataType.STRING):
+        raise DecodeError(f"{profile.name}/{point.name}: {point.type.value} points are not numbers")
+    _check_words(point, words, profile)
     raw_bytes = b"".join(w.to_bytes(2, "big") for w in _order_words(list(words), profile))
     (raw,) = struct.unpack(">" + _STRUCT[point.type], raw_bytes)
     if isinstance(raw, float) and not math.isfinite(raw):
         raise DecodeError(f"{profile.name}/{point.name}: register value is {raw}, not a reading")
-    return raw * point.scale + point.offset
+    if profile.sunspec_sentinels and raw == _SUNSPEC_NOT_IMPLEMENTED.get(point.type):
+        raise DecodeError(f"{profile.name}/{point.name}: register holds SunSpec's 'not implemented' value")
+    return raw
 
 
-def encode(point: ProfilePoint, value: float, profile: DeviceProfile) -> list[int]:
-    """Scaled value → registers; the simulator uses it to serve what a real device would."""
+def encode(point: ProfilePoint, value: float, profile: DeviceProfile, scale_factor: int | None = None) -> list[int]:
+    """SI value → registers (the inverse of decode); the simulator uses it to serve what a real
+    device would."""
+    value = value / point.si_factor / (10.0**scale_factor if scale_factor is not None else 1.0)
     raw = (value - point.offset) / point.scale
     code = _STRUCT[point.type]
-    if code in "HhIi":
+    if code in "HhIiQq":
         raw_int = round(raw)
         bits = 16 * point.width
-        lo, hi = (0, 2**bits - 1) if code in "HI" else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+        lo, hi = (0, 2**bits - 1) if code in "HIQ" else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
         if not lo <= raw_int <= hi:
             raise DecodeError(
                 f"{profile.name}/{point.name}: {value} {point.unit} does not fit {point.type.value}"

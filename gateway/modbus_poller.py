@@ -12,7 +12,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from gateway.blocks import ReadBlock, plan_reads
-from gateway.codec import DecodeError, decode
+from gateway.codec import DecodeError, decode, decode_raw, decode_text
 from gridverse.config import (
     DataType,
     DeviceConfig,
@@ -90,7 +90,13 @@ class RtuConnection:
 
 
 class DevicePoller:
-    """Polls one device on its own schedule; never lets one slow device delay another."""
+    """Polls one device on its own schedule; never lets one slow device delay another.
+
+    Points may sit in poll groups with their own periods (profile `groups`); each group has its
+    own block reads and timetable. A point with a deadband is reported only when it moves by
+    more than that, when its quality changes, or every `gateway.report_every_s` as a heartbeat.
+    SunSpec scale-factor registers are read with their group and applied to the points that
+    name them."""
 
     def __init__(
         self,
@@ -109,10 +115,15 @@ class DevicePoller:
         self.connection = connection
         self.config = config
         self.sink = sink
-        self.blocks = plan_reads(profile, config.max_gap)
+        self.groups = _group_profiles(profile)
+        self.blocks = [b for g in self.groups.values() for b in plan_reads(g, config.max_gap)]
+        self._group_blocks = {name: plan_reads(g, config.max_gap) for name, g in self.groups.items()}
+        self._by_name = {p.name: p for p in profile.points}
+        self._reported: dict[str, tuple[float | None, Quality, float]] = {}  # value, quality, monotonic
+        self.suppressed = 0
         self.status = DeviceStatus()
 
-    def _point(self, name: str, unit: str, t: int, value: float | None, q: Quality) -> Point:
+    def _point(self, name: str, unit: str, t: int, value: float | None, q: Quality, text: str = "") -> Point:
         return Point(
             site=self.site,
             substation=self.substation.name,
@@ -124,37 +135,70 @@ class DevicePoller:
             value=value,
             quality=q,
             unit=unit,
+            extra={"text": text} if text else {},
         )
 
-    async def poll_once(self) -> list[Point]:
-        """Read every block; a failed block yields its points with a bad quality and no value."""
+    async def poll_once(self, groups: list[str] | None = None) -> list[Point]:
+        """Read the blocks of `groups` (default: all); a failed block yields its points with a bad
+        quality and no value."""
         t = time.time_ns()
-        points: list[Point] = []
+        blocks = [b for g in (groups or list(self._group_blocks)) for b in self._group_blocks[g]]
+        words: dict[str, list[int] | bool] = {}
+        failed: dict[str, str] = {}
         failure = ""
-        for block in self.blocks:
+        for block in blocks:
             try:
                 data = await self.connection.read(block, self.device.unit_id)
             except DeviceUnavailable as exc:
                 failure = str(exc)
-                quality = Quality.COMM_FAIL
-                points.extend(self._point(p.name, p.unit, t, None, quality) for p in block.points)
+                for p in block.points:
+                    failed[p.name] = failure
                 continue
             for p in block.points:
                 offset = p.address - block.address
-                if p.type == DataType.BIT:
-                    points.append(self._point(p.name, p.unit, t, float(bool(data[offset])),
-                                              Quality.GOOD))  # fmt: skip
-                    continue
-                try:
-                    words = [int(w) for w in data[offset : offset + p.width]]
-                    value = decode(p, words, self.profile)
-                except DecodeError as exc:
-                    self.status.reasons[str(exc)] = self.status.reasons.get(str(exc), 0) + 1
-                    points.append(self._point(p.name, p.unit, t, None, Quality.INVALID))
-                    continue
-                points.append(self._point(p.name, p.unit, t, value, Quality.GOOD))
+                words[p.name] = bool(data[offset]) if p.type == DataType.BIT else [
+                    int(w) for w in data[offset : offset + p.width]]  # fmt: skip
+        points = [self._decode(name, words, failed, t) for name in [*words, *failed]]
         self._record(failure)
-        return points
+        return self._report_by_exception(points)
+
+    def _decode(self, name: str, words: dict[str, list[int] | bool], failed: dict[str, str], t: int) -> Point:
+        p = self._by_name[name]
+        if name in failed:
+            return self._point(name, p.si_unit, t, None, Quality.COMM_FAIL)
+        raw = words[name]
+        if isinstance(raw, bool):
+            return self._point(name, p.si_unit, t, float(raw), Quality.GOOD)
+        try:
+            if p.type == DataType.STRING:
+                return self._point(name, p.si_unit, t, None, Quality.GOOD, text=decode_text(p, raw, self.profile))
+            scale_factor = None
+            if p.scale_register is not None:
+                sf_words = words.get(p.scale_register)
+                if not isinstance(sf_words, list):
+                    raise DecodeError(f"{self.profile.name}/{name}: its scale factor {p.scale_register} was not "
+                                      "read in the same poll (put both in one group)")  # fmt: skip
+                scale_factor = int(decode_raw(self._by_name[p.scale_register], sf_words, self.profile))
+            return self._point(name, p.si_unit, t, decode(p, raw, self.profile, scale_factor), Quality.GOOD)
+        except DecodeError as exc:
+            self.status.reasons[str(exc)] = self.status.reasons.get(str(exc), 0) + 1
+            return self._point(name, p.si_unit, t, None, Quality.INVALID)
+
+    def _report_by_exception(self, points: list[Point]) -> list[Point]:
+        now = time.monotonic()
+        heartbeat = self.config.report_every_s
+        out = []
+        for pt in points:
+            band = self._by_name[pt.name].deadband
+            last = self._reported.get(pt.name)
+            if band is not None and last is not None and pt.value is not None and last[0] is not None:
+                quiet = abs(pt.value - last[0]) <= band and pt.quality is last[1] and now - last[2] < heartbeat
+                if quiet:
+                    self.suppressed += 1
+                    continue
+            self._reported[pt.name] = (pt.value, pt.quality, now)
+            out.append(pt)
+        return out
 
     def _record(self, failure: str) -> None:
         st = self.status
@@ -172,21 +216,41 @@ class DevicePoller:
                 log.info("device %s back up", self.device.name)
 
     async def run(self) -> None:
-        period = self.config.poll_interval_s
-        next_at = time.monotonic()
+        """Each group on its own period; after an outage, missed slots are skipped, not burst."""
+        default = self.config.poll_interval_s
+        periods = {g: self.profile.period_of(g, default) for g in self._group_blocks}
+        due = dict.fromkeys(periods, time.monotonic())
         while True:
-            lateness = time.monotonic() - next_at
-            if lateness > period * 0.5:
-                self.status.late += 1
-            else:
-                self.status.on_time += 1
+            now = time.monotonic()
+            groups = [g for g, at in due.items() if at <= now + 1e-3]
+            for g in groups:
+                if now - due[g] > periods[g] * 0.5:
+                    self.status.late += 1
+                else:
+                    self.status.on_time += 1
             started = time.perf_counter()
-            points = await self.poll_once()
+            points = await self.poll_once(groups)
             if self.on_poll is not None:
                 self.on_poll(self.device.name, time.perf_counter() - started)
-            self.sink(points)
-            next_at += period
+            if points:
+                self.sink(points)
             now = time.monotonic()
-            if next_at < now:  # after an outage, skip missed slots rather than burst
-                next_at = now + period - ((now - next_at) % period)
-            await asyncio.sleep(next_at - now)
+            for g in groups:
+                due[g] += periods[g]
+                if due[g] < now:
+                    due[g] = now + periods[g] - ((now - due[g]) % periods[g])
+            await asyncio.sleep(max(0.0, min(due.values()) - now))
+
+
+def _group_profiles(profile: DeviceProfile) -> dict[str, DeviceProfile]:
+    """One profile per poll group; a scale-factor point joins every group that uses it."""
+    names: dict[str, set[str]] = {}
+    for p in profile.points:
+        names.setdefault(p.group, set()).add(p.name)
+        if p.scale_register is not None:
+            names[p.group].add(p.scale_register)
+    out = {}
+    for group, members in names.items():
+        points = [p for p in profile.points if p.name in members]
+        out[group] = profile.model_copy(update={"points": points})
+    return out

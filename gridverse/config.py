@@ -34,6 +34,9 @@ class DataType(StrEnum):
     I32 = "i32"
     F32 = "f32"
     F64 = "f64"
+    U64 = "u64"
+    I64 = "i64"
+    STRING = "string"  # `length` registers of ASCII, two characters each (names, serial numbers)
     BIT = "bit"
 
 
@@ -44,7 +47,21 @@ REGISTER_WIDTH = {
     DataType.I32: 2,
     DataType.F32: 2,
     DataType.F64: 4,
+    DataType.U64: 4,
+    DataType.I64: 4,
     DataType.BIT: 1,
+}
+
+#: Units a profile may use, and the factor to the SI unit the gateway emits (ARCHITECTURE.md:
+#: points are in SI). Unknown units are refused at validation, not passed through.
+SI_UNITS: dict[str, tuple[str, float]] = {
+    "": ("", 1.0), "W": ("W", 1.0), "kW": ("W", 1e3), "MW": ("W", 1e6),
+    "var": ("var", 1.0), "kvar": ("var", 1e3), "Mvar": ("var", 1e6),
+    "VA": ("VA", 1.0), "kVA": ("VA", 1e3), "MVA": ("VA", 1e6),
+    "V": ("V", 1.0), "kV": ("V", 1e3), "A": ("A", 1.0), "kA": ("A", 1e3), "mA": ("A", 1e-3),
+    "Hz": ("Hz", 1.0), "Wh": ("J", 3600.0), "kWh": ("J", 3.6e6), "MWh": ("J", 3.6e9), "J": ("J", 1.0),
+    "degC": ("degC", 1.0), "K": ("K", 1.0), "%": ("%", 1.0), "s": ("s", 1.0), "Pa": ("Pa", 1.0),
+    "bar": ("Pa", 1e5), "ppm": ("ppm", 1.0),
 }
 
 
@@ -68,8 +85,30 @@ class ProfilePoint(Strict):
     type: DataType
     scale: float = 1.0
     offset: float = 0.0
-    unit: str = ""
+    unit: str = Field(default="", description="as the device reports it; converted to SI (kW → W, kWh → J)")
     measurand: Measurand = Measurand.OTHER
+    length: int | None = Field(default=None, ge=1, le=125, description="registers of a string point")
+    scale_register: str | None = Field(
+        default=None, description="SunSpec-style scale factor: another point (i16) whose value v multiplies by 10^v"
+    )
+    deadband: float | None = Field(default=None, gt=0, description="report only changes larger than this (SI)")
+    group: str = Field(default="default", description="poll group; its period is in the profile's groups")
+    writable: bool = False
+
+    @field_validator("unit")
+    @classmethod
+    def _known_unit(cls, v: str) -> str:
+        if v not in SI_UNITS:
+            raise ValueError(f"unit {v!r} is not known; use one of {sorted(SI_UNITS)}")
+        return v
+
+    @property
+    def si_unit(self) -> str:
+        return SI_UNITS[self.unit][0]
+
+    @property
+    def si_factor(self) -> float:
+        return SI_UNITS[self.unit][1]
 
     @field_validator("name")
     @classmethod
@@ -97,9 +136,15 @@ class ProfilePoint(Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _string_has_length(self) -> ProfilePoint:
+        if (self.type == DataType.STRING) != (self.length is not None):
+            raise ValueError("a string point needs `length` (registers), and only a string point takes one")
+        return self
+
     @property
     def width(self) -> int:
-        return REGISTER_WIDTH[self.type]
+        return self.length if self.type == DataType.STRING else REGISTER_WIDTH[self.type]
 
     @property
     def ln_class(self) -> str:
@@ -111,7 +156,30 @@ class DeviceProfile(Strict):
     description: str = ""
     word_order: Literal["big", "little"] = "big"
     byte_order: Literal["big", "little"] = "big"
+    sunspec_sentinels: bool = Field(
+        default=False, description="SunSpec 'not implemented' values (0xFFFF, 0x8000, ...) read as invalid"
+    )
+    groups: dict[str, float] = Field(default_factory=dict, description="poll period (s) per point group")
     points: list[ProfilePoint]
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> DeviceProfile:
+        by_name = {p.name: p for p in self.points}
+        for p in self.points:
+            if p.scale_register is not None:
+                sf = by_name.get(p.scale_register)
+                if sf is None or sf.type != DataType.I16:
+                    raise ValueError(f"point {p.name}: scale_register {p.scale_register!r} must name an i16 point "
+                                     "of this profile")  # fmt: skip
+            if p.group != "default" and p.group not in self.groups:
+                raise ValueError(f"point {p.name}: group {p.group!r} has no period in `groups`")
+        for name, period in self.groups.items():
+            if period <= 0:
+                raise ValueError(f"group {name!r}: period {period} must be positive")
+        return self
+
+    def period_of(self, group: str, default: float) -> float:
+        return self.groups.get(group, default)
 
     @model_validator(mode="after")
     def _no_overlap(self) -> DeviceProfile:
@@ -308,6 +376,8 @@ class GatewayConfig(Strict):
     retries: int = Field(default=1, ge=0)
     max_gap: int = Field(default=8, ge=0, description="registers bridged when merging block reads")
     flush_interval_s: float = Field(default=0.2, gt=0)
+    report_every_s: float = Field(default=60.0, gt=0, description="heartbeat of points with a deadband")
+    writes_enabled: bool = Field(default=False, description="allow writes to points a profile marks writable")
     spool: SpoolConfig = SpoolConfig()
     metrics_port: int | None = Field(default=None, ge=1, le=65535,
                                      description="serve /metrics and /health here (Prometheus); off when null")

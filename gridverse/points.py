@@ -76,8 +76,8 @@ class Point:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.quality is Quality.GOOD and self.value is None:
-            raise ValueError(f"{self.device}/{self.name}: a good point needs a value")
+        if self.quality is Quality.GOOD and self.value is None and not self.extra.get("text"):
+            raise ValueError(f"{self.device}/{self.name}: a good point needs a value (or text)")
 
     @property
     def ln_class(self) -> str:
@@ -87,6 +87,8 @@ class Point:
         fields: dict[str, float | int | str | bool] = {"quality": self.quality.value}
         if self.value is not None:
             fields["value"] = float(self.value)
+        if self.extra.get("text"):
+            fields["text"] = str(self.extra["text"])
         key = (self.site, self.substation, self.bay, self.device, self.name, self.source)
         tags = _TAGS.get(key)
         if tags is None:
