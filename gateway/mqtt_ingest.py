@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import paho.mqtt.client as mqtt
 
 from gridverse.config import SensorConfig, Settings
-from gridverse.mqtt import broker_host, make_client, stop_client
+from gridverse.mqtt import broker_host, connect_properties, make_client, stop_client, subscription
 from gridverse.points import TELEMETRY, Point, Quality, Record, Source, is_ln_do_name
 
 OnDurable = Callable[[], None]
@@ -100,7 +100,7 @@ class MqttIngest:
         self.settings = settings
         self.sink, self.reject = sink, reject
         cfg = settings.mqtt
-        self.subscription = f"{cfg.topic_prefix}/{settings.site.name}/+/+/telemetry"
+        self.subscription = subscription(cfg, f"{cfg.topic_prefix}/{settings.site.name}/+/+/telemetry")
         self.parsers = {s.name: JsonTelemetry(settings.site.name, s) for s in settings.site.sensors}
         # manual acknowledgement: a QoS 1 message is acknowledged only once its points are in the
         # spool, so a gateway killed in between gets it again from the broker
@@ -116,7 +116,8 @@ class MqttIngest:
 
     def start(self) -> None:
         cfg = self.settings.mqtt
-        self.client.connect_async(broker_host(cfg), cfg.port, keepalive=30)
+        self.client.connect_async(broker_host(cfg), cfg.port, keepalive=30,
+                                  **connect_properties(cfg, clean_start=False))  # fmt: skip
         self.client.loop_start()
 
     def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: object, _p: object) -> None:

@@ -278,6 +278,15 @@ class SiteConfig(Strict):
 # ---------------------------------------------------------------- services
 
 
+class MqttTls(Strict):
+    """TLS to the broker; client certificate optional (mutual TLS)."""
+
+    ca_file: Path
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure_skip_hostname: bool = False
+
+
 class MqttConfig(Strict):
     host: str | None = Field(default=None, description="none: start an embedded broker")
     port: int = 1883
@@ -285,6 +294,12 @@ class MqttConfig(Strict):
     password: SecretStr | None = None
     topic_prefix: str = "gridverse"
     qos: Literal[0, 1, 2] = 1
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    shared_group: str | None = Field(
+        default=None, description="MQTT 5 shared subscription group: gateways in one group split the topic tree"
+    )
+    client_suffix: str = Field(default="", description="tells gateway processes of one site apart (client ids)")
+    tls: MqttTls | None = None
 
 
 class InfluxConfig(Strict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
@@ -21,18 +22,46 @@ def make_client(
     config: MqttConfig, client_id: str, *, clean_start: bool = True, manual_ack: bool = False
 ) -> mqtt.Client:
     """A paho client configured from `mqtt:`; the password comes from the environment only."""
+    v5 = config.protocol == "5"
     client = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        protocol=mqtt.MQTTv311,
-        clean_session=clean_start,
+        client_id=client_id + config.client_suffix,
+        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        clean_session=None if v5 else clean_start,
         manual_ack=manual_ack,
     )
+    if config.tls is not None:
+        tls = config.tls
+        for path in (tls.ca_file, tls.cert_file, tls.key_file):
+            if path is not None and not Path(path).is_file():
+                raise OSError(f"mqtt.tls: {path} is not a readable file; check the certificate paths")
+        client.tls_set(ca_certs=str(tls.ca_file), certfile=str(tls.cert_file) if tls.cert_file else None,
+                       keyfile=str(tls.key_file) if tls.key_file else None)  # fmt: skip
+        client.tls_insecure_set(tls.insecure_skip_hostname)
     if config.username:
         password = config.password.get_secret_value() if config.password else None
         client.username_pw_set(config.username, password)
     client.reconnect_delay_set(min_delay=1, max_delay=30)
     return client
+
+
+def connect_properties(config: MqttConfig, *, clean_start: bool) -> dict:
+    """Keyword arguments for connect/connect_async: MQTT 5 sessions are kept by clean_start=False
+    with a session expiry (a day), MQTT 3.1.1 ones by clean_session (set on the client)."""
+    if config.protocol != "5":
+        return {}
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    props = Properties(PacketTypes.CONNECT)
+    if not clean_start:
+        props.SessionExpiryInterval = 86_400
+    return {"clean_start": clean_start, "properties": props}
+
+
+def subscription(config: MqttConfig, topic_filter: str) -> str:
+    """The filter to subscribe to: `$share/<group>/<filter>` when gateways share the work."""
+    return f"$share/{config.shared_group}/{topic_filter}" if config.shared_group else topic_filter
 
 
 def broker_host(config: MqttConfig) -> str:
