@@ -110,6 +110,19 @@ def cmd_gateway_test(args: argparse.Namespace) -> int:
     return 0 if dead == 0 else 4
 
 
+def cmd_gateway_write(args: argparse.Namespace) -> int:
+    """Write one value to a device point (refused unless profile and operator both allow it)."""
+    from gateway.writes import WriteRefused, write_point
+
+    try:
+        written = asyncio.run(write_point(_settings(args), args.device, args.point, args.value))
+    except WriteRefused as exc:
+        print(f"write refused: {exc}", file=sys.stderr)
+        return 5
+    print(f"wrote {args.device}/{args.point} = {args.value} ({written})")
+    return 0
+
+
 def cmd_twin_run(args: argparse.Namespace) -> int:
     """The live twin loop alone (what the `twin` docker-compose service runs)."""
     args.parts = ["twin"]
@@ -185,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     gateway_test = gateway_sub.add_parser("test", help="poll every device once, listen to the sensors, print points")
     gateway_test.add_argument("--listen", type=float, default=3.0, help="seconds to listen for MQTT sensors")
     gateway_test.set_defaults(func=cmd_gateway_test)
+    gateway_write = gateway_sub.add_parser("write", help="write one SI value to a writable device point")
+    gateway_write.add_argument("device")
+    gateway_write.add_argument("point")
+    gateway_write.add_argument("value", type=float)
+    gateway_write.set_defaults(func=cmd_gateway_write)
     twin = sub.add_parser("twin", help="the grid twin: live loop, replay of a past moment, N-1")
     twin_sub = twin.add_subparsers(dest="action", required=True)
     twin_run = twin_sub.add_parser("run", help="the live estimation loop")

@@ -145,3 +145,33 @@ def test_poll_groups_keep_their_own_periods() -> None:
     assert counts["MMXU1.Hz"] == 4  # fast group: every second (t = 0, 1, 2, 3)
     assert counts["MMTR1.TotWh"] == 1 and counts["LPHD1.PhyNam"] == 1  # slow and nameplate: once
     assert counts["MMXU1.TotW"] == 1  # fast, but unchanged within its deadband
+
+
+def test_writes_need_the_profile_and_the_operator() -> None:
+    from gateway.writes import WriteRefused, write_point
+
+    base = load_settings()
+
+    async def scenario() -> tuple[list[int] | bool, dict[str, Point]]:
+        port = free_port()
+        image = {**sunspec_image(), 40122: 123, 40123: 24, 40127: 1000, 40131: 0, 40146: _i16(-1)}
+        server = await _serve(port, 3, image, {})
+        sub = SubstationConfig(name="pv", host="127.0.0.1", port=port, devices=[
+            DeviceConfig(name="INV1", bay="PV", unit_id=3, profile="pv_inverter_sunspec")])  # fmt: skip
+        site = base.site.model_copy(update={"substations": [sub]})
+        off = base.model_copy(update={"site": site})
+        on = off.model_copy(update={"gateway": off.gateway.model_copy(update={"writes_enabled": True})})
+        try:
+            with pytest.raises(WriteRefused, match="gateway.writes_enabled"):
+                await write_point(off, "INV1", "DRCT1.WMaxLimPct", 60.0)
+            with pytest.raises(WriteRefused, match="writable: true"):
+                await write_point(on, "INV1", "MMXU1.TotW", 1000.0)
+            written = await write_point(on, "INV1", "DRCT1.WMaxLimPct", 60.0)
+            after = _by_name(await _poller("pv_inverter_sunspec", port).poll_once())
+        finally:
+            await server.shutdown()
+        return written, after
+
+    written, after = asyncio.run(scenario())
+    assert written == [600]  # 60 % with the device's scale factor 10^-1
+    assert after["DRCT1.WMaxLimPct"].value == pytest.approx(60.0)  # read back from the device
