@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
 
+from gateway.sparkplug_host import NAMESPACE, SparkplugError, SparkplugHost
 from gridverse.config import SensorConfig, Settings
 from gridverse.mqtt import broker_host, connect_properties, make_client, stop_client, subscription
 from gridverse.points import TELEMETRY, Point, Quality, Record, Source, is_ln_do_name
@@ -88,6 +89,11 @@ class JsonTelemetry:
         return tags
 
 
+def _rejection(source: str, device: str, reason: str, topic: str, payload: str, now: int) -> Record:
+    return Record(REJECTED, {"source": source, "device": device},
+                  {"reason": reason, "topic": topic[:200], "payload": payload}, now)  # fmt: skip
+
+
 class MqttIngest:
     """A paho subscriber on `<prefix>/<site>/+/+/telemetry`, with a persistent QoS 1 session."""
 
@@ -101,6 +107,9 @@ class MqttIngest:
         self.sink, self.reject = sink, reject
         cfg = settings.mqtt
         self.subscription = subscription(cfg, f"{cfg.topic_prefix}/{settings.site.name}/+/+/telemetry")
+        self.subscriptions = [self.subscription] + [subscription(cfg, f"{NAMESPACE}/{g}/#")
+                                                    for g in cfg.sparkplug_groups]  # fmt: skip
+        self.sparkplug = SparkplugHost(settings.site.name, lambda t, body: self.client.publish(t, body, qos=0))
         self.parsers = {s.name: JsonTelemetry(settings.site.name, s) for s in settings.site.sensors}
         # manual acknowledgement: a QoS 1 message is acknowledged only once its points are in the
         # spool, so a gateway killed in between gets it again from the broker
@@ -124,7 +133,7 @@ class MqttIngest:
         if getattr(rc, "is_failure", False):
             log.error("MQTT broker refused the gateway: %s", rc)
             return
-        client.subscribe(self.subscription, qos=self.settings.mqtt.qos)
+        client.subscribe([(s, self.settings.mqtt.qos) for s in self.subscriptions])
         if not self.connected.is_set():
             log.info("MQTT connected; subscribed to %s", self.subscription)
         self.connected.set()
@@ -142,6 +151,9 @@ class MqttIngest:
         `on_durable` runs once what the message became (points or its rejection) is spooled."""
         self.received += 1
         now = time.time_ns()
+        if topic.startswith(NAMESPACE + "/"):
+            self._handle_sparkplug(topic, payload, now, on_durable)
+            return
         parts = topic.split("/")
         device = parts[3] if len(parts) == 5 else ""
         try:
@@ -152,12 +164,21 @@ class MqttIngest:
         except PayloadError as exc:
             self.rejected += 1
             log.warning("rejected MQTT message on %s: %s", topic, exc)
-            self.reject([
-                Record(REJECTED, {"source": "mqtt", "device": device or "?"},
-                       {"reason": str(exc), "topic": topic[:200],
-                        "payload": payload[:1024].decode("utf-8", "backslashreplace")}, now)
-            ], on_durable)  # fmt: skip
+            self.reject([_rejection("mqtt", device or "?", str(exc), topic,
+                                    payload[:1024].decode("utf-8", "backslashreplace"), now)], on_durable)  # fmt: skip
             return
+        self.sink(rows, on_durable)
+
+    def _handle_sparkplug(self, topic: str, payload: bytes, now: int, on_durable: OnDurable | None) -> None:
+        try:
+            rows, reasons = self.sparkplug.handle(topic, payload, now)
+        except SparkplugError as exc:
+            rows, reasons = [], [str(exc)]
+        if reasons:
+            self.rejected += 1
+            log.warning("Sparkplug message on %s: %s", topic, "; ".join(reasons)[:300])
+            self.reject([_rejection("sparkplug", topic.split("/")[3] if topic.count("/") >= 3 else "?",
+                                    "; ".join(reasons), topic, payload.hex()[:1024], now)], None)  # fmt: skip
         self.sink(rows, on_durable)
 
     def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:

@@ -299,6 +299,7 @@ class MqttConfig(Strict):
         default=None, description="MQTT 5 shared subscription group: gateways in one group split the topic tree"
     )
     client_suffix: str = Field(default="", description="tells gateway processes of one site apart (client ids)")
+    sparkplug_groups: list[str] = Field(default_factory=list, description="Sparkplug B groups to host (spBv1.0)")
     tls: MqttTls | None = None
 
 

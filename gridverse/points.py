@@ -37,6 +37,7 @@ class Quality(StrEnum):
 class Source(StrEnum):
     MODBUS = "modbus"
     MQTT = "mqtt"
+    SPARKPLUG = "sparkplug"
 
 
 def now_ns() -> int:

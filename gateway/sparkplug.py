@@ -1,0 +1,240 @@
+"""Sparkplug B (Eclipse Sparkplug 3.0) for the gateway: the payload codec and the host logic.
+
+Payloads are protobuf. The schema is small and fixed (Payload: timestamp=1, metrics=2, seq=3;
+Metric: name=1, alias=2, timestamp=3, datatype=4, is_null=7, int_value=10, long_value=11,
+float_value=12, double_value=13, boolean_value=14, string_value=15), so it is encoded and decoded
+here on the protobuf wire format directly, which keeps generated code and protoc out of the
+build. Unknown fields are skipped, as protobuf requires; a frame that breaks the wire format is
+refused with the offset where it broke.
+
+Host logic: births (NBIRTH/DBIRTH) declare each metric's name, alias and datatype; data messages
+(NDATA/DDATA) may carry aliases only. Sequence numbers run 0..255 per edge node. A gap, an
+unknown alias or data before any birth makes the host ask the edge node for a rebirth (NCMD
+`Node Control/Rebirth`) and ignore its data until the birth arrives; deaths (NDEATH with the
+matching bdSeq, DDEATH) turn the metrics they cover into comm_fail points.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass, field
+
+# Sparkplug B datatypes (the spec's DataType enum)
+INT8, INT16, INT32, INT64, UINT8, UINT16, UINT32, UINT64, FLOAT, DOUBLE, BOOLEAN, STRING = range(1, 13)
+DATETIME, TEXT = 13, 14
+_INT_TYPES = {INT8: 8, INT16: 16, INT32: 32, INT64: 64}
+_UINT_TYPES = {UINT8, UINT16, UINT32, UINT64, DATETIME}
+NUMERIC_TYPES = set(_INT_TYPES) | _UINT_TYPES | {FLOAT, DOUBLE, BOOLEAN}
+MAX_FRAME_BYTES = 256 * 1024
+REBIRTH_METRIC = "Node Control/Rebirth"
+
+
+class FrameError(ValueError):
+    """A Sparkplug frame that is not a valid payload; the message says where and why."""
+
+
+@dataclass
+class Metric:
+    name: str = ""
+    alias: int | None = None
+    timestamp: int | None = None  # ms since the epoch
+    datatype: int = 0
+    is_null: bool = False
+    value: float | int | bool | str | None = None
+
+
+@dataclass
+class Payload:
+    timestamp: int | None = None
+    seq: int | None = None
+    metrics: list[Metric] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- protobuf wire format
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(buf):
+            raise FrameError(f"truncated varint at byte {pos}")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise FrameError(f"varint longer than 10 bytes at byte {pos}")
+
+
+def _fields(buf: bytes):  # noqa: ANN202 - generator of (field number, wire type, value)
+    pos = 0
+    while pos < len(buf):
+        key, pos = _varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise FrameError(f"field number 0 at byte {pos}")
+        if wire == 0:
+            value, pos = _varint(buf, pos)
+        elif wire == 1:
+            if pos + 8 > len(buf):
+                raise FrameError(f"truncated 64-bit field {number} at byte {pos}")
+            value, pos = buf[pos : pos + 8], pos + 8
+        elif wire == 2:
+            length, pos = _varint(buf, pos)
+            if pos + length > len(buf):
+                raise FrameError(f"field {number} of {length} bytes runs past the end at byte {pos}")
+            value, pos = buf[pos : pos + length], pos + length
+        elif wire == 5:
+            if pos + 4 > len(buf):
+                raise FrameError(f"truncated 32-bit field {number} at byte {pos}")
+            value, pos = buf[pos : pos + 4], pos + 4
+        else:
+            raise FrameError(f"wire type {wire} (groups or invalid) at byte {pos}")
+        yield number, wire, value
+
+
+def _signed(value: int, bits: int) -> int:
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if value >= 1 << (bits - 1) else value
+
+
+def _decode_metric(buf: bytes) -> Metric:
+    m = Metric()
+    raw: dict[int, object] = {}
+    for number, wire, value in _fields(buf):
+        if number == 1 and wire == 2:
+            try:
+                m.name = bytes(value).decode("utf-8")  # type: ignore[arg-type]
+            except UnicodeDecodeError:
+                raise FrameError("metric name is not UTF-8") from None
+        elif number == 2 and wire == 0:
+            m.alias = int(value)  # type: ignore[arg-type]
+        elif number == 3 and wire == 0:
+            m.timestamp = int(value)  # type: ignore[arg-type]
+        elif number == 4 and wire == 0:
+            m.datatype = int(value)  # type: ignore[arg-type]
+        elif number == 7 and wire == 0:
+            m.is_null = bool(value)
+        elif 10 <= number <= 15:
+            raw[number] = value
+    m.value = _metric_value(m, raw)
+    return m
+
+
+def _metric_value(m: Metric, raw: dict[int, object]) -> float | int | bool | str | None:
+    if m.is_null:
+        return None
+    dt = m.datatype
+    if dt in (INT8, INT16, INT32, UINT8, UINT16, UINT32) and 10 in raw:
+        v = int(raw[10])  # type: ignore[arg-type]
+        return _signed(v, _INT_TYPES[dt]) if dt in _INT_TYPES else v & 0xFFFFFFFF
+    if dt in (INT64, UINT64, DATETIME) and 11 in raw:
+        v = int(raw[11])  # type: ignore[arg-type]
+        return _signed(v, 64) if dt == INT64 else v
+    if dt == FLOAT and 12 in raw and len(raw[12]) == 4:  # type: ignore[arg-type]
+        return struct.unpack("<f", raw[12])[0]  # type: ignore[arg-type]
+    if dt == DOUBLE and 13 in raw and len(raw[13]) == 8:  # type: ignore[arg-type]
+        return struct.unpack("<d", raw[13])[0]  # type: ignore[arg-type]
+    if dt == BOOLEAN and 14 in raw:
+        return bool(raw[14])
+    if dt in (STRING, TEXT) and 15 in raw:
+        try:
+            return bytes(raw[15]).decode("utf-8")  # type: ignore[arg-type]
+        except UnicodeDecodeError:
+            raise FrameError(f"metric {m.name or m.alias}: string value is not UTF-8") from None
+    return None  # no value for its datatype (datasets, templates, ...): carried, not read
+
+
+def decode_payload(frame: bytes) -> Payload:
+    if len(frame) > MAX_FRAME_BYTES:
+        raise FrameError(f"frame of {len(frame)} bytes exceeds {MAX_FRAME_BYTES}")
+    p = Payload()
+    for number, wire, value in _fields(frame):
+        if number == 1 and wire == 0:
+            p.timestamp = int(value)  # type: ignore[arg-type]
+        elif number == 2 and wire == 2:
+            p.metrics.append(_decode_metric(value))  # type: ignore[arg-type]
+        elif number == 3 and wire == 0:
+            p.seq = int(value)  # type: ignore[arg-type]
+    return p
+
+
+def _put_varint(out: bytearray, value: int) -> None:
+    value &= (1 << 64) - 1
+    while True:
+        b = value & 0x7F
+        value >>= 7
+        out.append(b | 0x80 if value else b)
+        if not value:
+            return
+
+
+def _put_key(out: bytearray, number: int, wire: int) -> None:
+    _put_varint(out, number << 3 | wire)
+
+
+def _put_bytes(out: bytearray, number: int, data: bytes) -> None:
+    _put_key(out, number, 2)
+    _put_varint(out, len(data))
+    out += data
+
+
+def encode_metric(m: Metric) -> bytes:
+    out = bytearray()
+    if m.name:
+        _put_bytes(out, 1, m.name.encode())
+    if m.alias is not None:
+        _put_key(out, 2, 0)
+        _put_varint(out, m.alias)
+    if m.timestamp is not None:
+        _put_key(out, 3, 0)
+        _put_varint(out, m.timestamp)
+    _put_key(out, 4, 0)
+    _put_varint(out, m.datatype)
+    if m.value is None:
+        _put_key(out, 7, 0)
+        _put_varint(out, 1)
+        return bytes(out)
+    dt, v = m.datatype, m.value
+    if dt in (INT8, INT16, INT32, UINT8, UINT16, UINT32):
+        _put_key(out, 10, 0)
+        _put_varint(out, int(v) & 0xFFFFFFFF)
+    elif dt in (INT64, UINT64, DATETIME):
+        _put_key(out, 11, 0)
+        _put_varint(out, int(v))
+    elif dt == FLOAT:
+        _put_key(out, 12, 5)
+        out += struct.pack("<f", float(v))
+    elif dt == DOUBLE:
+        _put_key(out, 13, 1)
+        out += struct.pack("<d", float(v))
+    elif dt == BOOLEAN:
+        _put_key(out, 14, 0)
+        _put_varint(out, int(bool(v)))
+    elif dt in (STRING, TEXT):
+        _put_bytes(out, 15, str(v).encode())
+    return bytes(out)
+
+
+def encode_payload(p: Payload) -> bytes:
+    out = bytearray()
+    if p.timestamp is not None:
+        _put_key(out, 1, 0)
+        _put_varint(out, p.timestamp)
+    for m in p.metrics:
+        _put_bytes(out, 2, encode_metric(m))
+    if p.seq is not None:
+        _put_key(out, 3, 0)
+        _put_varint(out, p.seq)
+    return bytes(out)
+
+
+def numeric(m: Metric) -> float | None:
+    """The metric as a finite number, or None when it is not one."""
+    v = m.value
+    if isinstance(v, bool):
+        return float(v)
+    if isinstance(v, (int, float)) and math.isfinite(v):
+        return float(v)
+    return None

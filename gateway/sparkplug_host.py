@@ -1,0 +1,184 @@
+"""The Sparkplug B host side of the gateway: births, deaths, aliases, sequence numbers, rebirths.
+
+Topics are `spBv1.0/<group>/<type>/<edge node>[/<device>]`. The group becomes the substation,
+the edge node the bay, and the device (or the edge node itself for node metrics) the device.
+Metric names map to IEC 61850 point names: `MMXU1/TotW`, or a longer path ending in it
+(`Inverter 3/MMXU1/TotW`), becomes `MMXU1.TotW`; a metric that maps to no LN.DO name is set
+aside with its reason while the message's other metrics are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gateway.sparkplug import (
+    BOOLEAN,
+    REBIRTH_METRIC,
+    FrameError,
+    Metric,
+    Payload,
+    decode_payload,
+    encode_payload,
+    numeric,
+)
+from gridverse.points import Point, Quality, Record, Source, is_ln_do_name
+
+log = logging.getLogger(__name__)
+NAMESPACE = "spBv1.0"
+
+
+class SparkplugError(ValueError):
+    """A Sparkplug message the host cannot use; the message says why (it is set aside)."""
+
+
+@dataclass
+class EdgeNode:
+    bd_seq: int | None = None
+    next_seq: int | None = None
+    aliases: dict[int, tuple[str, int]] = field(default_factory=dict)  # alias → (name, datatype)
+    known: dict[str, set[str]] = field(default_factory=dict)  # device ("" = node) → point names
+    awaiting_rebirth: bool = True
+    rebirths_requested: int = 0
+
+
+def point_name(metric_name: str) -> str | None:
+    parts = [p for p in metric_name.replace(".", "/").split("/") if p]
+    if len(parts) >= 2 and is_ln_do_name(f"{parts[-2]}.{parts[-1]}"):
+        return f"{parts[-2]}.{parts[-1]}"
+    return None
+
+
+class SparkplugHost:
+    def __init__(self, site: str, publish: Callable[[str, bytes], None], *, rebirth_every_s: float = 5.0) -> None:
+        self.site = site
+        self.publish = publish
+        self.rebirth_every_s = rebirth_every_s
+        self.nodes: dict[tuple[str, str], EdgeNode] = {}
+        self._last_rebirth: dict[tuple[str, str], float] = {}
+        self.sequence_errors = 0
+        self.rejected_metrics = 0
+
+    def handle(self, topic: str, frame: bytes, received_ns: int) -> tuple[list[Record], list[str]]:
+        """Points from one message, and reasons for metrics set aside. Raises SparkplugError for a
+        message that cannot be used at all (bad topic or frame, data out of sequence)."""
+        parts = topic.split("/")
+        if len(parts) not in (4, 5) or parts[0] != NAMESPACE:
+            raise SparkplugError(f"topic {topic!r:.80} is not spBv1.0/<group>/<type>/<edge node>[/<device>]")
+        _, group, kind, edge = parts[:4]
+        device = parts[4] if len(parts) == 5 else ""
+        if kind in ("NCMD", "DCMD", "STATE"):
+            return [], []  # commands (ours, too) and host states are not telemetry
+        try:
+            payload = decode_payload(frame)
+        except FrameError as exc:
+            raise SparkplugError(f"bad Sparkplug B frame on {kind}: {exc}") from None
+        node = self.nodes.setdefault((group, edge), EdgeNode())
+        if kind == "NBIRTH":
+            return self._birth(group, edge, "", node, payload, received_ns, node_birth=True)
+        if kind == "DBIRTH":
+            self._check_seq(group, edge, node, payload, kind)
+            return self._birth(group, edge, device, node, payload, received_ns, node_birth=False)
+        if kind in ("NDATA", "DDATA"):
+            self._check_seq(group, edge, node, payload, kind)
+            return self._data(group, edge, device, node, payload, received_ns)
+        if kind == "NDEATH":
+            bd = next((numeric(m) for m in payload.metrics if m.name == "bdSeq"), None)
+            if node.bd_seq is not None and bd is not None and int(bd) != node.bd_seq:
+                stale = f"NDEATH of {edge} with bdSeq {int(bd)} belongs to an older session ({node.bd_seq}); ignored"
+                return [], [stale]
+            node.awaiting_rebirth = True
+            return self._dead(group, edge, node, None, received_ns), []
+        if kind == "DDEATH":
+            self._check_seq(group, edge, node, payload, kind)
+            return self._dead(group, edge, node, device, received_ns), []
+        raise SparkplugError(f"unknown Sparkplug message type {kind!r}")
+
+    # -- births and data ----------------------------------------------------------------------
+    def _birth(self, group: str, edge: str, device: str, node: EdgeNode, payload: Payload, now: int,
+               *, node_birth: bool) -> tuple[list[Record], list[str]]:  # fmt: skip
+        if node_birth:
+            bd = next((numeric(m) for m in payload.metrics if m.name == "bdSeq"), None)
+            node.bd_seq = None if bd is None else int(bd)
+            node.aliases = {}
+            node.known = {}
+            node.next_seq = ((payload.seq or 0) + 1) % 256
+            node.awaiting_rebirth = False
+        elif node.awaiting_rebirth:
+            self._request_rebirth(group, edge, node, "DBIRTH before its node's NBIRTH")
+            raise SparkplugError(f"DBIRTH of {edge}/{device} before an NBIRTH; rebirth requested")
+        for m in payload.metrics:
+            if m.alias is not None and m.name:
+                node.aliases[m.alias] = (m.name, m.datatype)
+        return self._points(group, edge, device, node, payload, now)
+
+    def _data(self, group: str, edge: str, device: str, node: EdgeNode, payload: Payload,
+              now: int) -> tuple[list[Record], list[str]]:  # fmt: skip
+        for m in payload.metrics:
+            if not m.name and m.alias is not None:
+                known = node.aliases.get(m.alias)
+                if known is None:
+                    self._request_rebirth(group, edge, node, f"unknown alias {m.alias}")
+                    raise SparkplugError(f"{edge}: alias {m.alias} was not declared in a birth; rebirth requested")
+                m.name = known[0]
+        return self._points(group, edge, device, node, payload, now)
+
+    def _points(self, group: str, edge: str, device: str, node: EdgeNode, payload: Payload,
+                now: int) -> tuple[list[Record], list[str]]:  # fmt: skip
+        rows, reasons = [], []
+        for m in payload.metrics:
+            if m.name in ("bdSeq", REBIRTH_METRIC) or m.name.startswith(("Node Control/", "Properties/")):
+                continue
+            name = point_name(m.name)
+            value = numeric(m)
+            if name is None:
+                self.rejected_metrics += 1
+                reasons.append(f"metric {m.name!r:.60} maps to no IEC 61850 LN.DO name (e.g. MMXU1/TotW)")
+                continue
+            t_ms = m.timestamp if m.timestamp is not None else payload.timestamp
+            t_ns = int(t_ms) * 1_000_000 if t_ms is not None else now
+            if value is None and not m.is_null:
+                reasons.append(f"metric {m.name!r:.60}: {type(m.value).__name__} value is not a number")
+                continue
+            quality = Quality.GOOD if value is not None else Quality.INVALID
+            point = Point(self.site, group, edge, device or edge, name, Source.SPARKPLUG, t_ns, value, quality)
+            rows.append(point.to_record())
+            node.known.setdefault(device, set()).add(name)
+        return rows, reasons
+
+    def _dead(self, group: str, edge: str, node: EdgeNode, device: str | None, now: int) -> list[Record]:
+        """Every metric the dead node (or device) had: comm_fail, no value."""
+        devices = [device] if device is not None else list(node.known)
+        rows = []
+        for dev in devices:
+            for name in sorted(node.known.get(dev, ())):
+                rows.append(Point(self.site, group, edge, dev or edge, name, Source.SPARKPLUG, now, None,
+                                  Quality.COMM_FAIL).to_record())  # fmt: skip
+        return rows
+
+    # -- sequence and rebirth -----------------------------------------------------------------
+    def _check_seq(self, group: str, edge: str, node: EdgeNode, payload: Payload, kind: str) -> None:
+        if node.awaiting_rebirth or node.next_seq is None:
+            self._request_rebirth(group, edge, node, f"{kind} before a birth")
+            raise SparkplugError(f"{kind} from {edge} before its NBIRTH; rebirth requested")
+        if payload.seq is None or payload.seq != node.next_seq:
+            self.sequence_errors += 1
+            node.awaiting_rebirth = True
+            self._request_rebirth(group, edge, node, f"seq {payload.seq} where {node.next_seq} was due")
+            raise SparkplugError(f"{kind} from {edge}: seq {payload.seq} where {node.next_seq} was due "
+                                 "(a message was lost or reordered); rebirth requested")  # fmt: skip
+        node.next_seq = (payload.seq + 1) % 256
+
+    def _request_rebirth(self, group: str, edge: str, node: EdgeNode, why: str) -> None:
+        key = (group, edge)
+        now = time.monotonic()
+        if now - self._last_rebirth.get(key, -1e9) < self.rebirth_every_s:
+            return  # one request per edge node per interval, not one per message
+        self._last_rebirth[key] = now
+        node.rebirths_requested += 1
+        log.warning("Sparkplug: asking %s/%s to rebirth (%s)", group, edge, why)
+        command = Payload(timestamp=int(time.time() * 1000),
+                          metrics=[Metric(name=REBIRTH_METRIC, datatype=BOOLEAN, value=True)])  # fmt: skip
+        self.publish(f"{NAMESPACE}/{group}/NCMD/{edge}", encode_payload(command))

@@ -1,0 +1,145 @@
+"""Sparkplug B: the payload codec, the host's births/aliases/sequence/rebirth/death logic, bad
+frames set aside with a reason (property-based), and a rebirth request seen on a real Mosquitto."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from gateway.mqtt_ingest import MqttIngest
+from gateway.sparkplug import (
+    BOOLEAN,
+    DOUBLE,
+    FLOAT,
+    INT16,
+    INT64,
+    STRING,
+    UINT32,
+    FrameError,
+    Metric,
+    Payload,
+    decode_payload,
+    encode_payload,
+)  # fmt: skip
+from gateway.sparkplug_host import SparkplugError, SparkplugHost
+from gridverse.config import MqttConfig
+from gridverse.points import Point, Quality
+from gridverse.settings import load_settings
+from tests.services import mosquitto, wait_for
+
+T = 1_790_000_000_000
+
+
+def test_payload_round_trip_every_type() -> None:
+    metrics = [Metric("MMXU1/TotW", 1, T, DOUBLE, value=-12.5e6), Metric("MMXU1/Hz", 2, T, FLOAT, value=50.0),
+               Metric("YLTC1/TapPos", 3, T, INT16, value=-4), Metric("MMTR1/TotWh", 4, T, INT64, value=-2**40),
+               Metric("XCBR1/Pos", 5, T, BOOLEAN, value=True), Metric("LPHD1/PhyNam", 6, T, STRING, value="ÄB"),
+               Metric("MMXU1/A", 7, T, UINT32, value=4_000_000_000), Metric("MMXU1/PPV", 8, T, DOUBLE)]  # fmt: skip
+    back = decode_payload(encode_payload(Payload(T, 42, metrics)))
+    assert back.seq == 42 and back.timestamp == T
+    assert [m.value for m in back.metrics] == [-12.5e6, 50.0, -4, -2**40, True, "ÄB", 4_000_000_000, None]
+    assert [m.alias for m in back.metrics] == list(range(1, 9)) and back.metrics[7].is_null
+
+
+@hsettings(max_examples=400, deadline=None)
+@given(st.binary(max_size=200))
+def test_any_frame_decodes_or_says_where_it_broke(frame: bytes) -> None:
+    try:
+        decode_payload(frame)
+    except FrameError as exc:
+        assert "byte" in str(exc) or "UTF-8" in str(exc) or "exceeds" in str(exc)
+
+
+class Wire:
+    """What the host publishes (its rebirth requests)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Payload]] = []
+
+    def __call__(self, topic: str, body: bytes) -> None:
+        self.sent.append((topic, decode_payload(body)))
+
+
+def _birth(seq: int = 0, bd: int = 7) -> bytes:
+    return encode_payload(Payload(T, seq, [Metric("bdSeq", None, None, INT64, value=bd),
+                                           Metric("MMXU1/TotW", 10, T, DOUBLE, value=1.0e6),
+                                           Metric("Inverter/MMXU1/TotVAr", 11, T, FLOAT, value=2.0e5)]))  # fmt: skip
+
+
+def _data(seq: int, alias: int = 10, value: float = 1.5e6) -> bytes:
+    return encode_payload(Payload(T + 1000, seq, [Metric("", alias, T + 1000, DOUBLE, value=value)]))
+
+
+def test_host_follows_births_aliases_sequence_and_deaths() -> None:
+    wire = Wire()
+    host = SparkplugHost("rural1", wire, rebirth_every_s=0)
+    rows, reasons = host.handle("spBv1.0/primary/NBIRTH/rtu7", _birth(), 0)
+    points = {r.tags["point"]: r for r in rows}
+    assert set(points) == {"MMXU1.TotW", "MMXU1.TotVAr"} and reasons == []
+    assert points["MMXU1.TotW"].tags["source"] == "sparkplug" and points["MMXU1.TotW"].tags["substation"] == "primary"
+    rows, _ = host.handle("spBv1.0/primary/NDATA/rtu7", _data(1), 0)  # by alias only
+    expected = [("MMXU1.TotW", 1.5e6, (T + 1000) * 10**6)]
+    assert [(r.tags["point"], r.fields["value"], r.time_ns) for r in rows] == expected
+    with pytest.raises(SparkplugError, match="seq 3 where 2 was due"):
+        host.handle("spBv1.0/primary/NDATA/rtu7", _data(3), 0)  # message 2 was lost
+    assert wire.sent[-1][0] == "spBv1.0/primary/NCMD/rtu7"
+    assert wire.sent[-1][1].metrics[0].name == "Node Control/Rebirth" and wire.sent[-1][1].metrics[0].value is True
+    with pytest.raises(SparkplugError, match="before its NBIRTH"):
+        host.handle("spBv1.0/primary/NDATA/rtu7", _data(4), 0)  # ignored until the rebirth
+    host.handle("spBv1.0/primary/NBIRTH/rtu7", _birth(0, bd=8), 0)
+    assert host.handle("spBv1.0/primary/NDATA/rtu7", _data(1, value=9.0), 0)[0][0].fields["value"] == 9.0
+    with pytest.raises(SparkplugError, match="alias 99"):
+        host.handle("spBv1.0/primary/NDATA/rtu7", _data(2, alias=99), 0)
+    death = encode_payload(Payload(T, None, [Metric("bdSeq", None, None, INT64, value=7)]))
+    assert host.handle("spBv1.0/primary/NDEATH/rtu7", death, 0)[0] == []  # an old session's will: ignored
+    death = encode_payload(Payload(T, None, [Metric("bdSeq", None, None, INT64, value=8)]))
+    dead = host.handle("spBv1.0/primary/NDEATH/rtu7", death, 5)[0]
+    assert {r.tags["point"] for r in dead} == {"MMXU1.TotW", "MMXU1.TotVAr"}
+    assert all(r.fields == {"quality": Quality.COMM_FAIL.value} for r in dead)  # no believable value
+
+
+def test_bad_sparkplug_input_is_set_aside_with_its_reason() -> None:
+    settings = load_settings()
+    settings = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={"sparkplug_groups": ["primary"]})})
+    good, kept = [], []
+    ingest = MqttIngest(settings, lambda rows, ack: good.extend(rows), lambda rows, ack: kept.extend(rows))
+    ingest.sparkplug.publish = lambda *_: None
+    ingest.handle("spBv1.0/primary/NBIRTH/rtu7", b"\xff\xff\xff", None)  # not protobuf
+    mixed = [Metric("Temperature", 1, T, DOUBLE, value=20.0), Metric("MMXU1/TotW", 2, T, DOUBLE, value=5.0)]
+    ingest.handle("spBv1.0/primary/NBIRTH/rtu7", encode_payload(Payload(T, 0, mixed)), None)
+    assert [r.tags["point"] for r in good] == ["MMXU1.TotW"]  # the valid metric is kept
+    assert "bad Sparkplug B frame" in kept[0].fields["reason"]
+    assert "'Temperature'" in kept[1].fields["reason"] and "LN.DO" in kept[1].fields["reason"]
+
+
+def test_a_gap_on_a_real_broker_brings_a_rebirth_request(tmp_path: Path) -> None:
+    with mosquitto(tmp_path) as port:
+        base = load_settings()
+        settings = base.model_copy(update={"mqtt": MqttConfig(host="127.0.0.1", port=port,
+                                                              sparkplug_groups=["primary"])})  # fmt: skip
+        got: list = []
+        ingest = MqttIngest(settings, lambda rows, ack: (got.extend(rows), ack and ack()),
+                            lambda rows, ack: ack and ack())  # fmt: skip
+        ingest.start()
+        assert ingest.connected.wait(10)
+        commands: list[Payload] = []
+        edge = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="edge-rtu7")
+        edge.on_message = lambda _c, _u, msg: commands.append(decode_payload(msg.payload))
+        edge.connect("127.0.0.1", port)
+        edge.subscribe("spBv1.0/primary/NCMD/rtu7", qos=1)
+        edge.loop_start()
+        time.sleep(0.5)
+        for topic, body in (("NBIRTH", _birth()), ("NDATA", _data(1)), ("NDATA", _data(5))):
+            edge.publish(f"spBv1.0/primary/{topic}/rtu7", body, qos=1).wait_for_publish(5)
+        wait_for(lambda: bool(commands), "rebirth request", timeout=10)
+        edge.loop_stop()
+        ingest.stop()
+    assert commands[0].metrics[0].name == "Node Control/Rebirth"
+    assert len([r for r in got if r.tags["point"] == "MMXU1.TotW"]) == 2  # birth + the in-sequence data
+    assert Point.from_record(got[0]).source.value == "sparkplug"
