@@ -141,3 +141,61 @@ def load_settings_cached() -> Settings:
     if not _CACHE:
         _CACHE.append(load_settings())
     return _CACHE[0]
+
+
+def test_gateway_test_command_prints_every_source_once(base: Settings, tmp_path) -> None:  # noqa: ANN001
+    """`gridverse gateway test`: live devices print values, a dead RTU prints comm_fail, and a
+    sensor heard on a real Mosquitto prints its point (like `telegraf --test`)."""
+    import json
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    from gateway.probe import run_probe
+    from tests.services import mosquitto
+
+    live = base.site.substations[0].model_copy(update={"port": free_port()})
+    others = [s.model_copy(update={"port": free_port()}) for s in base.site.substations[1:]]  # nothing listens
+    images = {d.name: DeviceImage(d, base.profiles[d.profile]) for d in live.devices}
+    for image in images.values():
+        image.update({p.name: 1.0 if p.type.value == "bit" else 100.0 for p in image.profile.points}, silent=False)
+    lines: list[str] = []
+    with mosquitto(tmp_path) as port:
+        settings = base.model_copy(update={
+            "site": base.site.model_copy(update={"substations": [live, *others]}),
+            "mqtt": base.mqtt.model_copy(update={"host": "127.0.0.1", "port": port}),
+            "gateway": base.gateway.model_copy(update={"timeout_s": 0.3, "retries": 0}),
+        })  # fmt: skip
+        stop = threading.Event()
+
+        def sensor() -> None:
+            pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="oil")
+            pub.connect("127.0.0.1", port)
+            pub.loop_start()
+            while not stop.wait(0.2):
+                pub.publish("gridverse/rural1/primary/T1-oil/telemetry",
+                            json.dumps({"points": {"YPTR1.TmpOil": {"value": 61.5, "unit": "degC"}}}), qos=1)
+            pub.loop_stop()
+
+        thread = threading.Thread(target=sensor)
+        thread.start()
+
+        async def serve_and_probe() -> int:
+            server = RtuServer(live, images)
+            await server.start()
+            try:
+                return await asyncio.to_thread(run_probe, settings, 1.5, lines.append)
+            finally:
+                await server.stop()
+
+        try:
+            dead = asyncio.run(serve_and_probe())
+        finally:
+            stop.set()
+            thread.join()
+    text = "\n".join(lines)
+    assert dead == sum(len(s.devices) for s in others)  # every device behind a silent RTU
+    assert "primary/F1/MMXU1.TotW" in text and "good" in text
+    assert "ss08/RTU08/MMXU1.PPV" in text and "comm_fail" in text
+    assert "mqtt   primary/T1-oil/YPTR1.TmpOil" in text and "61.5" in text
+    assert "silent sensors: ['T2-oil']" in text
