@@ -8,6 +8,7 @@ InfluxDB 1.x before 1.8. Reads use InfluxQL, which InfluxDB 1.x, 2.x (through DB
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -77,7 +78,7 @@ class InfluxHistorian(Historian):
 
     def write_encoded(self, blobs: Sequence[bytes]) -> None:
         if blobs:
-            self._write_body(b"\n".join(blobs).decode())
+            self._write_body(b"\n".join(blobs))
 
     def split_encoded(self, blob: bytes) -> list[bytes]:
         return blob.split(b"\n")
@@ -87,9 +88,9 @@ class InfluxHistorian(Historian):
 
     def write(self, records: Sequence[Record]) -> None:
         if records:
-            self._write_body(to_lines(records))
+            self._write_body(to_lines(records).encode())
 
-    def _write_body(self, body: str) -> None:
+    def _write_body(self, body: bytes) -> None:
         if self._client is not None:
             try:
                 self._write_api.write(
@@ -109,19 +110,17 @@ class InfluxHistorian(Historian):
                     f"{self._where('/api/v2/write')}: unreachable ({exc}); is the server up?"
                 ) from exc
             return
-        self._request(
-            "POST",
-            "/write",
-            {"db": self.config.database, "precision": "ns"},
-            body=body.encode(),
-        )
+        # gzip at level 1: most of the size gain for a fraction of level 9's CPU
+        self._request("POST", "/write", {"db": self.config.database, "precision": "ns"}, body=gzip.compress(body, 1),
+                      headers={"Content-Encoding": "gzip"})  # fmt: skip
 
     def _request(
-        self, method: str, path: str, params: Mapping[str, str], body: bytes | None = None
-    ) -> Any:
+        self, method: str, path: str, params: Mapping[str, str], body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:  # fmt: skip
         url = f"{self.url}{path}?{urlencode(params)}"
         try:
-            resp = self._http.request(method, url, body=body, headers=self._headers)
+            resp = self._http.request(method, url, body=body, headers={**self._headers, **(headers or {})})
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise HistorianError(f"{self._where(path)}: unreachable ({exc}); is the server up?") from exc
         if resp.status >= 300:
