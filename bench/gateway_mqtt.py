@@ -9,7 +9,7 @@ with QoS 1:
 2. latency: 20,000 points/s; delay from publish (the payload's time) to stored (write done), p50/p99;
 3. outage: the store is killed while 20,000 points/s keep coming, then restarted; drain rate.
 
-    .venv/bin/python bench/gateway_mqtt.py [--quick]
+    .venv/bin/python bench/gateway_mqtt.py [--quick]        (BENCH_INFLUX_API=v1: the /write path)
 
 Progress on stderr; one JSON object on the last line of stdout.
 """
@@ -41,6 +41,8 @@ from tests.services import free_port, port_open, wait_for  # noqa: E402
 
 POINTS = 10
 SENSORS = 20
+STORE_LABEL = {"v2": "victoria-metrics via influxdb-client (/api/v2/write, gzip level 9)",
+               "v1": "victoria-metrics via /write (gzip level 1)"}  # fmt: skip
 
 PUBLISHER = r"""
 import json, sys, time
@@ -141,7 +143,9 @@ class Gateway:
             "mqtt": MqttConfig(host="127.0.0.1", port=mqtt_port, qos=1, **shared),
         })  # fmt: skip
         self.spool = Spool(tmp / f"spool{instance}.db", max_points=50_000_000)
-        store = InfluxHistorian(InfluxConfig(url=store_url, api="v2", org="bench", bucket="bench", timeout_s=5))
+        api = os.environ.get("BENCH_INFLUX_API", "v2")  # v2: influxdb-client (gzip 9); v1: /write (gzip 1)
+        store = InfluxHistorian(InfluxConfig(url=store_url, api=api, org="bench", bucket="bench", database="bench",
+                                             timeout_s=5))  # fmt: skip
         self.writer = HistorianWriter(store, self.spool, flush_interval_s=0.05, batch_points=50_000,
                                       max_backoff_s=1.0)  # fmt: skip
         self.delays: list[np.ndarray] = []
@@ -280,7 +284,8 @@ def main() -> None:
         say(f"outage: drained {drained} points in {drain_s:.2f} s ({drain_rate:,.0f} points/s)")
         lost = (outage_sent * POINTS) - (gw.stored - stored0)
         figures = {
-            "bench": "gateway_mqtt", "broker": "mosquitto", "store": "victoria-metrics (influxdb-client, gzip)",
+            "bench": "gateway_mqtt", "broker": "mosquitto",
+            "store": STORE_LABEL[os.environ.get("BENCH_INFLUX_API", "v2")],
             "points_per_message": POINTS, "spool": "sqlite wal, synchronous=normal",
             "saturation_points_per_s": round(sat_points / elapsed), "saturation_published": sent * POINTS,
             "saturation_gateway_cpu_s": round(cpu, 2), "shared_subscription": shared,
