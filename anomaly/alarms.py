@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 
-from gridverse.config import Settings
+from gridverse.config import MqttConfig, Settings
 from gridverse.historian import Historian, HistorianError
 from gridverse.mqtt import topic
 from gridverse.points import Record
@@ -81,18 +81,26 @@ class AlarmBook:
         return new
 
     def _record(self, a: Alarm, time_ns: int, active: bool) -> Record:
-        fields: dict[str, float | int | str | bool] = {"message": a.message, "active": int(active)}
-        if a.value is not None:
-            fields["value"] = float(a.value)
-        tags = {"site": self.settings.site.name, "substation": a.substation, "device": a.device,
-                "point": a.point, "rule": a.rule, "severity": a.severity}  # fmt: skip
-        return Record(ALARM, tags, fields, time_ns)
+        return alarm_record(self.settings.site.name, a, time_ns, active)
 
     def _publish(self, records: list[Record]) -> None:
         if self.client is None:
             return
         for r in records:
-            t = topic(self.settings.mqtt, r.tags["site"], r.tags["substation"] or "-",
-                      r.tags["device"] or "-", "alarm")  # fmt: skip
-            body = {"time": r.time_ns // 1_000_000, **r.tags, **r.fields}
-            self.client.publish(t, json.dumps(body), qos=self.settings.mqtt.qos)
+            self.client.publish(*alarm_message(self.settings.mqtt, r), qos=self.settings.mqtt.qos)
+
+
+def alarm_record(site: str, a: Alarm, time_ns: int, active: bool) -> Record:
+    """An alarm raised (active) or cleared, as the historian keeps it."""
+    fields: dict[str, float | int | str | bool] = {"message": a.message, "active": int(active)}
+    if a.value is not None:
+        fields["value"] = float(a.value)
+    tags = {"site": site, "substation": a.substation, "device": a.device,
+            "point": a.point, "rule": a.rule, "severity": a.severity}  # fmt: skip
+    return Record(ALARM, tags, fields, time_ns)
+
+
+def alarm_message(config: MqttConfig, r: Record) -> tuple[str, str]:
+    """(topic, JSON body) of an alarm record on `…/<substation>/<device>/alarm`."""
+    t = topic(config, r.tags["site"], r.tags["substation"] or "-", r.tags["device"] or "-", "alarm")
+    return t, json.dumps({"time": r.time_ns // 1_000_000, **r.tags, **r.fields})

@@ -115,9 +115,7 @@ class DevicePoller:
         self.connection = connection
         self.config = config
         self.sink = sink
-        self.groups = _group_profiles(profile)
-        self.blocks = [b for g in self.groups.values() for b in plan_reads(g, config.max_gap)]
-        self._group_blocks = {name: plan_reads(g, config.max_gap) for name, g in self.groups.items()}
+        self._group_blocks = {name: plan_reads(g, config.max_gap) for name, g in _group_profiles(profile).items()}
         self._by_name = {p.name: p for p in profile.points}
         self._reported: dict[str, tuple[float | None, Quality, float]] = {}  # value, quality, monotonic
         self.suppressed = 0

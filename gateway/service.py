@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Sequence
 
+from anomaly.alarms import Alarm, alarm_message, alarm_record
 from gateway.metrics import GatewayMetrics, MetricsServer
 from gateway.modbus_poller import DevicePoller, RtuConnection
 from gateway.mqtt_ingest import MqttIngest
@@ -15,7 +15,6 @@ from gateway.spool import Spool, SpoolBatch
 from gateway.writer import HistorianWriter, OnDurable
 from gridverse.config import Settings
 from gridverse.historian import Historian
-from gridverse.mqtt import topic
 from gridverse.points import Point, Record
 
 log = logging.getLogger(__name__)
@@ -49,16 +48,17 @@ class Gateway:
         self._spool_alarm = False
 
     def _sink(self, points: list[Point], on_durable: OnDurable | None = None) -> None:
-        if points:
-            self.metrics.points_in.labels(points[0].source.value).inc(len(points))
-        self.writer.submit(points, on_durable)
+        self._sink_records([p.to_record() for p in points], on_durable)
 
     def _sink_records(self, records: list[Record], on_durable: OnDurable | None = None) -> None:
-        self.metrics.points_in.labels("mqtt").inc(len(records))
+        """One submission (a poll, an MQTT message) of one source: counted by that source."""
+        if records:
+            self.metrics.points_in.labels(records[0].tags.get("source", "?")).inc(len(records))
         self.writer.submit_records(records, on_durable)
 
     def _reject(self, records: list[Record], on_durable: OnDurable | None = None) -> None:
-        self.metrics.rejected.labels("mqtt").inc(len(records))
+        if records:
+            self.metrics.rejected.labels(records[0].tags.get("source", "?")).inc(len(records))
         self.writer.submit_records(records, on_durable)
 
     def _observe_poll(self, device: str, seconds: float) -> None:
@@ -94,14 +94,11 @@ class Gateway:
             else:
                 message = "spool back below its warning level"
             (log.error if filling else log.info)("gateway: %s", message)
-            site = self.settings.site.name
-            tags = {"site": site, "substation": "", "device": "gateway", "point": "spool", "rule": "spool",
-                    "severity": "critical"}  # fmt: skip
-            fields = {"message": message, "active": int(filling), "value": float(depth)}
-            record = Record("alarm", tags, fields, time.time_ns())
+            # through the spool (the store may be the reason it fills) and at once over MQTT
+            alarm = Alarm("spool", "", "gateway", "spool", "critical", message, float(depth))
+            record = alarm_record(self.settings.site.name, alarm, time.time_ns(), filling)
             self.writer.submit_records([record])
-            self.mqtt.client.publish(topic(self.settings.mqtt, site, "-", "gateway", "alarm"),
-                                     json.dumps({**record.tags, **record.fields}), qos=1)  # fmt: skip
+            self.mqtt.client.publish(*alarm_message(self.settings.mqtt, record), qos=1)
 
     async def stop(self) -> None:
         if self.server is not None:

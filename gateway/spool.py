@@ -181,8 +181,9 @@ class Spool:
 
     def oldest_age_s(self) -> float:
         with self._lock:
-            row = self._conn.execute("SELECT MIN(created_ns) FROM spool").fetchone()
-        return 0.0 if row[0] is None else max(0.0, (time.time_ns() - int(row[0])) / 1e9)
+            # the oldest row by primary key (ids and creation times rise together): no table scan
+            row = self._conn.execute("SELECT created_ns FROM spool ORDER BY id LIMIT 1").fetchone()
+        return 0.0 if row is None else max(0.0, (time.time_ns() - int(row[0])) / 1e9)
 
     def filling(self) -> bool:
         """At or above the warning level: time to alarm, before anything is refused or dropped."""

@@ -28,10 +28,6 @@ log = logging.getLogger(__name__)
 OnDurable = Callable[[], None]
 
 
-class BufferFull(SpoolFull):
-    """Kept for callers of the first cut: the spool refused points."""
-
-
 class HistorianWriter:
     def __init__(
         self,
@@ -58,10 +54,8 @@ class HistorianWriter:
         self._committer = threading.Thread(target=self._commit_loop, name="spool-committer", daemon=True)
         self._drainer = threading.Thread(target=self._drain_loop, name="historian-drainer", daemon=True)
         self.written: dict[str, int] = {}  # points the historian accepted, by source
-        self.refused = 0  # points the spool refused (full, policy reject_new)
         self.set_aside = 0  # points the store rejected, kept in the spool's rejected table
         self.store_up = True
-        self.last_write_latency_s = 0.0
         # (batches, write started ns, write finished ns), for metrics and latency measurement
         self.on_written: Callable[[Sequence[SpoolBatch], int, int], None] | None = None
 
@@ -79,6 +73,11 @@ class HistorianWriter:
             self._queue.append((records, on_durable))
             self._queued_points += len(records)
         self._submitted.set()
+
+    @property
+    def refused(self) -> int:
+        """Points the spool refused (full, policy reject_new)."""
+        return self.spool.refused
 
     def pending(self) -> int:
         """Points not yet in the historian (queued for the spool, or spooled)."""
@@ -104,8 +103,7 @@ class HistorianWriter:
             encode = self.historian.encode
             self.spool.append([(len(records), records[0].tags.get("source", records[0].measurement), encode(records))
                                for records, _ in items if records])  # fmt: skip
-        except SpoolFull as exc:
-            self.refused += sum(len(r) for r, _ in items)
+        except SpoolFull as exc:  # the spool counts what it refused
             log.error("%s", exc)
             return  # callbacks not called: MQTT messages stay unacknowledged and are redelivered
         except SpoolError as exc:
