@@ -15,11 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandapower as pp
-import scipy.sparse as sp
-from scipy.sparse.linalg import splu
 from scipy.stats import chi2
 
-from gridmodel.estimator import Estimate, MeasurementResult, StateEstimator
+from gridmodel.estimator import Estimate, MeasurementResult, StateEstimator, factorise_gain
 from gridmodel.measurements import Measurement
 from gridmodel.mfunc import evaluate
 
@@ -28,25 +26,29 @@ _CRITICAL_SHARE = 1e-6
 _CHUNK = 256
 
 
-def residual_variance(est: Estimate, rows: np.ndarray | None = None) -> np.ndarray:
-    """Ω_ii = σ_i² − h_iᵀ·G⁻¹·h_i per compiled row (NaN for rows not asked for). Ω_ii/σ_i² is the
-    share of a meter's error its residual shows: 0 for a critical measurement, near 1 for a
-    well-surrounded one; a bias of b moves its normalised residual by b·sqrt(Ω_ii)/σ_i²."""
+def _residuals_and_variance(est: Estimate, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """r = z − h(x) for every compiled row, and Ω_ii for `rows` (NaN elsewhere), from one evaluation."""
     model, cm = est.model, est.compiled
-    _h, h_jac = evaluate(model, cm, est.voltages)
+    h, h_jac = evaluate(model, cm, est.voltages)
     assert h_jac is not None
-    gain = (h_jac.T @ sp.diags(cm.weights) @ h_jac).tocsc()
-    factor = splu(gain, permc_spec="MMD_AT_PLUS_A", options={"SymmetricMode": True})
+    factor = factorise_gain(h_jac, cm.weights)
     rows = np.arange(len(cm.kind)) if rows is None else rows
-    out = np.full(len(cm.kind), np.nan)
+    omega = np.full(len(cm.kind), np.nan)
     h_csr = h_jac.tocsr()
     for start in range(0, len(rows), _CHUNK):
         chunk = rows[start : start + _CHUNK]
         block = h_csr[chunk]
         solved = factor.solve(block.T.toarray())
         explained = np.asarray(block.multiply(solved.T).sum(axis=1)).ravel()
-        out[chunk] = cm.sigma[chunk] ** 2 - explained
-    return out
+        omega[chunk] = cm.sigma[chunk] ** 2 - explained
+    return cm.z - h, omega
+
+
+def residual_variance(est: Estimate, rows: np.ndarray | None = None) -> np.ndarray:
+    """Ω_ii = σ_i² − h_iᵀ·G⁻¹·h_i per compiled row (NaN for rows not asked for). Ω_ii/σ_i² is the
+    share of a meter's error its residual shows: 0 for a critical measurement, near 1 for a
+    well-surrounded one; a bias of b moves its normalised residual by b·sqrt(Ω_ii)/σ_i²."""
+    return _residuals_and_variance(est, rows)[1]
 
 
 def normalised_residuals(est: Estimate, *, only_telemetered: bool = False) -> np.ndarray:
@@ -57,11 +59,10 @@ def normalised_residuals(est: Estimate, *, only_telemetered: bool = False) -> np
         measured = [k for k, m in zip(_result_rows(est), est.measurements, strict=True)
                     if not m.pseudo and not m.virtual]  # fmt: skip
         rows = np.asarray(measured, dtype=np.int64)
-    omega = residual_variance(est, rows)
-    h, _ = evaluate(est.model, cm, est.voltages, jacobian=False)
+    r, omega = _residuals_and_variance(est, rows)
     out = np.full(len(cm.kind), np.nan)
     ok = omega > _CRITICAL_SHARE * cm.sigma**2  # NaN compares False
-    out[ok] = (cm.z - h)[ok] / np.sqrt(omega[ok])
+    out[ok] = r[ok] / np.sqrt(omega[ok])
     return out
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import pandapower as pp
 import pandas as pd
 import scipy.sparse as sp
-from scipy.sparse.linalg import splu
+from scipy.sparse.linalg import SuperLU, splu
 
 from gridmodel.measurements import Measurement
 from gridmodel.mfunc import CompiledMeasurements, compile_measurements, evaluate, initial_state, state_of, voltages
@@ -130,6 +130,12 @@ def _make_estimate(
     )  # fmt: skip
 
 
+def factorise_gain(h_jac: sp.spmatrix, weights: np.ndarray) -> SuperLU:
+    """Sparse LU of the gain matrix G = HᵀWH (symmetric ordering); RuntimeError when singular."""
+    gain = (h_jac.T @ sp.diags(weights) @ h_jac).tocsc()
+    return splu(gain, permc_spec="MMD_AT_PLUS_A", options={"SymmetricMode": True})
+
+
 def _check_redundancy(model: PpcModel, cm: CompiledMeasurements) -> None:
     if len(cm.kind) < model.n_state:
         raise NotObservableError(
@@ -170,7 +176,7 @@ class PandapowerWLS(StateEstimator):
 
     def __init__(self, **kwargs: float) -> None:
         super().__init__(**kwargs)
-        self._warm_key: tuple | None = None
+        self._warm_model: PpcModel | None = None  # the model of the last converged estimate
 
     def estimate(
         self, net: pp.pandapowerNet, measurements: Sequence[Measurement], *, warm: bool = True
@@ -181,7 +187,7 @@ class PandapowerWLS(StateEstimator):
         used = set(cm.source.tolist())
         load_measurements(net, [m for k, m in enumerate(measurements) if k in used])
         start: dict[str, object] = {"v_start": None, "delta_start": None}  # flat
-        if warm and self._warm_key == topology_key(net) and len(net.res_bus_est) == len(net.bus):
+        if warm and self._warm_model is model and len(net.res_bus_est) == len(net.bus):
             start = {"v_start": net.res_bus_est.vm_pu.fillna(1.0).values.copy(),
                      "delta_start": net.res_bus_est.va_degree.fillna(0.0).values.copy()}  # fmt: skip
         t0 = time.perf_counter()
@@ -196,12 +202,12 @@ class PandapowerWLS(StateEstimator):
         duration = time.perf_counter() - t0
         success = result.get("success") if isinstance(result, dict) else bool(result)
         if not success:
-            self._warm_key = None
+            self._warm_model = None
             raise NotConvergedError(
                 f"pandapower WLS did not converge in {self.max_iterations} iterations (init={init}) "
                 f"with {len(cm.kind)} measurements; look for gross bad data or a wrong breaker state"
             )
-        self._warm_key = topology_key(net)
+        self._warm_model = model
         v = np.asarray(se.solver.eppci.V, dtype=complex).copy()  # internal order, aux buses too
         if len(v) != model.n_bus:
             raise EstimationError(f"pandapower's model has {len(v)} buses, gridverse's {model.n_bus}; "
@@ -255,13 +261,13 @@ class SparseWLS(StateEstimator):
         self._state_model: PpcModel | None = None
         self.factorisations = 0
 
-    def _factorise(self, h_jac: sp.csr_matrix, weights: np.ndarray, model: PpcModel):  # noqa: ANN202
-        gain = (h_jac.T @ sp.diags(weights) @ h_jac).tocsc()
+    def _factorise(self, h_jac: sp.csr_matrix, weights: np.ndarray, model: PpcModel) -> SuperLU:
         try:
-            factor = splu(gain, permc_spec="MMD_AT_PLUS_A", options={"SymmetricMode": True})
+            factor = factorise_gain(h_jac, weights)
         except RuntimeError as exc:  # "Factor is exactly singular"
             from gridmodel.observability import unobservable_buses_message
 
+            gain = (h_jac.T @ sp.diags(weights) @ h_jac).tocsc()
             buses, hint = unobservable_buses_message(model, gain)
             raise NotObservableError(f"the gain matrix is singular ({exc}): {hint}", buses) from exc
         self.factorisations += 1

@@ -56,8 +56,7 @@ class Twin:
         self.cycles = 0
         self.converged = 0
         self.last: CycleResult | None = None
-        self._devices_seen: set[str] = set()
-        self._last_telemetered: dict[str, list[Measurement]] = {}
+        self._last_telemetered: dict[str, list[Measurement]] = {}  # device → its last cycle's measurements
         self._cycle_points: dict[tuple[str, str], Point] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -143,7 +142,7 @@ class Twin:
         result.unobservable_buses = obs.unobservable
         devices = {m.device for m in measurements if m.device}
         if track:
-            for gone in sorted(self._devices_seen - devices):
+            for gone in sorted(set(self._last_telemetered) - devices):
                 previous = measurements + self._last_telemetered.get(gone, [])
                 impact = device_loss_impact(self.net, est.model, previous, gone)
                 if impact.newly_unobservable:
@@ -152,7 +151,6 @@ class Twin:
                             f"{[m.point for m in impact.restore_with] or 'the device itself'}")  # fmt: skip
                     log.warning("twin: %s", note)
                     result.observability_notes.append(note)
-            self._devices_seen = devices
             self._last_telemetered = {}
             for m in measurements:
                 if m.device:
