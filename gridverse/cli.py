@@ -96,12 +96,6 @@ def _parse_time(text: str) -> int:
     return int(stamp.value)
 
 
-def cmd_gateway_run(args: argparse.Namespace) -> int:
-    """The gateway alone: poll, subscribe, spool, write (what its docker-compose service runs)."""
-    args.parts = ["gateway"]
-    return cmd_run(args)
-
-
 def cmd_gateway_test(args: argparse.Namespace) -> int:
     """Poll every source once and print the points (like `telegraf --test`)."""
     from gateway.probe import run_probe
@@ -121,12 +115,6 @@ def cmd_gateway_write(args: argparse.Namespace) -> int:
         return 5
     print(f"wrote {args.device}/{args.point} = {args.value} ({written})")
     return 0
-
-
-def cmd_twin_run(args: argparse.Namespace) -> int:
-    """The live twin loop alone (what the `twin` docker-compose service runs)."""
-    args.parts = ["twin"]
-    return cmd_run(args)
 
 
 def cmd_twin_replay(args: argparse.Namespace) -> int:
@@ -169,6 +157,13 @@ def cmd_twin_n1(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_part_runner(subparsers: argparse._SubParsersAction, part: str, help_text: str) -> None:
+    """`gridverse <part> run`: the same as `gridverse run <part>`."""
+    runner = subparsers.add_parser("run", help=help_text)
+    runner.add_argument("--log-level", default="INFO")
+    runner.set_defaults(func=cmd_run, parts=[part])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gridverse", description=__doc__)
     parser.add_argument("--config", type=Path, default=None,
@@ -192,9 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     gateway = sub.add_parser("gateway", help="the edge gateway: run it, or test every source once")
     gateway_sub = gateway.add_subparsers(dest="action", required=True)
-    gateway_run = gateway_sub.add_parser("run", help="poll devices, subscribe to sensors, spool, write")
-    gateway_run.add_argument("--log-level", default="INFO")
-    gateway_run.set_defaults(func=cmd_gateway_run)
+    _add_part_runner(gateway_sub, "gateway", "poll devices, subscribe to sensors, spool, write")
     gateway_test = gateway_sub.add_parser("test", help="poll every device once, listen to the sensors, print points")
     gateway_test.add_argument("--listen", type=float, default=3.0, help="seconds to listen for MQTT sensors")
     gateway_test.set_defaults(func=cmd_gateway_test)
@@ -205,9 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     gateway_write.set_defaults(func=cmd_gateway_write)
     twin = sub.add_parser("twin", help="the grid twin: live loop, replay of a past moment, N-1")
     twin_sub = twin.add_subparsers(dest="action", required=True)
-    twin_run = twin_sub.add_parser("run", help="the live estimation loop")
-    twin_run.add_argument("--log-level", default="INFO")
-    twin_run.set_defaults(func=cmd_twin_run)
+    _add_part_runner(twin_sub, "twin", "the live estimation loop")
     replay = twin_sub.add_parser("replay", help="re-run the estimate at a past moment from the historian")
     replay.add_argument("--at", type=_parse_time, required=True, help="ISO time (UTC) or nanoseconds")
     replay.add_argument("--estimator", choices=["sparse", "pandapower"], default=None)

@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -32,11 +33,15 @@ def require_binary(name: str, package: str) -> str:
         (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.path.exists(p)), None
     )
     if path is None:
-        message = f"{name} not installed: apt-get install {package}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{name} not installed: apt-get install {package}")
     return path
+
+
+def unavailable(message: str) -> NoReturn:
+    """A system service or tool the test needs is missing: a failure in CI, a skip elsewhere."""
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def wait_for(check, what: str, timeout: float = 20.0) -> None:  # noqa: ANN001
