@@ -1,7 +1,7 @@
 """MQTT → spool → store throughput, latency and drain, with real servers on loopback.
 
 Mosquitto (Debian's) as the broker, VictoriaMetrics (Debian's) as the store (InfluxDB line
-protocol through influxdb-client with gzip), the gateway's own MQTT ingest, durable spool and
+protocol through influxdb-client, gzip level 1), the gateway's own MQTT ingest, durable spool and
 writer in this process, and publishers in separate processes sending JSON messages of 10 points
 with QoS 1:
 
@@ -41,7 +41,7 @@ from tests.services import free_port, port_open, wait_for  # noqa: E402
 
 POINTS = 10
 SENSORS = 20
-STORE_LABEL = {"v2": "victoria-metrics via influxdb-client (/api/v2/write, gzip level 9)",
+STORE_LABEL = {"v2": "victoria-metrics via influxdb-client (/api/v2/write, gzip level 1)",
                "v1": "victoria-metrics via /write (gzip level 1)"}  # fmt: skip
 
 PUBLISHER = r"""
@@ -143,7 +143,7 @@ class Gateway:
             "mqtt": MqttConfig(host="127.0.0.1", port=mqtt_port, qos=1, **shared),
         })  # fmt: skip
         self.spool = Spool(tmp / f"spool{instance}.db", max_points=50_000_000)
-        api = os.environ.get("BENCH_INFLUX_API", "v2")  # v2: influxdb-client (gzip 9); v1: /write (gzip 1)
+        api = os.environ.get("BENCH_INFLUX_API", "v2")  # v2: influxdb-client; v1: /write (both gzip level 1)
         store = InfluxHistorian(InfluxConfig(url=store_url, api=api, org="bench", bucket="bench", database="bench",
                                              timeout_s=5))  # fmt: skip
         self.writer = HistorianWriter(store, self.spool, flush_interval_s=0.05, batch_points=50_000,
