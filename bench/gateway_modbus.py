@@ -116,7 +116,7 @@ async def run(devices: int, seconds: float, deadband: bool, tmp: Path) -> dict:
                                devices=[DeviceConfig(name=f"d{r}-{u}", bay="b", unit_id=u, profile="bench100")
                                         for u in units])  # fmt: skip
         conn = RtuConnection(sub, cfg)
-        pollers += [DevicePoller("bench", sub, d, prof, conn, cfg, writer.submit) for d in sub.devices]
+        pollers += [DevicePoller("bench", sub, d, prof, conn, cfg, writer.submit_records) for d in sub.devices]
     say(f"{len(pollers)} devices on {len(ports)} RTU ports; warming up")
     tasks = [asyncio.create_task(p.run()) for p in pollers]
     await asyncio.sleep(3.0)

@@ -7,21 +7,21 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from gateway.blocks import ReadBlock, plan_reads
-from gateway.codec import DecodeError, decode, decode_raw, decode_text
+from gateway.codec import BlockUnpacker, DecodeError, Raw, to_si
 from gridverse.config import (
-    DataType,
     DeviceConfig,
     DeviceProfile,
     GatewayConfig,
     RegisterTable,
     SubstationConfig,
 )
-from gridverse.points import Point, Quality, Source
+from gridverse.points import TELEMETRY, Point, Quality, Record, Source, series_tags, telemetry_fields
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,15 @@ class RtuConnection:
         self.client.close()
 
 
+class Reading(NamedTuple):
+    """One point of one poll, before it becomes a Point (for people) or a Record (for the store)."""
+
+    name: str
+    value: float | None
+    quality: Quality
+    text: str = ""
+
+
 class DevicePoller:
     """Polls one device on its own schedule; never lets one slow device delay another.
 
@@ -96,7 +105,8 @@ class DevicePoller:
     own block reads and timetable. A point with a deadband is reported only when it moves by
     more than that, when its quality changes, or every `gateway.report_every_s` as a heartbeat.
     SunSpec scale-factor registers are read with their group and applied to the points that
-    name them."""
+    name them. `run` hands each poll's rows to `sink` as historian Records (the hot path: no
+    Point objects); `poll_once` returns Points, for `gateway test` and for people."""
 
     def __init__(
         self,
@@ -106,7 +116,7 @@ class DevicePoller:
         profile: DeviceProfile,
         connection: RtuConnection,
         config: GatewayConfig,
-        sink: Callable[[list[Point]], None],
+        sink: Callable[[list[Record]], None],
         *,
         on_poll: Callable[[str, float], None] | None = None,
     ) -> None:
@@ -115,88 +125,87 @@ class DevicePoller:
         self.connection = connection
         self.config = config
         self.sink = sink
-        self._group_blocks = {name: plan_reads(g, config.max_gap) for name, g in _group_profiles(profile).items()}
+        self._group_blocks = {name: [BlockUnpacker(b, profile) for b in plan_reads(g, config.max_gap)]
+                              for name, g in _group_profiles(profile).items()}  # fmt: skip
         self._by_name = {p.name: p for p in profile.points}
+        self._tags = {p.name: series_tags(site, substation.name, device.bay, device.name, p.name, Source.MODBUS)
+                      for p in profile.points}  # fmt: skip
         self._reported: dict[str, tuple[float | None, Quality, float]] = {}  # value, quality, monotonic
         self.suppressed = 0
         self.status = DeviceStatus()
 
-    def _point(self, name: str, unit: str, t: int, value: float | None, q: Quality, text: str = "") -> Point:
-        return Point(
-            site=self.site,
-            substation=self.substation.name,
-            bay=self.device.bay,
-            device=self.device.name,
-            name=name,
-            source=Source.MODBUS,
-            time_ns=t,
-            value=value,
-            quality=q,
-            unit=unit,
-            extra={"text": text} if text else {},
-        )
-
     async def poll_once(self, groups: list[str] | None = None) -> list[Point]:
         """Read the blocks of `groups` (default: all); a failed block yields its points with a bad
         quality and no value."""
+        t, readings = await self._poll(groups)
+        return [Point(site=self.site, substation=self.substation.name, bay=self.device.bay, device=self.device.name,
+                      name=r.name, source=Source.MODBUS, time_ns=t, value=r.value, quality=r.quality,
+                      unit=self._by_name[r.name].si_unit, extra={"text": r.text} if r.text else {})
+                for r in readings]  # fmt: skip
+
+    async def _poll(self, groups: list[str] | None) -> tuple[int, list[Reading]]:
         t = time.time_ns()
-        blocks = [b for g in (groups or list(self._group_blocks)) for b in self._group_blocks[g]]
-        words: dict[str, list[int] | bool] = {}
-        failed: dict[str, str] = {}
+        raws: dict[str, Raw] = {}
+        readings: list[Reading] = []
         failure = ""
-        for block in blocks:
+        for unpacker in [u for g in (groups or list(self._group_blocks)) for u in self._group_blocks[g]]:
             try:
-                data = await self.connection.read(block, self.device.unit_id)
+                data = await self.connection.read(unpacker.block, self.device.unit_id)
             except DeviceUnavailable as exc:
                 failure = str(exc)
-                for p in block.points:
-                    failed[p.name] = failure
+                readings += [Reading(p.name, None, Quality.COMM_FAIL) for p in unpacker.block.points]
                 continue
-            for p in block.points:
-                offset = p.address - block.address
-                words[p.name] = bool(data[offset]) if p.type == DataType.BIT else [
-                    int(w) for w in data[offset : offset + p.width]]  # fmt: skip
-        points = [self._decode(name, words, failed, t) for name in [*words, *failed]]
+            for p, raw in unpacker.unpack(data):
+                if isinstance(raw, DecodeError):
+                    readings.append(self._invalid(p.name, raw))
+                else:
+                    raws[p.name] = raw
+        readings += [self._reading(name, raw, raws) for name, raw in raws.items()]
         self._record(failure)
-        return self._report_by_exception(points)
+        return t, self._report_by_exception(readings)
 
-    def _decode(self, name: str, words: dict[str, list[int] | bool], failed: dict[str, str], t: int) -> Point:
+    def _reading(self, name: str, raw: Raw, raws: dict[str, Raw]) -> Reading:
         p = self._by_name[name]
-        if name in failed:
-            return self._point(name, p.si_unit, t, None, Quality.COMM_FAIL)
-        raw = words[name]
+        if isinstance(raw, str):
+            return Reading(name, None, Quality.GOOD, raw)
         if isinstance(raw, bool):
-            return self._point(name, p.si_unit, t, float(raw), Quality.GOOD)
+            return Reading(name, float(raw), Quality.GOOD)
+        scale_factor = None
         try:
-            if p.type == DataType.STRING:
-                return self._point(name, p.si_unit, t, None, Quality.GOOD, text=decode_text(p, raw, self.profile))
-            scale_factor = None
             if p.scale_register is not None:
-                sf_words = words.get(p.scale_register)
-                if not isinstance(sf_words, list):
-                    raise DecodeError(f"{self.profile.name}/{name}: its scale factor {p.scale_register} was not "
-                                      "read in the same poll (put both in one group)")  # fmt: skip
-                scale_factor = int(decode_raw(self._by_name[p.scale_register], sf_words, self.profile))
-            return self._point(name, p.si_unit, t, decode(p, raw, self.profile, scale_factor), Quality.GOOD)
+                sf = raws.get(p.scale_register)
+                if sf is None or isinstance(sf, str):
+                    raise DecodeError(f"{self.profile.name}/{name}: its scale factor {p.scale_register} was not read "
+                                      "validly in the same poll (put both in one group)")  # fmt: skip
+                scale_factor = int(sf)
+            return Reading(name, to_si(p, raw, self.profile, scale_factor), Quality.GOOD)
         except DecodeError as exc:
-            self.status.reasons[str(exc)] = self.status.reasons.get(str(exc), 0) + 1
-            return self._point(name, p.si_unit, t, None, Quality.INVALID)
+            return self._invalid(name, exc)
 
-    def _report_by_exception(self, points: list[Point]) -> list[Point]:
+    def _invalid(self, name: str, exc: DecodeError) -> Reading:
+        self.status.reasons[str(exc)] = self.status.reasons.get(str(exc), 0) + 1
+        return Reading(name, None, Quality.INVALID)
+
+    def _report_by_exception(self, readings: list[Reading]) -> list[Reading]:
         now = time.monotonic()
         heartbeat = self.config.report_every_s
         out = []
-        for pt in points:
-            band = self._by_name[pt.name].deadband
-            last = self._reported.get(pt.name)
-            if band is not None and last is not None and pt.value is not None and last[0] is not None:
-                quiet = abs(pt.value - last[0]) <= band and pt.quality is last[1] and now - last[2] < heartbeat
+        for r in readings:
+            band = self._by_name[r.name].deadband
+            last = self._reported.get(r.name)
+            if band is not None and last is not None and r.value is not None and last[0] is not None:
+                quiet = abs(r.value - last[0]) <= band and r.quality is last[1] and now - last[2] < heartbeat
                 if quiet:
                     self.suppressed += 1
                     continue
-            self._reported[pt.name] = (pt.value, pt.quality, now)
-            out.append(pt)
+            if band is not None:
+                self._reported[r.name] = (r.value, r.quality, now)
+            out.append(r)
         return out
+
+    def _records(self, t: int, readings: list[Reading]) -> list[Record]:
+        tags = self._tags
+        return [Record(TELEMETRY, tags[r.name], telemetry_fields(r.value, r.quality, r.text), t) for r in readings]
 
     def _record(self, failure: str) -> None:
         st = self.status
@@ -227,11 +236,11 @@ class DevicePoller:
                 else:
                     self.status.on_time += 1
             started = time.perf_counter()
-            points = await self.poll_once(groups)
+            t, readings = await self._poll(groups)
             if self.on_poll is not None:
                 self.on_poll(self.device.name, time.perf_counter() - started)
-            if points:
-                self.sink(points)
+            if readings:
+                self.sink(self._records(t, readings))
             now = time.monotonic()
             for g in groups:
                 due[g] += periods[g]

@@ -15,7 +15,7 @@ from gateway.spool import Spool, SpoolBatch
 from gateway.writer import HistorianWriter, OnDurable
 from gridverse.config import Settings
 from gridverse.historian import Historian
-from gridverse.points import Point, Record
+from gridverse.points import Record
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.pollers = [
             DevicePoller(settings.site.name, sub, dev, settings.profiles[dev.profile], conn, cfg,
-                         self._sink, on_poll=self._observe_poll)  # fmt: skip
+                         self._sink_records, on_poll=self._observe_poll)  # fmt: skip
             for sub, conn in zip(settings.site.substations, self.connections, strict=True)
             for dev in sub.devices
         ]
@@ -46,9 +46,6 @@ class Gateway:
         self.server: MetricsServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._spool_alarm = False
-
-    def _sink(self, points: list[Point], on_durable: OnDurable | None = None) -> None:
-        self._sink_records([p.to_record() for p in points], on_durable)
 
     def _sink_records(self, records: list[Record], on_durable: OnDurable | None = None) -> None:
         """One submission (a poll, an MQTT message) of one source: counted by that source."""

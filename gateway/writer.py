@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from gateway.spool import Spool, SpoolBatch, SpoolError, SpoolFull
 from gridverse.historian import Historian, HistorianError
 from gridverse.historian.base import HistorianRejected
-from gridverse.points import Point, Record
+from gridverse.points import Record
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +64,6 @@ class HistorianWriter:
         self._drainer.start()
 
     # -- intake -----------------------------------------------------------------------------
-    def submit(self, points: list[Point], on_durable: OnDurable | None = None) -> None:
-        self.submit_records([p.to_record() for p in points], on_durable)
-
     def submit_records(self, records: list[Record], on_durable: OnDurable | None = None) -> None:
         """Queue records for the spool; `on_durable` runs once they are on disk."""
         with self._lock:

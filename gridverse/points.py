@@ -60,6 +60,28 @@ class Record(NamedTuple):
         return ",".join(f"{k}={self.tags[k]}" for k in sorted(self.tags))
 
 
+def series_tags(site: str, substation: str, bay: str, device: str, name: str, source: Source) -> dict[str, str]:
+    """The tags of one telemetry series; one shared dict per series (treat it as read-only)."""
+    key = (site, substation, bay, device, name, source)
+    tags = _TAGS.get(key)
+    if tags is None:
+        tags = {"site": site, "substation": substation, "bay": bay, "device": device, "ln_class": ln_class(name),
+                "point": name, "source": source.value}  # fmt: skip
+        if len(_TAGS) < _MAX_CACHED_SERIES:
+            _TAGS[key] = tags
+    return tags
+
+
+def telemetry_fields(value: float | None, quality: Quality, text: str = "") -> dict[str, float | int | str | bool]:
+    """A telemetry row's fields: its quality always, its value only when it has one, its text if any."""
+    fields: dict[str, float | int | str | bool] = {"quality": quality.value}
+    if value is not None:
+        fields["value"] = float(value)
+    if text:
+        fields["text"] = str(text)
+    return fields
+
+
 @dataclass(frozen=True, slots=True)
 class Point:
     """A normalised telemetry point: `device` + IEC 61850 `name` (e.g. MMXU1.TotW) in SI units."""
@@ -85,26 +107,9 @@ class Point:
         return ln_class(self.name)
 
     def to_record(self) -> Record:
-        fields: dict[str, float | int | str | bool] = {"quality": self.quality.value}
-        if self.value is not None:
-            fields["value"] = float(self.value)
-        if self.extra.get("text"):
-            fields["text"] = str(self.extra["text"])
-        key = (self.site, self.substation, self.bay, self.device, self.name, self.source)
-        tags = _TAGS.get(key)
-        if tags is None:
-            tags = {
-                "site": self.site,
-                "substation": self.substation,
-                "bay": self.bay,
-                "device": self.device,
-                "ln_class": self.ln_class,
-                "point": self.name,
-                "source": self.source.value,
-            }
-            if len(_TAGS) < _MAX_CACHED_SERIES:
-                _TAGS[key] = tags
-        return Record(TELEMETRY, tags, fields, self.time_ns)
+        tags = series_tags(self.site, self.substation, self.bay, self.device, self.name, self.source)
+        return Record(TELEMETRY, tags, telemetry_fields(self.value, self.quality, self.extra.get("text", "")),
+                      self.time_ns)  # fmt: skip
 
     @staticmethod
     def from_record(record: Record) -> Point:

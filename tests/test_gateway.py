@@ -44,7 +44,8 @@ def test_live_devices_keep_their_schedule_while_one_refuses(base: Settings) -> N
         for sub in (live, dead):
             conn = RtuConnection(sub, cfg)
             pollers += [DevicePoller("rural1", sub, d, base.profiles[d.profile], conn, cfg,
-                                     collected.extend) for d in sub.devices]  # fmt: skip
+                                     lambda rows: collected.extend(map(Point.from_record, rows)))
+                        for d in sub.devices]  # fmt: skip
         tasks = [asyncio.create_task(p.run()) for p in pollers]
         await asyncio.sleep(3.0)
         for t in tasks:

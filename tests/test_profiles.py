@@ -14,7 +14,7 @@ from pymodbus.simulator import SimData, SimDevice
 
 from gateway.modbus_poller import DevicePoller, RtuConnection
 from gridverse.config import DeviceConfig, GatewayConfig, SubstationConfig
-from gridverse.points import Point, Quality
+from gridverse.points import Point, Quality, Record
 from gridverse.settings import load_settings
 from tests.services import free_port
 
@@ -125,7 +125,7 @@ def test_meter_units_to_si_64_bit_and_deadband() -> None:
 
 
 def test_poll_groups_keep_their_own_periods() -> None:
-    seen: list[list[Point]] = []
+    seen: list[list[Record]] = []
 
     async def scenario() -> None:
         port = free_port()
@@ -140,8 +140,8 @@ def test_poll_groups_keep_their_own_periods() -> None:
     asyncio.run(scenario())
     counts: dict[str, int] = {}
     for batch in seen:
-        for p in batch:
-            counts[p.name] = counts.get(p.name, 0) + 1
+        for row in batch:
+            counts[row.tags["point"]] = counts.get(row.tags["point"], 0) + 1
     assert counts["MMXU1.Hz"] == 4  # fast group: every second (t = 0, 1, 2, 3)
     assert counts["MMTR1.TotWh"] == 1 and counts["LPHD1.PhyNam"] == 1  # slow and nameplate: once
     assert counts["MMXU1.TotW"] == 1  # fast, but unchanged within its deadband
