@@ -13,12 +13,20 @@ on the same load (JSON messages of 10 points, QoS 1, 20 sensors, publishers in o
   durable buffer, the like-for-like of our spool).
 
 Phases, for each gateway:
-1. the same steady load (10,000 points/s): CPU seconds per 100,000 points;
+1. the same steady load (5,000 points/s): CPU seconds per 100,000 points, until the last point
+   is delivered;
 2. saturation: a backlog published as fast as the publishers can, taken from the broker by the
    gateway's persistent session; points per second from first publish to last delivered.
 
+Points per second and CPU seconds per point count the points *published* to the gateway (all of
+which it took from the broker), not the points it delivered: thingsboard-gateway stamps readings
+with its own receive time in milliseconds, and merges the entries of one device with the same
+timestamp when it packs them (`ConvertedData.extend`: same keys, so all but one reading of that
+millisecond are overwritten). It therefore delivers fewer points than it was given, and "delivered"
+shows how many. Dividing by what it was given is the measure kindest to it.
+
 thingsboard-gateway's upstream is an MQTT publish, cheaper than our HTTP write to a time-series
-store with a durable spool before it; the comparison favours it on that count.
+store with a durable spool before it; the comparison favours it on that count too.
 
     .venv/bin/python bench/gateway_vs_thingsboard.py [--quick]
 
@@ -53,6 +61,8 @@ from tests.services import free_port, port_open, wait_for  # noqa: E402
 TB_VERSION = "3.8.5"
 TB_VENV = ROOT / "bench" / ".venv-thingsboard"
 SENSORS = 20
+#: an equal load for the CPU comparison: one both gateways with memory buffers keep up with
+STEADY_RATE = 5_000
 POINTS = [f"MMXU1.W{i}" for i in range(10)]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -261,44 +271,45 @@ def start_thingsboard(
     return gw, up_proc, counter
 
 
-def settle(gw: GatewayProcess, target: int, timeout: float, idle_s: float = 10.0) -> tuple[int, float]:
-    """Wait until the gateway has delivered `target` points (or stopped moving for `idle_s`);
-    returns (delivered, monotonic time of the last increase)."""
-    last, last_change = gw.delivered(), time.monotonic()
+def settle(gw: GatewayProcess, target: int, timeout: float, idle_s: float = 15.0) -> tuple[int, float, float]:
+    """Wait until the gateway has delivered `target` points, or delivered nothing more for
+    `idle_s` (thingsboard-gateway merges some points, so it never reaches the target); returns
+    (delivered, monotonic time and the gateway's CPU seconds at the last delivery), so that the
+    idle wait is not counted."""
+    last, last_change, cpu_at_last = gw.delivered(), time.monotonic(), gw.cpu()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         time.sleep(0.1)
         now = gw.delivered()
         if now != last:
-            last, last_change = now, time.monotonic()
+            last, last_change, cpu_at_last = now, time.monotonic(), gw.cpu()
         if now >= target or time.monotonic() - last_change > idle_s:
             break
-    return last, last_change
+    return last, last_change, cpu_at_last
 
 
 def measure(gw: GatewayProcess, mqtt_port: int, steady_s: float, backlog_points: int) -> dict:
-    rate = 10_000
-    say(f"{gw.name}: steady {rate:,} points/s for {steady_s:.0f} s")
+    say(f"{gw.name}: steady {STEADY_RATE:,} points/s for {steady_s:.0f} s")
     base, cpu0 = gw.delivered(), gw.cpu()
-    sent = published(publishers(mqtt_port, rate / len(POINTS), steady_s, 2)) * len(POINTS)
-    got, _ = settle(gw, base + sent, timeout=120)
-    cpu = gw.cpu() - cpu0
+    sent = published(publishers(mqtt_port, STEADY_RATE / len(POINTS), steady_s, 2)) * len(POINTS)
+    got, _, cpu_end = settle(gw, base + sent, timeout=900)
+    cpu = cpu_end - cpu0
     steady = {"published": sent, "delivered": got - base, "cpu_s": round(cpu, 2),
-              "cpu_s_per_100k_points": round(cpu / max(got - base, 1) * 1e5, 3)}  # fmt: skip
+              "cpu_s_per_100k_points": round(cpu / sent * 1e5, 3)}  # fmt: skip
     say(f"{gw.name}: steady: {got - base:,} of {sent:,} delivered, {steady['cpu_s_per_100k_points']} CPU-s/100k")
 
     say(f"{gw.name}: saturation, a backlog of {backlog_points:,} points published as fast as possible")
     base, cpu0, t0 = gw.delivered(), gw.cpu(), time.monotonic()
     messages_each = backlog_points // len(POINTS) // 3
     sent = published([backlog_publisher(mqtt_port, messages_each, f"{i}") for i in range(3)]) * len(POINTS)
-    got, last_change = settle(gw, base + sent, timeout=900, idle_s=20)
-    cpu = gw.cpu() - cpu0
+    got, last_change, cpu_end = settle(gw, base + sent, timeout=900)
+    cpu = cpu_end - cpu0
     elapsed = last_change - t0
     saturation = {"published": sent, "delivered": got - base, "seconds": round(elapsed, 1),
-                  "points_per_s": round((got - base) / elapsed), "cpu_s": round(cpu, 2),
-                  "cpu_s_per_100k_points": round(cpu / max(got - base, 1) * 1e5, 3)}  # fmt: skip
-    say(f"{gw.name}: saturation: {got - base:,} of {sent:,} in {elapsed:.1f} s = {saturation['points_per_s']:,} "
-        f"points/s, {saturation['cpu_s_per_100k_points']} CPU-s/100k")  # fmt: skip
+                  "points_per_s": round(sent / elapsed), "cpu_s": round(cpu, 2),
+                  "cpu_s_per_100k_points": round(cpu / sent * 1e5, 3)}  # fmt: skip
+    say(f"{gw.name}: saturation: {got - base:,} of {sent:,} delivered in {elapsed:.1f} s: "
+        f"{saturation['points_per_s']:,} points/s, {saturation['cpu_s_per_100k_points']} CPU-s/100k")  # fmt: skip
     return {"steady": steady, "saturation": saturation}
 
 
@@ -335,7 +346,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="shorter phases, thingsboard-gateway with memory only")
     args = parser.parse_args()
-    steady_s, backlog = (15.0, 300_000) if args.quick else (30.0, 1_000_000)
+    steady_s, backlog = (15.0, 300_000) if args.quick else (30.0, 600_000)
     storages = ["memory"] if args.quick else ["memory", "sqlite"]
     tb_python = thingsboard_python()
     tmp = Path(tempfile.mkdtemp(prefix="gridverse-vs-tb-"))
@@ -375,7 +386,7 @@ def main() -> None:
     speed = ours["saturation"]["points_per_s"] / max(best_tb["saturation"]["points_per_s"], 1)
     figures = {
         "bench": "gateway_vs_thingsboard", "thingsboard_gateway": TB_VERSION, "points_per_message": len(POINTS),
-        "steady_points_per_s": 10_000, **results,
+        "steady_points_per_s": STEADY_RATE, **results,
         "points_per_cpu_s_ratio_steady": round(per_cpu, 2), "points_per_cpu_s_ratio_saturation": round(per_cpu_sat, 2),
         "throughput_ratio_saturation": round(speed, 2),
         "targets": {"3x_per_cpu_s": per_cpu >= 3.0 and per_cpu_sat >= 3.0},
