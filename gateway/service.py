@@ -11,6 +11,7 @@ from anomaly.alarms import Alarm, alarm_message, alarm_record
 from gateway.metrics import GatewayMetrics, MetricsServer
 from gateway.modbus_poller import DevicePoller, RtuConnection
 from gateway.mqtt_ingest import MqttIngest
+from gateway.northbound import normalised_messages
 from gateway.spool import Spool, SpoolBatch
 from gateway.writer import HistorianWriter, OnDurable
 from gridverse.config import Settings
@@ -51,7 +52,21 @@ class Gateway:
         """One submission (a poll, an MQTT message) of one source: counted by that source."""
         if records:
             self.metrics.points_in.labels(records[0].tags.get("source", "?")).inc(len(records))
+            if self.settings.gateway.northbound:
+                on_durable = self._republish_then(records, on_durable)
         self.writer.submit_records(records, on_durable)
+
+    def _republish_then(self, records: list[Record], on_durable: OnDurable | None) -> OnDurable:
+        """Once the points are in the spool: republish them normalised, then acknowledge upstream
+        (a crash in between redelivers the message: at least once, like the store)."""
+
+        def durable() -> None:
+            for where, body in normalised_messages(self.settings.mqtt, records):
+                self.mqtt.client.publish(where, body, qos=self.settings.mqtt.qos)
+            if on_durable is not None:
+                on_durable()
+
+        return durable
 
     def _reject(self, records: list[Record], on_durable: OnDurable | None = None) -> None:
         if records:

@@ -394,6 +394,9 @@ class GatewayConfig(Strict):
     flush_interval_s: float = Field(default=0.2, gt=0)
     report_every_s: float = Field(default=60.0, gt=0, description="heartbeat of points with a deadband")
     writes_enabled: bool = Field(default=False, description="allow writes to points a profile marks writable")
+    northbound: bool = Field(
+        default=False, description="republish durable points, normalised, on <prefix>/<site>/<sub>/<device>/normalised"
+    )
     spool: SpoolConfig = SpoolConfig()
     metrics_port: int | None = Field(default=None, ge=1, le=65535,
                                      description="serve /metrics and /health here (Prometheus); off when null")

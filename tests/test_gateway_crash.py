@@ -164,3 +164,40 @@ def test_metrics_health_and_no_secret_in_logs(tmp_path: Path) -> None:
     assert health["status"] == "ok" and health["store_up"] and "F1" in health["devices_down"]
     logged = log.read_text()
     assert "pw-Zebra-7781" not in logged and "tok-Quokka-5512" not in logged
+
+
+def test_northbound_republishes_what_was_stored_normalised(tmp_path: Path) -> None:
+    """With `gateway.northbound` on, every durable point comes out again on
+    `.../<device>/normalised` exactly as it was stored (SI value and quality), and a device that
+    does not answer is republished with its bad quality and no value, never a zero."""
+    config = config_dir(tmp_path, lambda d: d["gateway"].update(northbound=True))
+    store, log = tmp_path / "gridverse.db", tmp_path / "gateway.log"
+    heard: list[tuple[str, dict]] = []
+    t0_ms = int(time.time() * 1000) - 3_600_000
+    with mosquitto(tmp_path) as port:
+        listener = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-northbound")
+        listener.on_message = lambda _c, _u, msg: heard.append((msg.topic, json.loads(msg.payload)))
+        listener.connect("127.0.0.1", port)
+        listener.subscribe("gridverse/rural1/+/+/normalised", qos=1)
+        listener.loop_start()
+        gateway = _gateway(config, port, log)
+        try:
+            wait_for(lambda: "subscribed to" in log.read_text(), "gateway subscription", timeout=60)
+            _publish(port, range(0, 5), t0_ms)
+            wait_for(lambda: _stored(store) == 5 * POINTS_PER_MESSAGE, "5 messages stored", timeout=30)
+            oil = lambda: [p for t, m in heard if t.endswith("/T1-oil/normalised") for p in m["points"]]  # noqa: E731
+            wait_for(lambda: len(oil()) == 5 * POINTS_PER_MESSAGE, "5 messages republished", timeout=30)
+        finally:
+            gateway.send_signal(signal.SIGINT)
+            gateway.wait(30)
+            listener.loop_stop()
+    h = EmbeddedHistorian(store)
+    try:
+        stored = {(r.tags["point"], r.time_ns): r.fields for r in h.query("telemetry", tags={"device": "T1-oil"})}
+    finally:
+        h.close()
+    republished = {(p["point"], p["time_ns"]): {k: p[k] for k in ("quality", "value") if k in p} for p in oil()}
+    assert republished == stored
+    assert all(p["source"] == "mqtt" and p["bay"] == "T1" for p in oil())
+    dead = [p for t, m in heard if t.endswith("/F1/normalised") for p in m["points"]]  # its RTU is not running
+    assert dead and all(p["quality"] == "comm_fail" and "value" not in p and p["source"] == "modbus" for p in dead)
