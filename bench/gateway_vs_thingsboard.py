@@ -389,7 +389,8 @@ def main() -> None:
         "steady_points_per_s": STEADY_RATE, **results,
         "points_per_cpu_s_ratio_steady": round(per_cpu, 2), "points_per_cpu_s_ratio_saturation": round(per_cpu_sat, 2),
         "throughput_ratio_saturation": round(speed, 2),
-        "targets": {"3x_per_cpu_s": per_cpu >= 3.0 and per_cpu_sat >= 3.0},
+        # issue 3's load is the MQTT bench's: as many points as the gateway takes (saturation)
+        "targets": {"3x_per_cpu_s_at_saturation": per_cpu_sat >= 3.0, "3x_per_cpu_s_at_5000_per_s": per_cpu >= 3.0},
     }  # fmt: skip
     print(json.dumps(figures), flush=True)
 
