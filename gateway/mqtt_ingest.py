@@ -15,7 +15,7 @@ import paho.mqtt.client as mqtt
 from gateway.sparkplug_host import NAMESPACE, SparkplugError, SparkplugHost
 from gridverse.config import SensorConfig, Settings
 from gridverse.mqtt import broker_host, connect_properties, make_client, stop_client, subscription
-from gridverse.points import TELEMETRY, Point, Quality, Record, Source, is_ln_do_name
+from gridverse.points import TELEMETRY, Point, Quality, Record, Source, is_ln_do_name, series_tags
 
 OnDurable = Callable[[], None]
 
@@ -82,8 +82,8 @@ class JsonTelemetry:
         """The series tags of one of this sensor's points, checked and cached by name."""
         if not is_ln_do_name(name):
             raise PayloadError(f"point name {name!r:.40} is not an IEC 61850 LN.DO name")
-        tags = Point(self.site, self.sensor.substation, self.sensor.bay or self.sensor.name, self.sensor.name,
-                     name, Source.MQTT, 0, None, Quality.INVALID).to_record().tags  # fmt: skip
+        tags = series_tags(self.site, self.sensor.substation, self.sensor.bay or self.sensor.name, self.sensor.name,
+                           name, Source.MQTT)  # fmt: skip
         if len(self._tags) < 10_000:  # a sensor has a handful of points; a flood of names is not cached
             self._tags[name] = tags
         return tags
