@@ -49,6 +49,7 @@ import json, sys, time
 import paho.mqtt.client as mqtt
 port, rate, seconds = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
 ident, sensors = sys.argv[4], int(sys.argv[5])
+limit = int(sys.argv[6]) if len(sys.argv) > 6 else 0  # messages; 0: as many as `seconds` allow
 c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{ident}")
 c.max_inflight_messages_set(1000); c.max_queued_messages_set(100000)
 c.connect("127.0.0.1", port); c.loop_start()
@@ -56,7 +57,7 @@ names = [f"MMXU1.W{i}" for i in range(10)]
 start = time.time(); k = 0; last = None
 while True:
     now = time.time()
-    if now - start >= seconds:
+    if now - start >= seconds or (limit and k >= limit):
         break
     if rate > 0 and k >= rate * (now - start):
         time.sleep(0.001); continue

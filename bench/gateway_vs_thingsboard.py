@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from gateway_mqtt import binary, published, publishers  # noqa: E402
+from gateway_mqtt import PUBLISHER, binary, published, publishers  # noqa: E402
 
 from tests.services import free_port, port_open, wait_for  # noqa: E402
 
@@ -313,33 +313,10 @@ def measure(gw: GatewayProcess, mqtt_port: int, steady_s: float, backlog_points:
     return {"steady": steady, "saturation": saturation}
 
 
-#: Publishes a fixed number of messages as fast as the broker takes them (QoS 1), then prints it.
-_COUNTED_PUBLISHER = r"""
-import json, sys, time
-import paho.mqtt.client as mqtt
-port, n, ident = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-backlog-{ident}")
-c.max_inflight_messages_set(1000); c.max_queued_messages_set(100000)
-c.connect("127.0.0.1", port); c.loop_start()
-names = [f"MMXU1.W{i}" for i in range(10)]
-k = 0; last = None
-while k < n:
-    points = {m: {"value": k + i * 0.1} for i, m in enumerate(names)}
-    body = json.dumps({"time": time.time() * 1000.0, "points": points})
-    info = c.publish(f"gridverse/bench/ss/S{k % 20}/telemetry", body, qos=1)
-    if info.rc != 0:
-        time.sleep(0.005); continue
-    last = info; k += 1
-if last is not None:
-    last.wait_for_publish(120)
-c.disconnect(); c.loop_stop()
-print(k)
-"""
-
-
 def backlog_publisher(port: int, messages: int, ident: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", _COUNTED_PUBLISHER, str(port), str(messages), ident],
-                            stdout=subprocess.PIPE)  # fmt: skip
+    """Publishes `messages` messages as fast as the broker takes them (QoS 1), then prints the count."""
+    return subprocess.Popen([sys.executable, "-c", PUBLISHER, str(port), "0", "3600", f"backlog-{ident}", str(SENSORS),
+                             str(messages)], stdout=subprocess.PIPE)  # fmt: skip
 
 
 def main() -> None:
