@@ -95,8 +95,14 @@ def alarm_record(site: str, a: Alarm, time_ns: int, active: bool) -> Record:
     fields: dict[str, float | int | str | bool] = {"message": a.message, "active": int(active)}
     if a.value is not None:
         fields["value"] = float(a.value)
-    tags = {"site": site, "substation": a.substation, "device": a.device,
-            "point": a.point, "rule": a.rule, "severity": a.severity}  # fmt: skip
+    tags = {
+        "site": site,
+        "substation": a.substation,
+        "device": a.device,
+        "point": a.point,
+        "rule": a.rule,
+        "severity": a.severity,
+    }
     return Record(ALARM, tags, fields, time_ns)
 
 

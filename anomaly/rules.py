@@ -39,8 +39,9 @@ def comm_alarms(points: list[Point]) -> list[Alarm]:
     seen: dict[str, Alarm] = {}
     for p in points:
         if p.quality is Quality.COMM_FAIL and p.device not in seen:
-            seen[p.device] = Alarm("comm_fail", p.substation, p.device, "*", "warning",
-                                   f"device {p.device} is not answering")  # fmt: skip
+            seen[p.device] = Alarm(
+                "comm_fail", p.substation, p.device, "*", "warning", f"device {p.device} is not answering"
+            )
     return list(seen.values())
 
 
@@ -54,21 +55,34 @@ def stuck_alarms(settings: Settings, history: dict[tuple[str, str], list[float]]
             continue
         tail = values[-n:]
         if max(tail) == min(tail):
-            out.append(Alarm("stuck", subs.get(device, ""), device, point, "warning",
-                             f"{point} has read {tail[-1]:g} for {n} samples", tail[-1]))  # fmt: skip
+            out.append(
+                Alarm(
+                    "stuck",
+                    subs.get(device, ""),
+                    device,
+                    point,
+                    "warning",
+                    f"{point} has read {tail[-1]:g} for {n} samples",
+                    tail[-1],
+                )
+            )
     return out
 
 
-def residual_alarms(
-    settings: Settings, residuals: list[tuple[str, str, float, float, bool]]
-) -> list[Alarm]:
+def residual_alarms(settings: Settings, residuals: list[tuple[str, str, float, float, bool]]) -> list[Alarm]:
     """(device, point, normalised residual, measured, suspect) from the twin's newest cycle: an
     alarm for each measurement its largest-normalised-residual test identified as bad data."""
     subs = _substation_of(settings)
     return [
-        Alarm("residual", subs.get(d, ""), d, p, "warning",
-              f"{p} is suspect bad data: normalised residual {r:+.1f} (measured {measured:.4g})",
-              measured)  # fmt: skip
+        Alarm(
+            "residual",
+            subs.get(d, ""),
+            d,
+            p,
+            "warning",
+            f"{p} is suspect bad data: normalised residual {r:+.1f} (measured {measured:.4g})",
+            measured,
+        )
         for d, p, r, measured, suspect in residuals
         if suspect
     ]
@@ -77,7 +91,14 @@ def residual_alarms(
 def violation_alarms(violations: list[tuple[str, str, float, float]]) -> list[Alarm]:
     """(element, kind, value, limit) from the twin's limit check."""
     return [
-        Alarm("violation", "", element, kind, "critical" if kind == "loading" else "warning",
-              f"{element}: {kind} {value:.3f} beyond {limit}", value)  # fmt: skip
+        Alarm(
+            "violation",
+            "",
+            element,
+            kind,
+            "critical" if kind == "loading" else "warning",
+            f"{element}: {kind} {value:.3f} beyond {limit}",
+            value,
+        )
         for element, kind, value, limit in violations
     ]

@@ -32,8 +32,7 @@ class Detectors:
         now = time.time_ns()
         site = {"site": self.settings.site.name}
         window = int(max(self.interval_s * 3, 5) * 1e9)
-        points = [Point.from_record(r) for r in
-                  self.historian.latest(TELEMETRY, tags=site, start_ns=now - window)]  # fmt: skip
+        points = [Point.from_record(r) for r in self.historian.latest(TELEMETRY, tags=site, start_ns=now - window)]
         for p in points:
             key = (p.device, p.name)
             if p.value is not None and self._last_seen.get(key) != p.time_ns:
@@ -44,16 +43,20 @@ class Detectors:
         if last_cycle:
             t = last_cycle[0].time_ns
             residuals = [
-                (r.tags["device"], r.tags["point"], float(r.fields.get("normalised", r.fields["residual_sigma"])),
-                 float(r.fields["measured"]), bool(int(r.fields.get("suspect", 0))))  # fmt: skip
+                (
+                    r.tags["device"],
+                    r.tags["point"],
+                    float(r.fields.get("normalised", r.fields["residual_sigma"])),
+                    float(r.fields["measured"]),
+                    bool(int(r.fields.get("suspect", 0))),
+                )
                 for r in self.historian.latest("twin_residual", tags=site, start_ns=t, end_ns=t)
             ]
         violations = []
         if last_cycle:
             t = last_cycle[0].time_ns
             violations = [
-                (r.tags["element"], r.tags["kind"], float(r.fields["value"]),
-                 float(r.fields["limit"]))  # fmt: skip
+                (r.tags["element"], r.tags["kind"], float(r.fields["value"]), float(r.fields["limit"]))
                 for r in self.historian.latest("twin_violation", tags=site, start_ns=t, end_ns=t)
             ]
         conditions = (

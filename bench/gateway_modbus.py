@@ -28,18 +28,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.modbus_poller import DevicePoller, RtuConnection  # noqa: E402
-from gateway.spool import Spool  # noqa: E402
-from gateway.writer import HistorianWriter  # noqa: E402
-from gridverse.config import (  # noqa: E402
+from gateway.modbus_poller import DevicePoller, RtuConnection
+from gateway.spool import Spool
+from gateway.writer import HistorianWriter
+from gridverse.config import (
     DeviceConfig,
     DeviceProfile,
     GatewayConfig,
-    InfluxConfig,  # noqa: E402
+    InfluxConfig,
     SubstationConfig,
 )
-from gridverse.historian.influx import InfluxHistorian  # noqa: E402
-from tests.services import free_port, port_open, wait_for  # noqa: E402
+from gridverse.historian.influx import InfluxHistorian
+from tests.services import free_port, port_open, wait_for
 
 REGISTERS = 100
 UNITS_PER_RTU = 50
@@ -61,8 +61,9 @@ def serve(ports: list[int], units: int) -> None:
             devices = []
             for unit in range(1, units + 1):
                 bits = [SimData(0, values=[False] * 16, datatype=SimType.BITS)]
-                regs = [SimData(0, values=[(unit * 7 + k) % 65536 for k in range(REGISTERS)],
-                                datatype=SimType.REGISTERS)]  # fmt: skip
+                regs = [
+                    SimData(0, values=[(unit * 7 + k) % 65536 for k in range(REGISTERS)], datatype=SimType.REGISTERS)
+                ]
                 invalid = [SimData(0, count=1, datatype=SimType.INVALID)]
                 devices.append(SimDevice(id=unit, simdata=(bits, bits, regs, invalid)))
             server = ModbusTcpServer(devices, address=("127.0.0.1", port))
@@ -82,16 +83,28 @@ def store_process(tmp: Path) -> _Store:
     """VictoriaMetrics (Debian's), the same store as the MQTT bench."""
     port = free_port()
     binary = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
-    proc = subprocess.Popen([binary, f"-storageDataPath={tmp}/vm", f"-httpListenAddr=127.0.0.1:{port}",
-                             "-loggerLevel=ERROR"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [binary, f"-storageDataPath={tmp}/vm", f"-httpListenAddr=127.0.0.1:{port}", "-loggerLevel=ERROR"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: urllib.request.urlopen(f"{url}/health").status == 200, "victoria-metrics")
     return _Store(proc, url)
 
 
 def profile(deadband: bool) -> DeviceProfile:
-    points = [{"name": f"GGIO1.AnIn{k}", "table": "holding", "address": k, "type": "u16", "unit": "V",
-               **({"deadband": 5.0} if deadband else {})} for k in range(REGISTERS)]  # fmt: skip
+    points = [
+        {
+            "name": f"GGIO1.AnIn{k}",
+            "table": "holding",
+            "address": k,
+            "type": "u16",
+            "unit": "V",
+            **({"deadband": 5.0} if deadband else {}),
+        }
+        for k in range(REGISTERS)
+    ]
     return DeviceProfile(name="bench100", points=points)
 
 
@@ -112,9 +125,12 @@ async def run(devices: int, seconds: float, deadband: bool, tmp: Path) -> dict:
     pollers = []
     for r, port in enumerate(ports):
         units = range(1, min(UNITS_PER_RTU, devices - r * UNITS_PER_RTU) + 1)
-        sub = SubstationConfig(name=f"rtu{r}", host="127.0.0.1", port=port,
-                               devices=[DeviceConfig(name=f"d{r}-{u}", bay="b", unit_id=u, profile="bench100")
-                                        for u in units])  # fmt: skip
+        sub = SubstationConfig(
+            name=f"rtu{r}",
+            host="127.0.0.1",
+            port=port,
+            devices=[DeviceConfig(name=f"d{r}-{u}", bay="b", unit_id=u, profile="bench100") for u in units],
+        )
         conn = RtuConnection(sub, cfg)
         pollers += [DevicePoller("bench", sub, d, prof, conn, cfg, writer.submit_records) for d in sub.devices]
     say(f"{len(pollers)} devices on {len(ports)} RTU ports; warming up")
@@ -139,13 +155,21 @@ async def run(devices: int, seconds: float, deadband: bool, tmp: Path) -> dict:
     await asyncio.to_thread(writer.stop, 5.0)  # bounded: what is not drained stays spooled
     vm.proc.terminate()
     return {
-        "bench": "gateway_modbus", "devices": len(pollers), "registers_per_device": REGISTERS, "rtu_ports": len(ports),
-        "poll_period_s": 1.0, "seconds": round(elapsed, 1), "deadband": deadband,
-        "polls": on_time + late, "on_time_share": round(on_time / max(on_time + late, 1), 4),
-        "poll_failures": failures, "points_stored": stored, "points_per_s": round(stored / elapsed),
+        "bench": "gateway_modbus",
+        "devices": len(pollers),
+        "registers_per_device": REGISTERS,
+        "rtu_ports": len(ports),
+        "poll_period_s": 1.0,
+        "seconds": round(elapsed, 1),
+        "deadband": deadband,
+        "polls": on_time + late,
+        "on_time_share": round(on_time / max(on_time + late, 1), 4),
+        "poll_failures": failures,
+        "points_stored": stored,
+        "points_per_s": round(stored / elapsed),
         "gateway_cores": round(cpu / elapsed, 3),
         "targets": {"on_time>=99%": on_time / max(on_time + late, 1) >= 0.99, "under_one_core": cpu / elapsed < 1.0},
-    }  # fmt: skip
+    }
 
 
 def main() -> None:

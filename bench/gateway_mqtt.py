@@ -31,18 +31,20 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.mqtt_ingest import MqttIngest  # noqa: E402
-from gateway.spool import Spool  # noqa: E402
-from gateway.writer import HistorianWriter  # noqa: E402
-from gridverse.config import InfluxConfig, MqttConfig, SensorConfig  # noqa: E402
-from gridverse.historian.influx import InfluxHistorian  # noqa: E402
-from gridverse.settings import load_settings  # noqa: E402
-from tests.services import free_port, port_open, wait_for  # noqa: E402
+from gateway.mqtt_ingest import MqttIngest
+from gateway.spool import Spool
+from gateway.writer import HistorianWriter
+from gridverse.config import InfluxConfig, MqttConfig, SensorConfig
+from gridverse.historian.influx import InfluxHistorian
+from gridverse.settings import load_settings
+from tests.services import free_port, port_open, wait_for
 
 POINTS = 10
 SENSORS = 20
-STORE_LABEL = {"v2": "victoria-metrics via influxdb-client (/api/v2/write, gzip level 1)",
-               "v1": "victoria-metrics via /write (gzip level 1)"}  # fmt: skip
+STORE_LABEL = {
+    "v2": "victoria-metrics via influxdb-client (/api/v2/write, gzip level 1)",
+    "v1": "victoria-metrics via /write (gzip level 1)",
+}
 
 PUBLISHER = r"""
 import json, sys, time
@@ -90,10 +92,13 @@ class Servers:
         self.tmp = tmp
         self.mqtt_port, self.vm_port = free_port(), free_port()
         conf = tmp / "mosquitto.conf"
-        conf.write_text(f"listener {self.mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                        "max_queued_messages 0\nmax_inflight_messages 1000\n")  # fmt: skip
-        self.mosquitto = subprocess.Popen([binary("mosquitto"), "-c", str(conf)], stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL)  # fmt: skip
+        conf.write_text(
+            f"listener {self.mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            "max_queued_messages 0\nmax_inflight_messages 1000\n"
+        )
+        self.mosquitto = subprocess.Popen(
+            [binary("mosquitto"), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         wait_for(lambda: port_open(self.mqtt_port), "mosquitto")
         self.vm: subprocess.Popen | None = None
         self.start_store()
@@ -103,9 +108,16 @@ class Servers:
         return f"http://127.0.0.1:{self.vm_port}"
 
     def start_store(self) -> None:
-        self.vm = subprocess.Popen([binary("victoria-metrics"), f"-storageDataPath={self.tmp}/vm",
-                                    f"-httpListenAddr=127.0.0.1:{self.vm_port}", "-loggerLevel=ERROR"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        self.vm = subprocess.Popen(
+            [
+                binary("victoria-metrics"),
+                f"-storageDataPath={self.tmp}/vm",
+                f"-httpListenAddr=127.0.0.1:{self.vm_port}",
+                "-loggerLevel=ERROR",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_for(lambda: urllib.request.urlopen(f"{self.store_url}/health").status == 200, "victoria-metrics")
 
     def kill_store(self) -> None:
@@ -122,9 +134,13 @@ class Servers:
 
 def publishers(port: int, total_rate: float, seconds: float, n: int) -> list[subprocess.Popen]:
     rate = total_rate / n if total_rate > 0 else 0.0
-    return [subprocess.Popen([sys.executable, "-c", PUBLISHER, str(port), str(rate), str(seconds), f"{i}",
-                              str(SENSORS)], stdout=subprocess.PIPE)  # fmt: skip
-            for i in range(n)]
+    return [
+        subprocess.Popen(
+            [sys.executable, "-c", PUBLISHER, str(port), str(rate), str(seconds), f"{i}", str(SENSORS)],
+            stdout=subprocess.PIPE,
+        )
+        for i in range(n)
+    ]
 
 
 def published(procs: list[subprocess.Popen]) -> int:
@@ -135,20 +151,26 @@ class Gateway:
     """The gateway's MQTT path as `gridverse gateway run` builds it, with counters for the bench."""
 
     def __init__(self, tmp: Path, mqtt_port: int, store_url: str, instance: str = "") -> None:
-        sensors = [SensorConfig(name=f"S{i}", substation="ss", kind="transformer_thermal",
-                                element={"kind": "trafo", "index": 0}) for i in range(SENSORS)]
+        sensors = [
+            SensorConfig(
+                name=f"S{i}", substation="ss", kind="transformer_thermal", element={"kind": "trafo", "index": 0}
+            )
+            for i in range(SENSORS)
+        ]
         base = load_settings()  # the shipped configuration, with 20 bench sensors on site "bench"
         shared = {"protocol": "5", "shared_group": "bench", "client_suffix": f"-{instance}"} if instance else {}
-        self.settings = base.model_copy(update={
-            "site": base.site.model_copy(update={"name": "bench", "sensors": sensors}),
-            "mqtt": MqttConfig(host="127.0.0.1", port=mqtt_port, qos=1, **shared),
-        })  # fmt: skip
+        self.settings = base.model_copy(
+            update={
+                "site": base.site.model_copy(update={"name": "bench", "sensors": sensors}),
+                "mqtt": MqttConfig(host="127.0.0.1", port=mqtt_port, qos=1, **shared),
+            }
+        )
         self.spool = Spool(tmp / f"spool{instance}.db", max_points=50_000_000)
         api = os.environ.get("BENCH_INFLUX_API", "v2")  # v2: influxdb-client; v1: /write (both gzip level 1)
-        store = InfluxHistorian(InfluxConfig(url=store_url, api=api, org="bench", bucket="bench", database="bench",
-                                             timeout_s=5))  # fmt: skip
-        self.writer = HistorianWriter(store, self.spool, flush_interval_s=0.05, batch_points=50_000,
-                                      max_backoff_s=1.0)  # fmt: skip
+        store = InfluxHistorian(
+            InfluxConfig(url=store_url, api=api, org="bench", bucket="bench", database="bench", timeout_s=5)
+        )
+        self.writer = HistorianWriter(store, self.spool, flush_interval_s=0.05, batch_points=50_000, max_backoff_s=1.0)
         self.delays: list[np.ndarray] = []
         self.stored = 0
         self.writes: list[tuple[int, int, int]] = []
@@ -156,7 +178,7 @@ class Gateway:
         self.writer.on_written = self._written
         self.ingest = MqttIngest(self.settings, self.writer.submit_records, self.writer.submit_records)
 
-    def _written(self, batches, started_ns: int, finished_ns: int) -> None:  # noqa: ANN001
+    def _written(self, batches, started_ns: int, finished_ns: int) -> None:
         points = sum(b.points for b in batches)
         self.stored += points
         self.writes.append((points, started_ns, finished_ns))
@@ -200,9 +222,14 @@ def worker(tmp: Path, port: int, store_url: str, instance: str, idle_s: float) -
 
 
 def shared_saturation(tmp: Path, servers: Servers, gateways: int, seconds: float) -> dict:
-    procs = [subprocess.Popen([sys.executable, __file__, "--worker", str(servers.mqtt_port), servers.store_url,
-                               f"w{k}", str(tmp)], stdout=subprocess.PIPE, text=True)  # fmt: skip
-             for k in range(gateways)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--worker", str(servers.mqtt_port), servers.store_url, f"w{k}", str(tmp)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(gateways)
+    ]
     for p in procs:
         assert p.stdout is not None and p.stdout.readline().strip() == "ready"
     time.sleep(1.0)
@@ -210,15 +237,21 @@ def shared_saturation(tmp: Path, servers: Servers, gateways: int, seconds: float
     results = [json.loads(p.communicate(timeout=600)[0].strip().splitlines()[-1]) for p in procs]
     stored = sum(r["stored"] for r in results)
     span = (max(r["last_ns"] for r in results) - min(r["first_ns"] for r in results)) / 1e9
-    return {"gateways": gateways, "published": sent * POINTS, "stored": stored, "points_per_s": round(stored / span),
-            "cpu_s_per_100k_points": round(sum(r["cpu_s"] for r in results) / max(stored, 1) * 1e5, 3),
-            "split": [r["stored"] for r in results]}  # fmt: skip
+    return {
+        "gateways": gateways,
+        "published": sent * POINTS,
+        "stored": stored,
+        "points_per_s": round(stored / span),
+        "cpu_s_per_100k_points": round(sum(r["cpu_s"] for r in results) / max(stored, 1) * 1e5, 3),
+        "split": [r["stored"] for r in results],
+    }
 
 
 def wait_drained(gw: Gateway, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and (gw.writer.pending() or gw.ingest.received * POINTS > gw.stored
-                                           + gw.ingest.rejected * POINTS):  # fmt: skip
+    while time.monotonic() < deadline and (
+        gw.writer.pending() or gw.ingest.received * POINTS > gw.stored + gw.ingest.rejected * POINTS
+    ):
         time.sleep(0.05)
 
 
@@ -246,14 +279,18 @@ def main() -> None:
         elapsed = time.monotonic() - t0
         cpu = time.process_time() - cpu0
         sat_points = gw.stored - stored0
-        say(f"saturation: {sent * POINTS} points published, {sat_points} stored in {elapsed:.1f} s "
-            f"({sat_points / elapsed:,.0f} points/s), gateway CPU {cpu:.1f} s")  # fmt: skip
+        say(
+            f"saturation: {sent * POINTS} points published, {sat_points} stored in {elapsed:.1f} s "
+            f"({sat_points / elapsed:,.0f} points/s), gateway CPU {cpu:.1f} s"
+        )
 
         gw.stop(unsubscribe=True)
         say(f"saturation, {args.gateways} gateway processes on an MQTT 5 shared subscription")
         shared = shared_saturation(tmp, servers, args.gateways, sat_s)
-        say(f"shared: {shared['published']} published, {shared['stored']} stored, {shared['points_per_s']:,} "
-            f"points/s, split {shared['split']}")  # fmt: skip
+        say(
+            f"shared: {shared['published']} published, {shared['stored']} stored, {shared['points_per_s']:,} "
+            f"points/s, split {shared['split']}"
+        )
         gw = Gateway(tmp, servers.mqtt_port, servers.store_url)
         gw.start()
 
@@ -285,22 +322,31 @@ def main() -> None:
         say(f"outage: drained {drained} points in {drain_s:.2f} s ({drain_rate:,.0f} points/s)")
         lost = (outage_sent * POINTS) - (gw.stored - stored0)
         figures = {
-            "bench": "gateway_mqtt", "broker": "mosquitto",
+            "bench": "gateway_mqtt",
+            "broker": "mosquitto",
             "store": STORE_LABEL[os.environ.get("BENCH_INFLUX_API", "v2")],
-            "points_per_message": POINTS, "spool": "sqlite wal, synchronous=normal",
-            "saturation_points_per_s": round(sat_points / elapsed), "saturation_published": sent * POINTS,
-            "saturation_gateway_cpu_s": round(cpu, 2), "shared_subscription": shared,
+            "points_per_message": POINTS,
+            "spool": "sqlite wal, synchronous=normal",
+            "saturation_points_per_s": round(sat_points / elapsed),
+            "saturation_published": sent * POINTS,
+            "saturation_gateway_cpu_s": round(cpu, 2),
+            "shared_subscription": shared,
             "gateway_cpu_s_per_100k_points": round(cpu / max(sat_points, 1) * 1e5, 3),
             "latency_rate_points_per_s": round(lat_sent * POINTS / lat_s),
             "latency_p50_s": round(float(np.median(delays)), 4),
             "latency_p99_s": round(float(np.quantile(delays, 0.99)), 4),
-            "outage_s": outage_s, "outage_ingest_points_per_s": round(outage_sent * POINTS / outage_s),
-            "outage_spooled_points": spooled, "drain_points_per_s": round(drain_rate),
+            "outage_s": outage_s,
+            "outage_ingest_points_per_s": round(outage_sent * POINTS / outage_s),
+            "outage_spooled_points": spooled,
+            "drain_points_per_s": round(drain_rate),
             "drain_over_ingest": round(drain_rate / (outage_sent * POINTS / outage_s), 1),
             "points_lost_in_outage": int(lost),
-            "targets": {"saturation>=50k/s": max(sat_points / elapsed, shared["points_per_s"]) >= 50_000,
-                        "drain>=10x": drain_rate >= 10 * outage_sent * POINTS / outage_s, "no_loss": lost == 0},
-        }  # fmt: skip
+            "targets": {
+                "saturation>=50k/s": max(sat_points / elapsed, shared["points_per_s"]) >= 50_000,
+                "drain>=10x": drain_rate >= 10 * outage_sent * POINTS / outage_s,
+                "no_loss": lost == 0,
+            },
+        }
     finally:
         gw.stop()
         servers.close()

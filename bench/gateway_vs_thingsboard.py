@@ -110,10 +110,13 @@ def cpu_seconds(pid: int) -> float:
 def mosquitto(tmp: Path, name: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     conf = tmp / f"{name}.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                    "max_queued_messages 0\nmax_inflight_messages 1000\n")  # fmt: skip
-    proc = subprocess.Popen([binary("mosquitto"), "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        "max_queued_messages 0\nmax_inflight_messages 1000\n"
+    )
+    proc = subprocess.Popen(
+        [binary("mosquitto"), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     wait_for(lambda: port_open(port), f"mosquitto ({name})")
     return proc, port
 
@@ -124,8 +127,11 @@ def thingsboard_python() -> str:
     if not (TB_VENV / "bin" / "thingsboard-gateway").exists():
         say(f"installing thingsboard-gateway {TB_VERSION} from PyPI into {TB_VENV} (once)")
         subprocess.run([sys.executable, "-m", "venv", str(TB_VENV)], check=True)
-        pip = subprocess.run([str(python), "-m", "pip", "install", "-q", f"thingsboard-gateway=={TB_VERSION}"],
-                             capture_output=True, text=True)  # fmt: skip
+        pip = subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", f"thingsboard-gateway=={TB_VERSION}"],
+            capture_output=True,
+            text=True,
+        )
         if pip.returncode != 0:
             sys.exit(f"installing thingsboard-gateway failed:\n{pip.stderr[-3000:]}")
     return str(python)
@@ -170,23 +176,46 @@ def start_gridverse(tmp: Path, mqtt_port: int, store_url: str) -> GatewayProcess
     metrics_port = free_port()
     config = yaml.safe_load((ROOT / "configs" / "gridverse.yaml").read_text())  # the shipped file, with:
     config |= {
-        "site": {"name": "bench", "network": config["site"]["network"],  # no Modbus devices: the MQTT path alone
-                 "substations": [{"name": "ss", "host": "127.0.0.1", "port": 1, "devices": []}],
-                 "sensors": [{"name": f"S{i}", "substation": "ss", "kind": "transformer_thermal",
-                              "element": {"kind": "trafo", "index": 0}} for i in range(SENSORS)]},
+        "site": {
+            "name": "bench",
+            "network": config["site"]["network"],  # no Modbus devices: the MQTT path alone
+            "substations": [{"name": "ss", "host": "127.0.0.1", "port": 1, "devices": []}],
+            "sensors": [
+                {
+                    "name": f"S{i}",
+                    "substation": "ss",
+                    "kind": "transformer_thermal",
+                    "element": {"kind": "trafo", "index": 0},
+                }
+                for i in range(SENSORS)
+            ],
+        },
         "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "qos": 1},
         "inspection": {**config["inspection"], "substation": "ss"},
         "simulator": {**config["simulator"], "faults": []},
-        "historian": {"backend": "influxdb", "influx": {"url": store_url, "api": "v2", "org": "bench",
-                                                        "bucket": "bench", "database": "bench"}},
+        "historian": {
+            "backend": "influxdb",
+            "influx": {"url": store_url, "api": "v2", "org": "bench", "bucket": "bench", "database": "bench"},
+        },
         # the shipped gateway settings (flush every 0.2 s, batches of up to 20,000 points)
         "gateway": {"metrics_port": metrics_port, "spool": {"path": str(work / "spool.db"), "max_points": 50_000_000}},
-    }  # fmt: skip
+    }
     (work / "gridverse.yaml").write_text(yaml.safe_dump(config))
     log = open(work / "gateway.log", "w")  # noqa: SIM115 (closed with the process)
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "gridverse"), "--config", str(work / "gridverse.yaml"),
-                             "gateway", "run", "--log-level", "WARNING"], stdout=log, stderr=subprocess.STDOUT,
-                            cwd=work)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "gridverse"),
+            "--config",
+            str(work / "gridverse.yaml"),
+            "gateway",
+            "run",
+            "--log-level",
+            "WARNING",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=work,
+    )
     url = f"http://127.0.0.1:{metrics_port}/metrics"
     wait_for(lambda: port_open(metrics_port), "gridverse gateway /metrics", timeout=60)
     wait_for(lambda: "gridverse_gateway_mqtt_connected 1.0" in _get(url), "gridverse gateway on the broker")
@@ -218,44 +247,96 @@ def start_thingsboard(
     no_limit = "0:0"
     main = {
         "thingsboard": {
-            "host": "127.0.0.1", "port": up_port, "remoteShell": False, "remoteConfiguration": False,
-            "latencyDebugMode": False, "statistics": {"enable": False}, "deviceFiltering": {"enable": False},
-            "maxPayloadSizeBytes": 65536, "minPackSendDelayMS": 50, "minPackSizeToSend": 500,
-            "checkConnectorsConfigurationInSeconds": 3600, "handleDeviceRenaming": False,
-            "security": {"type": "accessToken", "accessToken": "bench"}, "qos": 1,
-            "reportStrategy": {"type": "ON_RECEIVED"}, "checkingDeviceActivity": {"checkDeviceInactivity": False},
-            "rateLimits": no_limit, "dpRateLimits": no_limit, "messagesRateLimits": no_limit,
-            "deviceMessagesRateLimits": no_limit, "deviceRateLimits": no_limit, "deviceDpRateLimits": no_limit,
+            "host": "127.0.0.1",
+            "port": up_port,
+            "remoteShell": False,
+            "remoteConfiguration": False,
+            "latencyDebugMode": False,
+            "statistics": {"enable": False},
+            "deviceFiltering": {"enable": False},
+            "maxPayloadSizeBytes": 65536,
+            "minPackSendDelayMS": 50,
+            "minPackSizeToSend": 500,
+            "checkConnectorsConfigurationInSeconds": 3600,
+            "handleDeviceRenaming": False,
+            "security": {"type": "accessToken", "accessToken": "bench"},
+            "qos": 1,
+            "reportStrategy": {"type": "ON_RECEIVED"},
+            "checkingDeviceActivity": {"checkDeviceInactivity": False},
+            "rateLimits": no_limit,
+            "dpRateLimits": no_limit,
+            "messagesRateLimits": no_limit,
+            "deviceMessagesRateLimits": no_limit,
+            "deviceRateLimits": no_limit,
+            "deviceDpRateLimits": no_limit,
         },
         "storage": {"type": "memory", "read_records_count": 100, "max_records_count": 10_000_000}
-        if storage == "memory" else
-        {"type": "sqlite", "data_file_path": str(work / "data" / "data.db"), "messages_ttl_check_in_hours": 1,
-         "messages_ttl_in_days": 7, "max_read_records_count": 1000, "size_limit": 1024, "max_db_amount": 10},
+        if storage == "memory"
+        else {
+            "type": "sqlite",
+            "data_file_path": str(work / "data" / "data.db"),
+            "messages_ttl_check_in_hours": 1,
+            "messages_ttl_in_days": 7,
+            "max_read_records_count": 1000,
+            "size_limit": 1024,
+            "max_db_amount": 10,
+        },
         "grpc": {"enabled": False},
         "connectors": [{"type": "mqtt", "name": "sensors", "configuration": "mqtt.json"}],
-    }  # fmt: skip
+    }
     mapping = {
-        "topicFilter": "gridverse/bench/ss/+/telemetry", "subscriptionQos": 1,
-        "converter": {"type": "json", "deviceInfo": {
-            "deviceNameExpressionSource": "topic",
-            "deviceNameExpression": "(?<=gridverse/bench/ss/)(.*?)(?=/telemetry)",
-            "deviceProfileExpressionSource": "constant", "deviceProfileExpression": "default"},
-            "sendDataOnlyOnChange": False, "timeout": 60000, "attributes": [],
-            "timeseries": [{"type": "double", "key": n, "value": "${points.\"" + n + "\".value}"} for n in POINTS]},
-    }  # fmt: skip
-    connector = {"broker": {"host": "127.0.0.1", "port": mqtt_port, "clientId": f"tb-bench-{storage}", "version": 5,
-                            "maxMessageNumberPerWorker": 10, "maxNumberOfWorkers": 100, "cleanSession": False,
-                            "cleanStart": False, "sessionExpiryInterval": 3600, "security": {"type": "anonymous"}},
-                 "mapping": [mapping]}  # fmt: skip
-    logs = {"version": 1, "disable_existing_loggers": False,
-            "handlers": {"file": {"class": "logging.FileHandler", "filename": str(work / "tb.log"),
-                                  "level": os.environ.get("BENCH_TB_LOG", "WARNING")}},
-            "root": {"level": os.environ.get("BENCH_TB_LOG", "WARNING"), "handlers": ["file"]}}  # fmt: skip
+        "topicFilter": "gridverse/bench/ss/+/telemetry",
+        "subscriptionQos": 1,
+        "converter": {
+            "type": "json",
+            "deviceInfo": {
+                "deviceNameExpressionSource": "topic",
+                "deviceNameExpression": "(?<=gridverse/bench/ss/)(.*?)(?=/telemetry)",
+                "deviceProfileExpressionSource": "constant",
+                "deviceProfileExpression": "default",
+            },
+            "sendDataOnlyOnChange": False,
+            "timeout": 60000,
+            "attributes": [],
+            "timeseries": [{"type": "double", "key": n, "value": '${points."' + n + '".value}'} for n in POINTS],
+        },
+    }
+    connector = {
+        "broker": {
+            "host": "127.0.0.1",
+            "port": mqtt_port,
+            "clientId": f"tb-bench-{storage}",
+            "version": 5,
+            "maxMessageNumberPerWorker": 10,
+            "maxNumberOfWorkers": 100,
+            "cleanSession": False,
+            "cleanStart": False,
+            "sessionExpiryInterval": 3600,
+            "security": {"type": "anonymous"},
+        },
+        "mapping": [mapping],
+    }
+    logs = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {
+            "file": {
+                "class": "logging.FileHandler",
+                "filename": str(work / "tb.log"),
+                "level": os.environ.get("BENCH_TB_LOG", "WARNING"),
+            }
+        },
+        "root": {"level": os.environ.get("BENCH_TB_LOG", "WARNING"), "handlers": ["file"]},
+    }
     for name, body in (("tb_gateway.json", main), ("mqtt.json", connector), ("logs.json", logs)):
         (work / "config" / name).write_text(json.dumps(body, indent=1))
-    proc = subprocess.Popen([str(Path(python).parent / "thingsboard-gateway")], cwd=work,
-                            env={**os.environ, "TB_GW_CONFIG_DIR": str(work / "config")},
-                            stdout=subprocess.DEVNULL, stderr=open(work / "stderr.log", "w"))  # fmt: skip  # noqa: SIM115
+    proc = subprocess.Popen(
+        [str(Path(python).parent / "thingsboard-gateway")],
+        cwd=work,
+        env={**os.environ, "TB_GW_CONFIG_DIR": str(work / "config")},
+        stdout=subprocess.DEVNULL,
+        stderr=open(work / "stderr.log", "w"),  # noqa: SIM115 - the child keeps it open
+    )
 
     def delivered() -> int:
         try:
@@ -265,8 +346,11 @@ def start_thingsboard(
 
     gw = GatewayProcess(f"thingsboard-gateway ({storage})", proc, f"tb-bench-{storage}", delivered)
     # ready once points come through; before its connector has subscribed, they are not its own
-    wait_for(lambda: published([backlog_publisher(mqtt_port, 10, "probe")]) and (time.sleep(1) or delivered() > 0),
-             "thingsboard-gateway's first points upstream", timeout=90)  # fmt: skip
+    wait_for(
+        lambda: published([backlog_publisher(mqtt_port, 10, "probe")]) and (time.sleep(1) or delivered() > 0),
+        "thingsboard-gateway's first points upstream",
+        timeout=90,
+    )
     time.sleep(3)  # the last probes through, before the measured phases take their base count
     return gw, up_proc, counter
 
@@ -294,8 +378,12 @@ def measure(gw: GatewayProcess, mqtt_port: int, steady_s: float, backlog_points:
     sent = published(publishers(mqtt_port, STEADY_RATE / len(POINTS), steady_s, 2)) * len(POINTS)
     got, _, cpu_end = settle(gw, base + sent, timeout=900)
     cpu = cpu_end - cpu0
-    steady = {"published": sent, "delivered": got - base, "cpu_s": round(cpu, 2),
-              "cpu_s_per_100k_points": round(cpu / sent * 1e5, 3)}  # fmt: skip
+    steady = {
+        "published": sent,
+        "delivered": got - base,
+        "cpu_s": round(cpu, 2),
+        "cpu_s_per_100k_points": round(cpu / sent * 1e5, 3),
+    }
     say(f"{gw.name}: steady: {got - base:,} of {sent:,} delivered, {steady['cpu_s_per_100k_points']} CPU-s/100k")
 
     say(f"{gw.name}: saturation, a backlog of {backlog_points:,} points published as fast as possible")
@@ -305,18 +393,27 @@ def measure(gw: GatewayProcess, mqtt_port: int, steady_s: float, backlog_points:
     got, last_change, cpu_end = settle(gw, base + sent, timeout=900)
     cpu = cpu_end - cpu0
     elapsed = last_change - t0
-    saturation = {"published": sent, "delivered": got - base, "seconds": round(elapsed, 1),
-                  "points_per_s": round(sent / elapsed), "cpu_s": round(cpu, 2),
-                  "cpu_s_per_100k_points": round(cpu / sent * 1e5, 3)}  # fmt: skip
-    say(f"{gw.name}: saturation: {got - base:,} of {sent:,} delivered in {elapsed:.1f} s: "
-        f"{saturation['points_per_s']:,} points/s, {saturation['cpu_s_per_100k_points']} CPU-s/100k")  # fmt: skip
+    saturation = {
+        "published": sent,
+        "delivered": got - base,
+        "seconds": round(elapsed, 1),
+        "points_per_s": round(sent / elapsed),
+        "cpu_s": round(cpu, 2),
+        "cpu_s_per_100k_points": round(cpu / sent * 1e5, 3),
+    }
+    say(
+        f"{gw.name}: saturation: {got - base:,} of {sent:,} delivered in {elapsed:.1f} s: "
+        f"{saturation['points_per_s']:,} points/s, {saturation['cpu_s_per_100k_points']} CPU-s/100k"
+    )
     return {"steady": steady, "saturation": saturation}
 
 
 def backlog_publisher(port: int, messages: int, ident: str) -> subprocess.Popen:
     """Publishes `messages` messages as fast as the broker takes them (QoS 1), then prints the count."""
-    return subprocess.Popen([sys.executable, "-c", PUBLISHER, str(port), "0", "3600", f"backlog-{ident}", str(SENSORS),
-                             str(messages)], stdout=subprocess.PIPE)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-c", PUBLISHER, str(port), "0", "3600", f"backlog-{ident}", str(SENSORS), str(messages)],
+        stdout=subprocess.PIPE,
+    )
 
 
 def main() -> None:
@@ -329,9 +426,16 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="gridverse-vs-tb-"))
     broker, port = mosquitto(tmp, "sensors")
     vm_port = free_port()
-    vm = subprocess.Popen([binary("victoria-metrics"), f"-storageDataPath={tmp}/vm",
-                           f"-httpListenAddr=127.0.0.1:{vm_port}", "-loggerLevel=ERROR"],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    vm = subprocess.Popen(
+        [
+            binary("victoria-metrics"),
+            f"-storageDataPath={tmp}/vm",
+            f"-httpListenAddr=127.0.0.1:{vm_port}",
+            "-loggerLevel=ERROR",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     store_url = f"http://127.0.0.1:{vm_port}"
     wait_for(lambda: "OK" in _get(f"{store_url}/health"), "victoria-metrics")
     results: dict[str, dict] = {}
@@ -356,19 +460,24 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     ours = results["gridverse"]
-    best_tb = min((v for k, v in results.items() if k != "gridverse"),
-                  key=lambda v: v["steady"]["cpu_s_per_100k_points"])  # fmt: skip
+    best_tb = min(
+        (v for k, v in results.items() if k != "gridverse"), key=lambda v: v["steady"]["cpu_s_per_100k_points"]
+    )
     per_cpu = best_tb["steady"]["cpu_s_per_100k_points"] / ours["steady"]["cpu_s_per_100k_points"]
     per_cpu_sat = best_tb["saturation"]["cpu_s_per_100k_points"] / ours["saturation"]["cpu_s_per_100k_points"]
     speed = ours["saturation"]["points_per_s"] / max(best_tb["saturation"]["points_per_s"], 1)
     figures = {
-        "bench": "gateway_vs_thingsboard", "thingsboard_gateway": TB_VERSION, "points_per_message": len(POINTS),
-        "steady_points_per_s": STEADY_RATE, **results,
-        "points_per_cpu_s_ratio_steady": round(per_cpu, 2), "points_per_cpu_s_ratio_saturation": round(per_cpu_sat, 2),
+        "bench": "gateway_vs_thingsboard",
+        "thingsboard_gateway": TB_VERSION,
+        "points_per_message": len(POINTS),
+        "steady_points_per_s": STEADY_RATE,
+        **results,
+        "points_per_cpu_s_ratio_steady": round(per_cpu, 2),
+        "points_per_cpu_s_ratio_saturation": round(per_cpu_sat, 2),
         "throughput_ratio_saturation": round(speed, 2),
         # issue 3's load is the MQTT bench's: as many points as the gateway takes (saturation)
         "targets": {"3x_per_cpu_s_at_saturation": per_cpu_sat >= 3.0, "3x_per_cpu_s_at_5000_per_s": per_cpu >= 3.0},
-    }  # fmt: skip
+    }
     print(json.dumps(figures), flush=True)
 
 

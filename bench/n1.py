@@ -20,9 +20,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gridmodel.contingency import n_minus_1, power_flow  # noqa: E402
-from gridmodel.network import apply_profiles, load_grid, profile_values  # noqa: E402
-from gridverse.config import NetworkConfig  # noqa: E402
+from gridmodel.contingency import n_minus_1, power_flow
+from gridmodel.network import apply_profiles, load_grid, profile_values
+from gridverse.config import NetworkConfig
 
 
 def main() -> None:
@@ -50,18 +50,28 @@ def main() -> None:
     top = frame.head(5)[["outage", "severity", "unsupplied_mw", "max_loading_percent", "vm_min_pu", "restored_by"]]
     print(top.to_string(index=False), file=sys.stderr)
     figures = {
-        "bench": "n1", "grid": args.code, "at": args.at, "buses": len(net.bus), "outages": len(results),
-        "lines": int(net.line.in_service.sum()), "trafos": int(net.trafo.in_service.sum()),
-        "seconds": round(seconds, 2), "ms_per_outage": round(1000 * seconds / max(len(results), 1), 1),
+        "bench": "n1",
+        "grid": args.code,
+        "at": args.at,
+        "buses": len(net.bus),
+        "outages": len(results),
+        "lines": int(net.line.in_service.sum()),
+        "trafos": int(net.trafo.in_service.sum()),
+        "seconds": round(seconds, 2),
+        "ms_per_outage": round(1000 * seconds / max(len(results), 1), 1),
         "base_power_flow_ms": round(1000 * base_s, 1),
-        "outages_cutting_supply": len(cut), "restorable_by_one_switch": len(restorable),
+        "outages_cutting_supply": len(cut),
+        "restorable_by_one_switch": len(restorable),
         "outages_with_overload": sum(bool(r.summary.overloaded) for r in results),
         "outages_with_voltage_violation": sum(bool(r.summary.voltage_violations) for r in results),
         "not_converged": sum(not r.summary.converged for r in results),
         "worst": frame.iloc[0]["outage"] if len(frame) else None,
-        "base_case": {"max_loading_percent": round(base.max_loading_percent, 1), "vm_min_pu": round(base.vm_min_pu, 4),
-                      "vm_max_pu": round(base.vm_max_pu, 4)},
-    }  # fmt: skip
+        "base_case": {
+            "max_loading_percent": round(base.max_loading_percent, 1),
+            "vm_min_pu": round(base.vm_min_pu, 4),
+            "vm_max_pu": round(base.vm_max_pu, 4),
+        },
+    }
     print(json.dumps(figures))
 
 

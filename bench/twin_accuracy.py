@@ -30,11 +30,11 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gridmodel.baddata import detect_and_identify, redundancy  # noqa: E402
-from gridmodel.estimator import EstimatorKind, make_estimator  # noqa: E402
-from gridmodel.metering import realistic_plan, synthesize  # noqa: E402
-from gridmodel.network import apply_profiles, load_grid, profile_values  # noqa: E402
-from gridverse.config import NetworkConfig  # noqa: E402
+from gridmodel.baddata import detect_and_identify, redundancy
+from gridmodel.estimator import EstimatorKind, make_estimator
+from gridmodel.metering import realistic_plan, synthesize
+from gridmodel.network import apply_profiles, load_grid, profile_values
+from gridverse.config import NetworkConfig
 
 CODE = "1-MV-rural--1-sw"
 BIASES = (5.0, 10.0, 20.0)
@@ -90,23 +90,29 @@ def main() -> None:
             found[bias] += hit
             found_testable[bias] += hit and testable
         if (s + 1) % 5 == 0 or s + 1 == n:
-            print(f"[twin_accuracy] {s + 1}/{n} snapshots, {time.perf_counter() - t0:.0f} s", file=sys.stderr,
-                  flush=True)  # fmt: skip
+            print(
+                f"[twin_accuracy] {s + 1}/{n} snapshots, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True
+            )
     err = np.concatenate(errors)
     figures = {
-        "bench": "twin_accuracy", "grid": CODE, "snapshots": n, "threshold": args.threshold,
-        "buses_per_snapshot": int(len(errors[0])), "telemetered_per_snapshot": round(tested_clean / n, 1),
-        "vm_error_pu": {"median": float(np.median(err)), "p95": float(np.quantile(err, 0.95)),
-                        "max": float(err.max())},
-        "false_alarm": {"snapshots_with_a_flag": false_alarm_snapshots / n,
-                        "per_measurement": flagged_clean / max(tested_clean, 1),
-                        "chi2_alarm_rate_clean": chi2_false / n},
+        "bench": "twin_accuracy",
+        "grid": CODE,
+        "snapshots": n,
+        "threshold": args.threshold,
+        "buses_per_snapshot": int(len(errors[0])),
+        "telemetered_per_snapshot": round(tested_clean / n, 1),
+        "vm_error_pu": {"median": float(np.median(err)), "p95": float(np.quantile(err, 0.95)), "max": float(err.max())},
+        "false_alarm": {
+            "snapshots_with_a_flag": false_alarm_snapshots / n,
+            "per_measurement": flagged_clean / max(tested_clean, 1),
+            "chi2_alarm_rate_clean": chi2_false / n,
+        },
         "bias_recall_any_meter": {f"{b:g}sigma": found[b] / n for b in BIASES},
         "bias_recall_testable_meters": {f"{b:g}sigma": found_testable[b] / max(trials_testable, 1) for b in BIASES},
         "testable_share": trials_testable / n,
         "testable_means": "redundancy Ω_ii/σ² ≥ 0.1 (the rest are critical or nearly so: no residual test sees them)",
         "seconds": round(time.perf_counter() - t0, 1),
-    }  # fmt: skip
+    }
     print(json.dumps(figures))
 
 

@@ -26,13 +26,13 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gridmodel.estimator import EstimatorKind, make_estimator  # noqa: E402
-from gridmodel.measurements import Measurement  # noqa: E402
-from gridmodel.metering import realistic_plan, synthesize  # noqa: E402
-from gridmodel.network import apply_profiles, load_grid, profile_values  # noqa: E402
-from gridverse.config import NetworkConfig  # noqa: E402
-from gridverse.historian.embedded import EmbeddedHistorian  # noqa: E402
-from gridverse.points import TELEMETRY, Point, Record, Source  # noqa: E402
+from gridmodel.estimator import EstimatorKind, make_estimator
+from gridmodel.measurements import Measurement
+from gridmodel.metering import realistic_plan, synthesize
+from gridmodel.network import apply_profiles, load_grid, profile_values
+from gridverse.config import NetworkConfig
+from gridverse.historian.embedded import EmbeddedHistorian
+from gridverse.points import TELEMETRY, Point, Record, Source
 
 CODE = "1-MVLV-urban-all-0-sw"
 
@@ -47,13 +47,14 @@ def as_points(measurements: list[Measurement], t_ns: int) -> list[Record]:
     for m in measurements:
         if m.pseudo or m.virtual:
             continue
-        p = Point("bench", "ss", "bay", m.device, m.point + f".{m.meas_type}{m.side or ''}", Source.MODBUS, t_ns,
-                  m.value)  # fmt: skip
+        p = Point(
+            "bench", "ss", "bay", m.device, m.point + f".{m.meas_type}{m.side or ''}", Source.MODBUS, t_ns, m.value
+        )
         out.append(p.to_record())
     return out
 
 
-def full_cycle(engine, net, measurements, historian, t_ns) -> dict:  # noqa: ANN001
+def full_cycle(engine, net, measurements, historian, t_ns) -> dict:
     """Read the latest points, map them back to measurements, estimate, write bus/branch/residual rows."""
     t0 = time.perf_counter()
     latest = historian.latest(TELEMETRY, tags={"site": "bench"}, start_ns=t_ns - int(10e9))
@@ -63,23 +64,46 @@ def full_cycle(engine, net, measurements, historian, t_ns) -> dict:  # noqa: ANN
     for r in latest:
         m = by_key.get((r.tags["device"], r.tags["point"]))
         if m is not None:
-            telemetered.append(Measurement(m.meas_type, m.element_type, m.element, m.side,
-                                           float(r.fields["value"]), m.std_dev, m.device, m.point))  # fmt: skip
+            telemetered.append(
+                Measurement(
+                    m.meas_type,
+                    m.element_type,
+                    m.element,
+                    m.side,
+                    float(r.fields["value"]),
+                    m.std_dev,
+                    m.device,
+                    m.point,
+                )
+            )
     est = engine.estimate(net, telemetered + [m for m in measurements if m.pseudo or m.virtual])
     t_est = time.perf_counter()
-    rows = [Record("twin_bus", {"site": "bench", "bus": str(b)}, {"vm_pu": float(v), "va_degree": float(a)}, t_ns)
-            for b, v, a in zip(est.res_bus.index, est.res_bus.vm_pu, est.res_bus.va_degree, strict=True)
-            if np.isfinite(v)]  # fmt: skip
-    rows += [Record("twin_branch", {"site": "bench", "kind": "line", "index": str(i)},
-                    {"loading_percent": float(x)}, t_ns)
-             for i, x in est.res_line.loading_percent.dropna().items()]  # fmt: skip
-    rows += [Record("twin_residual", {"site": "bench", "device": m.device, "point": m.point},
-                    {"residual_sigma": float(w)}, t_ns)
-             for m, w in zip(est.measurements, est.weighted, strict=True) if m.device]  # fmt: skip
+    rows = [
+        Record("twin_bus", {"site": "bench", "bus": str(b)}, {"vm_pu": float(v), "va_degree": float(a)}, t_ns)
+        for b, v, a in zip(est.res_bus.index, est.res_bus.vm_pu, est.res_bus.va_degree, strict=True)
+        if np.isfinite(v)
+    ]
+    rows += [
+        Record("twin_branch", {"site": "bench", "kind": "line", "index": str(i)}, {"loading_percent": float(x)}, t_ns)
+        for i, x in est.res_line.loading_percent.dropna().items()
+    ]
+    rows += [
+        Record(
+            "twin_residual", {"site": "bench", "device": m.device, "point": m.point}, {"residual_sigma": float(w)}, t_ns
+        )
+        for m, w in zip(est.measurements, est.weighted, strict=True)
+        if m.device
+    ]
     historian.write(rows)
     t_end = time.perf_counter()
-    return {"read_s": t_read - t0, "estimate_s": t_est - t_read, "write_s": t_end - t_est, "total_s": t_end - t0,
-            "points_read": len(latest), "rows_written": len(rows)}
+    return {
+        "read_s": t_read - t0,
+        "estimate_s": t_est - t_read,
+        "write_s": t_end - t_est,
+        "total_s": t_end - t0,
+        "points_read": len(latest),
+        "rows_written": len(rows),
+    }
 
 
 def main() -> None:
@@ -100,8 +124,10 @@ def main() -> None:
     rng = np.random.default_rng(3)
     net.load["p_mw"] *= 1 + rng.normal(0, 0.1, len(net.load))
     net.load["q_mvar"] *= 1 + rng.normal(0, 0.1, len(net.load))
-    say(f"loaded in {load_s:.1f} s: {len(net.bus)} buses, {len(net.line)} lines, {len(net.trafo)} trafos; "
-        "power flow for the truth")  # fmt: skip
+    say(
+        f"loaded in {load_s:.1f} s: {len(net.bus)} buses, {len(net.line)} lines, {len(net.trafo)} trafos; "
+        "power flow for the truth"
+    )
     pp.runpp(net)
     plan = realistic_plan(net)
     measurements = synthesize(net, forecast, plan, rng)
@@ -112,8 +138,10 @@ def main() -> None:
     pp.runpp(later)
     next_cycle = synthesize(later, forecast, plan, rng)
     n_tele = sum(not (m.pseudo or m.virtual) for m in measurements)
-    say(f"{len(measurements)} measurements ({n_tele} telemetered: {len(plan.trafos)} transformers, "
-        f"{len(plan.feeder_heads)} feeder heads, {len(plan.voltage_buses)} voltages)")  # fmt: skip
+    say(
+        f"{len(measurements)} measurements ({n_tele} telemetered: {len(plan.trafos)} transformers, "
+        f"{len(plan.feeder_heads)} feeder heads, {len(plan.voltage_buses)} voltages)"
+    )
 
     results = {}
     for kind in (EstimatorKind.SPARSE, EstimatorKind.PANDAPOWER):
@@ -137,9 +165,14 @@ def main() -> None:
         # filling net.measurement and reading results, so the ratio is conservative.
         call_s = statistics.median(warm_times)
         warm_s = call_s if kind is EstimatorKind.SPARSE else statistics.median(inner_times)
-        results[kind] = {"cold_s": cold_s if kind is EstimatorKind.SPARSE else cold.duration_s, "warm_s": warm_s,
-                         "call_s": call_s, "estimate": warm, "cold_iterations": cold.iterations,
-                         "warm_iterations": warm.iterations}  # fmt: skip
+        results[kind] = {
+            "cold_s": cold_s if kind is EstimatorKind.SPARSE else cold.duration_s,
+            "warm_s": warm_s,
+            "call_s": call_s,
+            "estimate": warm,
+            "cold_iterations": cold.iterations,
+            "warm_iterations": warm.iterations,
+        }
         say(f"{kind.value}: warm {warm_s:.3f} s ({warm.iterations} iterations)")
 
     sparse, ref = results[EstimatorKind.SPARSE]["estimate"], results[EstimatorKind.PANDAPOWER]["estimate"]
@@ -158,28 +191,44 @@ def main() -> None:
         cycles = [full_cycle(engine, work, measurements, historian, t_ns + k + 1) for k in range(repeats)]
         historian.close()
     cycle = {k: statistics.median(c[k] for c in cycles) for k in cycles[0]}
-    say(f"full cycle {cycle['total_s']:.3f} s (read {cycle['read_s']:.3f}, estimate {cycle['estimate_s']:.3f}, "
-        f"write {cycle['write_s']:.3f})")  # fmt: skip
+    say(
+        f"full cycle {cycle['total_s']:.3f} s (read {cycle['read_s']:.3f}, estimate {cycle['estimate_s']:.3f}, "
+        f"write {cycle['write_s']:.3f})"
+    )
 
     s, p = results[EstimatorKind.SPARSE], results[EstimatorKind.PANDAPOWER]
     figures = {
-        "bench": "twin_scale", "grid": CODE, "buses": len(net.bus), "measurements": len(measurements),
-        "telemetered": n_tele, "load_s": round(load_s, 1), "repeats": repeats,
-        "sparse_warm_s": round(s["warm_s"], 4), "pandapower_warm_s": round(p["warm_s"], 4),
+        "bench": "twin_scale",
+        "grid": CODE,
+        "buses": len(net.bus),
+        "measurements": len(measurements),
+        "telemetered": n_tele,
+        "load_s": round(load_s, 1),
+        "repeats": repeats,
+        "sparse_warm_s": round(s["warm_s"], 4),
+        "pandapower_warm_s": round(p["warm_s"], 4),
         "speedup_warm": round(p["warm_s"] / s["warm_s"], 1),
         "pandapower_warm_with_adapter_s": round(p["call_s"], 4),
-        "sparse_cold_s": round(s["cold_s"], 3), "pandapower_cold_s": round(p["cold_s"], 3),
+        "sparse_cold_s": round(s["cold_s"], 3),
+        "pandapower_cold_s": round(p["cold_s"], 3),
         "speedup_cold": round(p["cold_s"] / s["cold_s"], 1),
         "iterations_warm": {"sparse": s["warm_iterations"], "pandapower": p["warm_iterations"]},
-        "max_vm_diff_pu": dv, "max_va_diff_degree": dva,
-        "vm_error_vs_truth_pu": {"median": float(err.median()), "p95": float(err.quantile(0.95)),
-                                 "max": float(err.max())},
-        "full_cycle_s": round(cycle["total_s"], 3), "full_cycle_parts_s": {k: round(v, 3) for k, v in cycle.items()
-                                                                           if k.endswith("_s")},
+        "max_vm_diff_pu": dv,
+        "max_va_diff_degree": dva,
+        "vm_error_vs_truth_pu": {
+            "median": float(err.median()),
+            "p95": float(err.quantile(0.95)),
+            "max": float(err.max()),
+        },
+        "full_cycle_s": round(cycle["total_s"], 3),
+        "full_cycle_parts_s": {k: round(v, 3) for k, v in cycle.items() if k.endswith("_s")},
         "full_cycle_rows_written": int(cycle["rows_written"]),
-        "targets": {"speedup_warm>=10": p["warm_s"] / s["warm_s"] >= 10, "max_vm_diff<=1e-4": dv <= 1e-4,
-                    "full_cycle<1s": cycle["total_s"] < 1.0},
-    }  # fmt: skip
+        "targets": {
+            "speedup_warm>=10": p["warm_s"] / s["warm_s"] >= 10,
+            "max_vm_diff<=1e-4": dv <= 1e-4,
+            "full_cycle<1s": cycle["total_s"] < 1.0,
+        },
+    }
     print(json.dumps(figures))
 
 

@@ -127,9 +127,7 @@ def true_value(truth: Truth, element: ElementRef, measurand: Measurand) -> float
         end = element.side or ("from" if element.kind == ElementKind.LINE else "lv")
         bus = truth.end_bus[(kind, idx, end)]
         table = truth.res_line if element.kind == ElementKind.LINE else truth.res_trafo
-        in_service = (
-            truth.line_in_service if element.kind == ElementKind.LINE else truth.trafo_in_service
-        )
+        in_service = truth.line_in_service if element.kind == ElementKind.LINE else truth.trafo_in_service
         row = table.loc[idx]
         values = {
             Measurand.P: row[f"p_{end}_mw"] * 1e6,

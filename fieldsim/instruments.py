@@ -35,16 +35,12 @@ class TopOilModel:
 
     def step(self, loading_pu: float, ambient_c: float, dt_min: float) -> float:
         k = max(loading_pu, 0.0)
-        rise = self.rated_rise_k * (
-            (1 + self.loss_ratio * k * k) / (1 + self.loss_ratio)
-        ) ** self.oil_exponent
+        rise = self.rated_rise_k * ((1 + self.loss_ratio * k * k) / (1 + self.loss_ratio)) ** self.oil_exponent
         target = ambient_c + rise
         if self.temperature_c is None:
             self.temperature_c = target
         else:
-            self.temperature_c = target + (self.temperature_c - target) * math.exp(
-                -dt_min / self.tau_min
-            )
+            self.temperature_c = target + (self.temperature_c - target) * math.exp(-dt_min / self.tau_min)
         return self.temperature_c
 
 
@@ -115,9 +111,7 @@ class Instruments:
             value = self._noise(value, device.accuracy_class)
         return self._apply_faults(device.name, point.name, value)
 
-    def read_sensor(
-        self, truth: Truth, sensor: SensorConfig, dt_sim_min: float
-    ) -> dict[str, tuple[float, str]]:
+    def read_sensor(self, truth: Truth, sensor: SensorConfig, dt_sim_min: float) -> dict[str, tuple[float, str]]:
         """An IoT sensor's points: name → (value, unit)."""
         hour = truth.sim_time.hour + truth.sim_time.minute / 60.0
         ambient = ambient_temperature(self.settings.simulator.ambient_c, hour)
@@ -127,7 +121,4 @@ class Instruments:
             "YPTR1.TmpOil": (self._noise(oil, 0.5), "degC"),
             "MMET1.EnvTmp": (self._noise(ambient, 0.5), "degC"),
         }
-        return {
-            name: (self._apply_faults(sensor.name, name, v), unit)
-            for name, (v, unit) in readings.items()
-        }
+        return {name: (self._apply_faults(sensor.name, name, v), unit) for name, (v, unit) in readings.items()}

@@ -21,9 +21,16 @@ from gridverse.config import DataType, DeviceConfig, DeviceProfile, RegisterTabl
 
 log = logging.getLogger(__name__)
 
-_TABLE_OF_FC = {1: RegisterTable.COIL, 5: RegisterTable.COIL, 15: RegisterTable.COIL,
-                2: RegisterTable.DISCRETE, 3: RegisterTable.HOLDING, 6: RegisterTable.HOLDING,
-                16: RegisterTable.HOLDING, 4: RegisterTable.INPUT}  # fmt: skip
+_TABLE_OF_FC = {
+    1: RegisterTable.COIL,
+    5: RegisterTable.COIL,
+    15: RegisterTable.COIL,
+    2: RegisterTable.DISCRETE,
+    3: RegisterTable.HOLDING,
+    6: RegisterTable.HOLDING,
+    16: RegisterTable.HOLDING,
+    4: RegisterTable.INPUT,
+}
 _BIT_TABLES = (RegisterTable.COIL, RegisterTable.DISCRETE)
 
 
@@ -34,15 +41,10 @@ class DeviceImage:
         self.device = device
         self.profile = profile
         self.size = {
-            t: max((p.address + p.width for p in profile.points if p.table == t), default=0)
-            for t in RegisterTable
+            t: max((p.address + p.width for p in profile.points if p.table == t), default=0) for t in RegisterTable
         }
-        self.words: dict[RegisterTable, list[int]] = {
-            t: [0] * n for t, n in self.size.items() if t not in _BIT_TABLES
-        }
-        self.bits: dict[RegisterTable, list[bool]] = {
-            t: [False] * n for t, n in self.size.items() if t in _BIT_TABLES
-        }
+        self.words: dict[RegisterTable, list[int]] = {t: [0] * n for t, n in self.size.items() if t not in _BIT_TABLES}
+        self.bits: dict[RegisterTable, list[bool]] = {t: [False] * n for t, n in self.size.items() if t in _BIT_TABLES}
         self.silent = False
         self.ready = False
         self.lock = threading.Lock()
@@ -66,8 +68,7 @@ class DeviceImage:
 
     def sim_device(self) -> SimDevice:
         blocks: list[list[SimData]] = []
-        for table in (RegisterTable.COIL, RegisterTable.DISCRETE, RegisterTable.HOLDING,
-                      RegisterTable.INPUT):  # fmt: skip
+        for table in (RegisterTable.COIL, RegisterTable.DISCRETE, RegisterTable.HOLDING, RegisterTable.INPUT):
             n = self.size[table]
             if n == 0 and table in _BIT_TABLES:  # pymodbus needs a bit block; _refresh refuses it
                 blocks.append([SimData(0, values=[False] * 16, datatype=SimType.BITS)])
@@ -75,11 +76,9 @@ class DeviceImage:
                 blocks.append([SimData(0, count=1, datatype=SimType.INVALID)])
             elif table in _BIT_TABLES:
                 padded = -(-n // 16) * 16
-                blocks.append([SimData(0, values=[False] * padded, datatype=SimType.BITS,
-                                       readonly=True)])  # fmt: skip
+                blocks.append([SimData(0, values=[False] * padded, datatype=SimType.BITS, readonly=True)])
             else:
-                blocks.append([SimData(0, count=n, values=0, datatype=SimType.REGISTERS,
-                                       readonly=True)])  # fmt: skip
+                blocks.append([SimData(0, count=n, values=0, datatype=SimType.REGISTERS, readonly=True)])
         return SimDevice(
             id=self.device.unit_id,
             simdata=(blocks[0], blocks[1], blocks[2], blocks[3]),
@@ -127,9 +126,7 @@ class RtuServer:
 
     async def start(self) -> None:
         devices = [self.images[d.name].sim_device() for d in self.substation.devices]
-        self._server = ModbusTcpServer(
-            devices, address=(self.substation.host, self.substation.port)
-        )
+        self._server = ModbusTcpServer(devices, address=(self.substation.host, self.substation.port))
         try:
             await self._server.serve_forever(background=True)
         except RuntimeError as exc:

@@ -55,8 +55,7 @@ class FieldSimulator:
         self._mqtt.connect_async(broker_host(cfg), cfg.port)
         self._mqtt.loop_start()
         self._task = asyncio.create_task(self._loop())
-        log.info("field simulator running: %d RTUs, %d sensors", len(self.servers),
-                 len(self.settings.site.sensors))  # fmt: skip
+        log.info("field simulator running: %d RTUs, %d sensors", len(self.servers), len(self.settings.site.sensors))
 
     async def _loop(self) -> None:
         step_s = self.settings.simulator.step_s
@@ -78,9 +77,7 @@ class FieldSimulator:
         for sub in self.settings.site.substations:
             for dev in sub.devices:
                 image = self.images[dev.name]
-                values = {
-                    p.name: self.instruments.read_point(truth, dev, p) for p in image.profile.points
-                }
+                values = {p.name: self.instruments.read_point(truth, dev, p) for p in image.profile.points}
                 image.update(values, silent=self.instruments.device_silent(dev.name))
         dt_min = 0.0
         if self._last_sim_time is not None:
@@ -114,9 +111,7 @@ class FieldSimulator:
             for bus, vm in truth.res_bus.vm_pu.items()
             if vm == vm  # skip de-energised (NaN) buses
         ]
-        records.append(
-            Record("sim_clock", {"site": site}, {"sim_time_ns": truth.sim_time.value}, now)
-        )
+        records.append(Record("sim_clock", {"site": site}, {"sim_time_ns": truth.sim_time.value}, now))
         self.truth_store.write(records)
 
     async def stop(self) -> None:

@@ -23,8 +23,12 @@ _STRUCT = {
 #: SunSpec's "not implemented" values (SunSpec Information Model Specification): a register that
 #: holds one is not a reading, whatever its scale.
 _SUNSPEC_NOT_IMPLEMENTED = {
-    DataType.U16: 0xFFFF, DataType.I16: -0x8000, DataType.U32: 0xFFFFFFFF, DataType.I32: -0x80000000,
-    DataType.U64: 0xFFFFFFFFFFFFFFFF, DataType.I64: -0x8000000000000000,
+    DataType.U16: 0xFFFF,
+    DataType.I16: -0x8000,
+    DataType.U32: 0xFFFFFFFF,
+    DataType.I32: -0x80000000,
+    DataType.U64: 0xFFFFFFFFFFFFFFFF,
+    DataType.I64: -0x8000000000000000,
 }
 
 
@@ -106,8 +110,10 @@ class BlockUnpacker:
         self.block, self.profile = block, profile
         self._image = struct.Struct(f">{block.count}H")
         self._direct = profile.word_order == "big" and profile.byte_order == "big"
-        self._slots = [(p, p.address - block.address, struct.Struct(">" + _STRUCT[p.type]) if p.type in _STRUCT
-                        else None) for p in block.points]  # fmt: skip
+        self._slots = [
+            (p, p.address - block.address, struct.Struct(">" + _STRUCT[p.type]) if p.type in _STRUCT else None)
+            for p in block.points
+        ]
 
     def unpack(self, data: list[int] | list[bool]) -> Iterator[tuple[ProfilePoint, Raw | DecodeError]]:
         """(point, raw number, bit or text) for each point, or (point, DecodeError) for a point

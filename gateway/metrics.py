@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
@@ -26,27 +26,34 @@ class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.points_in = Counter("gridverse_gateway_points_in_total", "points received, by source", ["source"],
-                                 registry=r)  # fmt: skip
-        self.points_out = Counter("gridverse_gateway_points_out_total", "points the historian accepted", ["source"],
-                                  registry=r)  # fmt: skip
-        self.rejected = Counter("gridverse_gateway_messages_rejected_total", "malformed messages set aside",
-                                ["source"], registry=r)  # fmt: skip
-        self.poll_latency = Histogram("gridverse_gateway_poll_latency_seconds", "one device poll, all blocks",
-                                      ["device"], registry=r,
-                                      buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))  # fmt: skip
+        self.points_in = Counter(
+            "gridverse_gateway_points_in_total", "points received, by source", ["source"], registry=r
+        )
+        self.points_out = Counter(
+            "gridverse_gateway_points_out_total", "points the historian accepted", ["source"], registry=r
+        )
+        self.rejected = Counter(
+            "gridverse_gateway_messages_rejected_total", "malformed messages set aside", ["source"], registry=r
+        )
+        self.poll_latency = Histogram(
+            "gridverse_gateway_poll_latency_seconds",
+            "one device poll, all blocks",
+            ["device"],
+            registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
         self.spool_depth = Gauge("gridverse_gateway_spool_depth_points", "points in the spool", registry=r)
-        self.spool_age = Gauge("gridverse_gateway_spool_oldest_age_seconds", "age of the oldest spooled point",
-                               registry=r)  # fmt: skip
+        self.spool_age = Gauge(
+            "gridverse_gateway_spool_oldest_age_seconds", "age of the oldest spooled point", registry=r
+        )
         self.spool_fill = Gauge("gridverse_gateway_spool_fill_ratio", "spool depth over its maximum", registry=r)
-        self.spool_dropped = Gauge("gridverse_gateway_spool_dropped_points", "points dropped by drop_oldest",
-                                   registry=r)  # fmt: skip
-        self.spool_refused = Gauge("gridverse_gateway_spool_refused_points", "points refused by reject_new",
-                                   registry=r)  # fmt: skip
+        self.spool_dropped = Gauge(
+            "gridverse_gateway_spool_dropped_points", "points dropped by drop_oldest", registry=r
+        )
+        self.spool_refused = Gauge("gridverse_gateway_spool_refused_points", "points refused by reject_new", registry=r)
         self.store_up = Gauge("gridverse_gateway_store_up", "1 while the historian accepts writes", registry=r)
         self.device_up = Gauge("gridverse_gateway_device_up", "1 while the device answers", ["device"], registry=r)
-        self.mqtt_connected = Gauge("gridverse_gateway_mqtt_connected", "1 while connected to the broker",
-                                    registry=r)  # fmt: skip
+        self.mqtt_connected = Gauge("gridverse_gateway_mqtt_connected", "1 while connected to the broker", registry=r)
 
     def bind(self, gateway: Gateway) -> None:
         """Read state gauges from the gateway at scrape time."""
@@ -87,11 +94,10 @@ class MetricsServer:
         self.gateway = gateway
         metrics_app = make_wsgi_app(gateway.metrics.registry)
 
-        def app(environ: dict, start_response):  # noqa: ANN202 - WSGI
+        def app(environ: dict, start_response):
             if environ.get("PATH_INFO") == "/health":
                 ok, body = health(gateway)
-                start_response("200 OK" if ok else "503 Service Unavailable",
-                               [("Content-Type", "application/json")])  # fmt: skip
+                start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "application/json")])
                 return [json.dumps(body).encode()]
             return metrics_app(environ, start_response)
 

@@ -59,9 +59,7 @@ class RtuConnection:
     async def read(self, block: ReadBlock, unit_id: int) -> list[int] | list[bool]:
         async with self.lock:
             if not self.client.connected and not await self.client.connect():
-                raise DeviceUnavailable(
-                    f"{self.substation.host}:{self.substation.port} refused the connection"
-                )
+                raise DeviceUnavailable(f"{self.substation.host}:{self.substation.port} refused the connection")
             read = {
                 RegisterTable.COIL: self.client.read_coils,
                 RegisterTable.DISCRETE: self.client.read_discrete_inputs,
@@ -80,9 +78,7 @@ class RtuConnection:
         if block.table in (RegisterTable.COIL, RegisterTable.DISCRETE):
             return list(resp.bits[: block.count])
         if len(resp.registers) != block.count:
-            raise DeviceUnavailable(
-                f"asked {block.count} registers at {block.address}, got {len(resp.registers)}"
-            )
+            raise DeviceUnavailable(f"asked {block.count} registers at {block.address}, got {len(resp.registers)}")
         return list(resp.registers)
 
     def close(self) -> None:
@@ -125,11 +121,15 @@ class DevicePoller:
         self.connection = connection
         self.config = config
         self.sink = sink
-        self._group_blocks = {name: [BlockUnpacker(b, profile) for b in plan_reads(g, config.max_gap)]
-                              for name, g in _group_profiles(profile).items()}  # fmt: skip
+        self._group_blocks = {
+            name: [BlockUnpacker(b, profile) for b in plan_reads(g, config.max_gap)]
+            for name, g in _group_profiles(profile).items()
+        }
         self._by_name = {p.name: p for p in profile.points}
-        self._tags = {p.name: series_tags(site, substation.name, device.bay, device.name, p.name, Source.MODBUS)
-                      for p in profile.points}  # fmt: skip
+        self._tags = {
+            p.name: series_tags(site, substation.name, device.bay, device.name, p.name, Source.MODBUS)
+            for p in profile.points
+        }
         self._reported: dict[str, tuple[float | None, Quality, float]] = {}  # value, quality, monotonic
         self.suppressed = 0
         self.status = DeviceStatus()
@@ -138,10 +138,22 @@ class DevicePoller:
         """Read the blocks of `groups` (default: all); a failed block yields its points with a bad
         quality and no value."""
         t, readings = await self._poll(groups)
-        return [Point(site=self.site, substation=self.substation.name, bay=self.device.bay, device=self.device.name,
-                      name=r.name, source=Source.MODBUS, time_ns=t, value=r.value, quality=r.quality,
-                      unit=self._by_name[r.name].si_unit, extra={"text": r.text} if r.text else {})
-                for r in readings]  # fmt: skip
+        return [
+            Point(
+                site=self.site,
+                substation=self.substation.name,
+                bay=self.device.bay,
+                device=self.device.name,
+                name=r.name,
+                source=Source.MODBUS,
+                time_ns=t,
+                value=r.value,
+                quality=r.quality,
+                unit=self._by_name[r.name].si_unit,
+                extra={"text": r.text} if r.text else {},
+            )
+            for r in readings
+        ]
 
     async def _poll(self, groups: list[str] | None) -> tuple[int, list[Reading]]:
         t = time.time_ns()
@@ -175,8 +187,10 @@ class DevicePoller:
             if p.scale_register is not None:
                 sf = raws.get(p.scale_register)
                 if sf is None or isinstance(sf, str):
-                    raise DecodeError(f"{self.profile.name}/{name}: its scale factor {p.scale_register} was not read "
-                                      "validly in the same poll (put both in one group)")  # fmt: skip
+                    raise DecodeError(
+                        f"{self.profile.name}/{name}: its scale factor {p.scale_register} was not read "
+                        "validly in the same poll (put both in one group)"
+                    )
                 scale_factor = int(sf)
             return Reading(name, to_si(p, raw, self.profile, scale_factor), Quality.GOOD)
         except DecodeError as exc:

@@ -40,8 +40,17 @@ class JsonTelemetry:
     def parse(self, payload: bytes, received_ns: int) -> list[Point]:
         """The message's points (for tools and tests; the gateway uses `parse_records`)."""
         return [
-            Point(self.site, self.sensor.substation, self.sensor.bay or self.sensor.name, self.sensor.name,
-                  r.tags["point"], Source.MQTT, r.time_ns, float(r.fields["value"]), Quality.GOOD)  # fmt: skip
+            Point(
+                self.site,
+                self.sensor.substation,
+                self.sensor.bay or self.sensor.name,
+                self.sensor.name,
+                r.tags["point"],
+                Source.MQTT,
+                r.time_ns,
+                float(r.fields["value"]),
+                Quality.GOOD,
+            )
             for r in self.parse_records(payload, received_ns)
         ]
 
@@ -82,16 +91,21 @@ class JsonTelemetry:
         """The series tags of one of this sensor's points, checked and cached by name."""
         if not is_ln_do_name(name):
             raise PayloadError(f"point name {name!r:.40} is not an IEC 61850 LN.DO name")
-        tags = series_tags(self.site, self.sensor.substation, self.sensor.bay or self.sensor.name, self.sensor.name,
-                           name, Source.MQTT)  # fmt: skip
+        tags = series_tags(
+            self.site, self.sensor.substation, self.sensor.bay or self.sensor.name, self.sensor.name, name, Source.MQTT
+        )
         if len(self._tags) < 10_000:  # a sensor has a handful of points; a flood of names is not cached
             self._tags[name] = tags
         return tags
 
 
 def _rejection(source: str, device: str, reason: str, topic: str, payload: str, now: int) -> Record:
-    return Record(REJECTED, {"source": source, "device": device},
-                  {"reason": reason, "topic": topic[:200], "payload": payload}, now)  # fmt: skip
+    return Record(
+        REJECTED,
+        {"source": source, "device": device},
+        {"reason": reason, "topic": topic[:200], "payload": payload},
+        now,
+    )
 
 
 class MqttIngest:
@@ -107,14 +121,14 @@ class MqttIngest:
         self.sink, self.reject = sink, reject
         cfg = settings.mqtt
         self.subscription = subscription(cfg, f"{cfg.topic_prefix}/{settings.site.name}/+/+/telemetry")
-        self.subscriptions = [self.subscription] + [subscription(cfg, f"{NAMESPACE}/{g}/#")
-                                                    for g in cfg.sparkplug_groups]  # fmt: skip
+        self.subscriptions = [self.subscription] + [
+            subscription(cfg, f"{NAMESPACE}/{g}/#") for g in cfg.sparkplug_groups
+        ]
         self.sparkplug = SparkplugHost(settings.site.name, lambda t, body: self.client.publish(t, body, qos=0))
         self.parsers = {s.name: JsonTelemetry(settings.site.name, s) for s in settings.site.sensors}
         # manual acknowledgement: a QoS 1 message is acknowledged only once its points are in the
         # spool, so a gateway killed in between gets it again from the broker
-        self.client = make_client(cfg, f"gridverse-gateway-{settings.site.name}", clean_start=False,
-                                  manual_ack=True)  # fmt: skip
+        self.client = make_client(cfg, f"gridverse-gateway-{settings.site.name}", clean_start=False, manual_ack=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
@@ -125,8 +139,9 @@ class MqttIngest:
 
     def start(self) -> None:
         cfg = self.settings.mqtt
-        self.client.connect_async(broker_host(cfg), cfg.port, keepalive=30,
-                                  **connect_properties(cfg, clean_start=False))  # fmt: skip
+        self.client.connect_async(
+            broker_host(cfg), cfg.port, keepalive=30, **connect_properties(cfg, clean_start=False)
+        )
         self.client.loop_start()
 
     def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: object, _p: object) -> None:
@@ -164,8 +179,14 @@ class MqttIngest:
         except PayloadError as exc:
             self.rejected += 1
             log.warning("rejected MQTT message on %s: %s", topic, exc)
-            self.reject([_rejection("mqtt", device or "?", str(exc), topic,
-                                    payload[:1024].decode("utf-8", "backslashreplace"), now)], on_durable)  # fmt: skip
+            self.reject(
+                [
+                    _rejection(
+                        "mqtt", device or "?", str(exc), topic, payload[:1024].decode("utf-8", "backslashreplace"), now
+                    )
+                ],
+                on_durable,
+            )
             return
         self.sink(rows, on_durable)
 
@@ -177,8 +198,19 @@ class MqttIngest:
         if reasons:
             self.rejected += 1
             log.warning("Sparkplug message on %s: %s", topic, "; ".join(reasons)[:300])
-            self.reject([_rejection("sparkplug", topic.split("/")[3] if topic.count("/") >= 3 else "?",
-                                    "; ".join(reasons), topic, payload.hex()[:1024], now)], None)  # fmt: skip
+            self.reject(
+                [
+                    _rejection(
+                        "sparkplug",
+                        topic.split("/")[3] if topic.count("/") >= 3 else "?",
+                        "; ".join(reasons),
+                        topic,
+                        payload.hex()[:1024],
+                        now,
+                    )
+                ],
+                None,
+            )
         self.sink(rows, on_durable)
 
     def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:

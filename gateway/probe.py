@@ -29,8 +29,9 @@ async def poll_all(settings: Settings) -> list[Point]:
         conn = RtuConnection(target, cfg)
         try:
             for dev in sub.devices:
-                poller = DevicePoller(settings.site.name, sub, dev, settings.profiles[dev.profile], conn, cfg,
-                                      lambda _p: None)  # fmt: skip
+                poller = DevicePoller(
+                    settings.site.name, sub, dev, settings.profiles[dev.profile], conn, cfg, lambda _p: None
+                )
                 points += await poller.poll_once()
         finally:
             conn.close()
@@ -40,8 +41,9 @@ async def poll_all(settings: Settings) -> list[Point]:
 def listen(settings: Settings, seconds: float) -> tuple[list[Point], list[Record]]:
     got: list[Point] = []
     bad: list[Record] = []
-    ingest = MqttIngest(settings, lambda rows, _ack: got.extend(map(Point.from_record, rows)),
-                        lambda recs, _ack: bad.extend(recs))  # fmt: skip
+    ingest = MqttIngest(
+        settings, lambda rows, _ack: got.extend(map(Point.from_record, rows)), lambda recs, _ack: bad.extend(recs)
+    )
     client = make_client(settings.mqtt, f"gridverse-gateway-test-{int(time.time())}", clean_start=True)
     connected = threading.Event()
     client.on_connect = lambda c, *_a: (c.subscribe(ingest.subscription, qos=1), connected.set())
@@ -50,8 +52,10 @@ def listen(settings: Settings, seconds: float) -> tuple[list[Point], list[Record
     client.loop_start()
     try:
         if not connected.wait(min(seconds, 5.0)):
-            raise OSError(f"MQTT broker {broker_host(settings.mqtt)}:{settings.mqtt.port} did not answer; "
-                          "check mqtt.host/port (the demo's embedded broker runs only with the demo)")  # fmt: skip
+            raise OSError(
+                f"MQTT broker {broker_host(settings.mqtt)}:{settings.mqtt.port} did not answer; "
+                "check mqtt.host/port (the demo's embedded broker runs only with the demo)"
+            )
         time.sleep(seconds)
     finally:
         stop_client(client)
@@ -74,6 +78,8 @@ def run_probe(settings: Settings, seconds: float, out: Callable[[str], None] = p
     for r in bad:
         out(f"mqtt   rejected on {r.fields['topic']}: {r.fields['reason']}")
     silent = sorted({s.name for s in settings.site.sensors} - {p.device for p in heard})
-    out(f"# {len(polled)} polled points ({len(dead)} devices without an answer: {dead}); "
-        f"{len(heard)} MQTT points in {seconds:g} s; silent sensors: {silent}")  # fmt: skip
+    out(
+        f"# {len(polled)} polled points ({len(dead)} devices without an answer: {dead}); "
+        f"{len(heard)} MQTT points in {seconds:g} s; silent sensors: {silent}"
+    )
     return len(dead)

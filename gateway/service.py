@@ -26,18 +26,32 @@ class Gateway:
         self.settings = settings
         cfg = settings.gateway
         sp = cfg.spool
-        self.spool = Spool(sp.path, max_points=sp.max_points, policy=sp.policy, warn_fraction=sp.warn_fraction,
-                           synchronous=sp.synchronous)  # fmt: skip
-        self.writer = HistorianWriter(historian, self.spool, flush_interval_s=cfg.flush_interval_s,
-                                      batch_points=sp.batch_points)  # fmt: skip
+        self.spool = Spool(
+            sp.path,
+            max_points=sp.max_points,
+            policy=sp.policy,
+            warn_fraction=sp.warn_fraction,
+            synchronous=sp.synchronous,
+        )
+        self.writer = HistorianWriter(
+            historian, self.spool, flush_interval_s=cfg.flush_interval_s, batch_points=sp.batch_points
+        )
         self.connections = [
             RtuConnection(sub.model_copy(update={"host": cfg.rtu_host}) if cfg.rtu_host else sub, cfg)
             for sub in settings.site.substations
         ]
         self.metrics = GatewayMetrics()
         self.pollers = [
-            DevicePoller(settings.site.name, sub, dev, settings.profiles[dev.profile], conn, cfg,
-                         self._sink_records, on_poll=self._observe_poll)  # fmt: skip
+            DevicePoller(
+                settings.site.name,
+                sub,
+                dev,
+                settings.profiles[dev.profile],
+                conn,
+                cfg,
+                self._sink_records,
+                on_poll=self._observe_poll,
+            )
             for sub, conn in zip(settings.site.substations, self.connections, strict=True)
             for dev in sub.devices
         ]
@@ -101,8 +115,10 @@ class Gateway:
             self._spool_alarm = filling
             depth, limit = self.spool.depth(), self.spool.max_points
             if filling:
-                message = (f"spool {depth} of {limit} points ({depth / limit:.0%}); the historian has been "
-                           f"unreachable for {self.spool.oldest_age_s():.0f} s")  # fmt: skip
+                message = (
+                    f"spool {depth} of {limit} points ({depth / limit:.0%}); the historian has been "
+                    f"unreachable for {self.spool.oldest_age_s():.0f} s"
+                )
             else:
                 message = "spool back below its warning level"
             (log.error if filling else log.info)("gateway: %s", message)
@@ -126,7 +142,11 @@ class Gateway:
 
     def device_status(self) -> dict[str, dict[str, object]]:
         return {
-            p.device.name: {"up": p.status.up, "polls": p.status.polls,
-                            "failures": p.status.failures, "last_error": p.status.last_error}
+            p.device.name: {
+                "up": p.status.up,
+                "polls": p.status.polls,
+                "failures": p.status.failures,
+                "last_error": p.status.last_error,
+            }
             for p in self.pollers
-        }  # fmt: skip
+        }

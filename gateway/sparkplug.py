@@ -67,7 +67,7 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
             raise FrameError(f"varint longer than 10 bytes at byte {pos}")
 
 
-def _fields(buf: bytes):  # noqa: ANN202 - generator of (field number, wire type, value)
+def _fields(buf: bytes):
     pos = 0
     while pos < len(buf):
         key, pos = _varint(buf, pos)

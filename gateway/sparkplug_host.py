@@ -97,8 +97,9 @@ class SparkplugHost:
         raise SparkplugError(f"unknown Sparkplug message type {kind!r}")
 
     # -- births and data ----------------------------------------------------------------------
-    def _birth(self, group: str, edge: str, device: str, node: EdgeNode, payload: Payload, now: int,
-               *, node_birth: bool) -> tuple[list[Record], list[str]]:  # fmt: skip
+    def _birth(
+        self, group: str, edge: str, device: str, node: EdgeNode, payload: Payload, now: int, *, node_birth: bool
+    ) -> tuple[list[Record], list[str]]:
         if node_birth:
             bd = next((numeric(m) for m in payload.metrics if m.name == "bdSeq"), None)
             node.bd_seq = None if bd is None else int(bd)
@@ -114,8 +115,9 @@ class SparkplugHost:
                 node.aliases[m.alias] = (m.name, m.datatype)
         return self._points(group, edge, device, node, payload, now)
 
-    def _data(self, group: str, edge: str, device: str, node: EdgeNode, payload: Payload,
-              now: int) -> tuple[list[Record], list[str]]:  # fmt: skip
+    def _data(
+        self, group: str, edge: str, device: str, node: EdgeNode, payload: Payload, now: int
+    ) -> tuple[list[Record], list[str]]:
         for m in payload.metrics:
             if not m.name and m.alias is not None:
                 known = node.aliases.get(m.alias)
@@ -125,8 +127,9 @@ class SparkplugHost:
                 m.name = known[0]
         return self._points(group, edge, device, node, payload, now)
 
-    def _points(self, group: str, edge: str, device: str, node: EdgeNode, payload: Payload,
-                now: int) -> tuple[list[Record], list[str]]:  # fmt: skip
+    def _points(
+        self, group: str, edge: str, device: str, node: EdgeNode, payload: Payload, now: int
+    ) -> tuple[list[Record], list[str]]:
         rows, reasons = [], []
         for m in payload.metrics:
             if m.name in ("bdSeq", REBIRTH_METRIC) or m.name.startswith(("Node Control/", "Properties/")):
@@ -154,8 +157,11 @@ class SparkplugHost:
         rows = []
         for dev in devices:
             for name in sorted(node.known.get(dev, ())):
-                rows.append(Point(self.site, group, edge, dev or edge, name, Source.SPARKPLUG, now, None,
-                                  Quality.COMM_FAIL).to_record())  # fmt: skip
+                rows.append(
+                    Point(
+                        self.site, group, edge, dev or edge, name, Source.SPARKPLUG, now, None, Quality.COMM_FAIL
+                    ).to_record()
+                )
         return rows
 
     # -- sequence and rebirth -----------------------------------------------------------------
@@ -167,8 +173,10 @@ class SparkplugHost:
             self.sequence_errors += 1
             node.awaiting_rebirth = True
             self._request_rebirth(group, edge, node, f"seq {payload.seq} where {node.next_seq} was due")
-            raise SparkplugError(f"{kind} from {edge}: seq {payload.seq} where {node.next_seq} was due "
-                                 "(a message was lost or reordered); rebirth requested")  # fmt: skip
+            raise SparkplugError(
+                f"{kind} from {edge}: seq {payload.seq} where {node.next_seq} was due "
+                "(a message was lost or reordered); rebirth requested"
+            )
         node.next_seq = (payload.seq + 1) % 256
 
     def _request_rebirth(self, group: str, edge: str, node: EdgeNode, why: str) -> None:
@@ -179,6 +187,7 @@ class SparkplugHost:
         self._last_rebirth[key] = now
         node.rebirths_requested += 1
         log.warning("Sparkplug: asking %s/%s to rebirth (%s)", group, edge, why)
-        command = Payload(timestamp=int(time.time() * 1000),
-                          metrics=[Metric(name=REBIRTH_METRIC, datatype=BOOLEAN, value=True)])  # fmt: skip
+        command = Payload(
+            timestamp=int(time.time() * 1000), metrics=[Metric(name=REBIRTH_METRIC, datatype=BOOLEAN, value=True)]
+        )
         self.publish(f"{NAMESPACE}/{group}/NCMD/{edge}", encode_payload(command))

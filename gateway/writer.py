@@ -98,8 +98,13 @@ class HistorianWriter:
             return
         try:
             encode = self.historian.encode
-            self.spool.append([(len(records), records[0].tags.get("source", records[0].measurement), encode(records))
-                               for records, _ in items if records])  # fmt: skip
+            self.spool.append(
+                [
+                    (len(records), records[0].tags.get("source", records[0].measurement), encode(records))
+                    for records, _ in items
+                    if records
+                ]
+            )
         except SpoolFull as exc:  # the spool counts what it refused
             log.error("%s", exc)
             return  # callbacks not called: MQTT messages stay unacknowledged and are redelivered

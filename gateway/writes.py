@@ -16,8 +16,9 @@ class WriteRefused(Exception):
     """The write is not allowed or not possible; the message names the device, point and remedy."""
 
 
-async def write_point(settings: Settings, device: str, point: str, value: float,
-                      connection: RtuConnection | None = None) -> list[int] | bool:  # fmt: skip
+async def write_point(
+    settings: Settings, device: str, point: str, value: float, connection: RtuConnection | None = None
+) -> list[int] | bool:
     """Write an SI value to a device point; returns what was written (registers or the bit)."""
     found = [(sub, d) for sub in settings.site.substations for d in sub.devices if d.name == device]
     if not found:

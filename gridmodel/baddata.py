@@ -56,8 +56,9 @@ def normalised_residuals(est: Estimate, *, only_telemetered: bool = False) -> np
     cm = est.compiled
     rows = None
     if only_telemetered:
-        measured = [k for k, m in zip(_result_rows(est), est.measurements, strict=True)
-                    if not m.pseudo and not m.virtual]  # fmt: skip
+        measured = [
+            k for k, m in zip(_result_rows(est), est.measurements, strict=True) if not m.pseudo and not m.virtual
+        ]
         rows = np.asarray(measured, dtype=np.int64)
     r, omega = _residuals_and_variance(est, rows)
     out = np.full(len(cm.kind), np.nan)

@@ -49,13 +49,21 @@ class ContingencyResult:
 
     def row(self) -> dict:
         s = asdict(self.summary)
-        return {"outage": self.outage, "severity": round(self.severity, 3), **{
-            "converged": s["converged"], "unsupplied_mw": round(s["unsupplied_mw"], 4),
-            "unsupplied_buses": len(s["unsupplied_buses"]), "max_loading_percent": round(s["max_loading_percent"], 2),
-            "overloaded": ", ".join(s["overloaded"]), "vm_min_pu": round(s["vm_min_pu"], 4),
-            "vm_max_pu": round(s["vm_max_pu"], 4), "voltage_violations": len(s["voltage_violations"]),
-            "restored_by": self.restored_by or "",
-        }}  # fmt: skip
+        return {
+            "outage": self.outage,
+            "severity": round(self.severity, 3),
+            **{
+                "converged": s["converged"],
+                "unsupplied_mw": round(s["unsupplied_mw"], 4),
+                "unsupplied_buses": len(s["unsupplied_buses"]),
+                "max_loading_percent": round(s["max_loading_percent"], 2),
+                "overloaded": ", ".join(s["overloaded"]),
+                "vm_min_pu": round(s["vm_min_pu"], 4),
+                "vm_max_pu": round(s["vm_max_pu"], 4),
+                "voltage_violations": len(s["voltage_violations"]),
+                "restored_by": self.restored_by or "",
+            },
+        }
 
 
 def _summarise(net: pp.pandapowerNet, band: tuple[float, float], limit: float) -> FlowSummary:
@@ -77,9 +85,18 @@ def _summarise(net: pp.pandapowerNet, band: tuple[float, float], limit: float) -
     outside = live[(live < band[0]) | (live > band[1])]
     violations = [f"bus {b} ({v:.3f} pu)" for b, v in outside.items()]
     v_excess = float(np.maximum(band[0] - outside, outside - band[1]).sum())
-    return FlowSummary(True, loading_max, overloaded, float(live.min()) if len(live) else np.nan,
-                       float(live.max()) if len(live) else np.nan, violations, [int(b) for b in cut],
-                       unsupplied_mw, excess, v_excess)  # fmt: skip
+    return FlowSummary(
+        True,
+        loading_max,
+        overloaded,
+        float(live.min()) if len(live) else np.nan,
+        float(live.max()) if len(live) else np.nan,
+        violations,
+        [int(b) for b in cut],
+        unsupplied_mw,
+        excess,
+        v_excess,
+    )
 
 
 def power_flow(net: pp.pandapowerNet, band: tuple[float, float] = (0.95, 1.05), limit: float = 100.0) -> FlowSummary:
@@ -190,5 +207,6 @@ def _try_restore(
             best = (score, sw, trial)
     if best is None:
         return result
-    return ContingencyResult(result.outage, result.summary, result.severity, f"close switch {best[1]}",
-                             best[2], {"severity_after": best[0]})  # fmt: skip
+    return ContingencyResult(
+        result.outage, result.summary, result.severity, f"close switch {best[1]}", best[2], {"severity_after": best[0]}
+    )

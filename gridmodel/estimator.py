@@ -92,8 +92,13 @@ class Estimate:
     def results(self) -> list[MeasurementResult]:
         norm = self.normalised
         return [
-            MeasurementResult(m, float(self.estimated[k]), float(self.residual[k]), float(self.weighted[k]),
-                              None if norm is None or not np.isfinite(norm[k]) else float(norm[k]))  # fmt: skip
+            MeasurementResult(
+                m,
+                float(self.estimated[k]),
+                float(self.residual[k]),
+                float(self.weighted[k]),
+                None if norm is None or not np.isfinite(norm[k]) else float(norm[k]),
+            )
             for k, m in enumerate(self.measurements)
         ]
 
@@ -114,20 +119,35 @@ class ModelCache:
 
 
 def _make_estimate(
-    kind: EstimatorKind, net: pp.pandapowerNet, model: PpcModel, measurements: Sequence[Measurement],
-    cm: CompiledMeasurements, v: np.ndarray, iterations: int, duration: float,
-) -> Estimate:  # fmt: skip
+    kind: EstimatorKind,
+    net: pp.pandapowerNet,
+    model: PpcModel,
+    measurements: Sequence[Measurement],
+    cm: CompiledMeasurements,
+    v: np.ndarray,
+    iterations: int,
+    duration: float,
+) -> Estimate:
     h, _ = evaluate(model, cm, v, jacobian=False)
     r = cm.z - h
     real = cm.source >= 0
     return Estimate(
-        engine=kind, res_bus=bus_table(net, model, v), res_line=line_table(net, model, v),
-        res_trafo=trafo_table(net, model, v), measurements=[measurements[int(k)] for k in cm.source[real]],
-        estimated=(h * cm.scale)[real], residual=(r * cm.scale)[real], weighted=(r / cm.sigma)[real],
+        engine=kind,
+        res_bus=bus_table(net, model, v),
+        res_line=line_table(net, model, v),
+        res_trafo=trafo_table(net, model, v),
+        measurements=[measurements[int(k)] for k in cm.source[real]],
+        estimated=(h * cm.scale)[real],
+        residual=(r * cm.scale)[real],
+        weighted=(r / cm.sigma)[real],
         skipped=[(measurements[k], why) for k, why in cm.skipped],
-        objective=float(np.sum((r / cm.sigma) ** 2)), iterations=iterations, duration_s=duration,
-        model=model, compiled=cm, voltages=v,
-    )  # fmt: skip
+        objective=float(np.sum((r / cm.sigma) ** 2)),
+        iterations=iterations,
+        duration_s=duration,
+        model=model,
+        compiled=cm,
+        voltages=v,
+    )
 
 
 def factorise_gain(h_jac: sp.spmatrix, weights: np.ndarray) -> SuperLU:
@@ -162,9 +182,7 @@ class StateEstimator(ABC):
         return model, cm
 
     @abstractmethod
-    def estimate(
-        self, net: pp.pandapowerNet, measurements: Sequence[Measurement], *, warm: bool = True
-    ) -> Estimate:
+    def estimate(self, net: pp.pandapowerNet, measurements: Sequence[Measurement], *, warm: bool = True) -> Estimate:
         """The weighted-least-squares state for these measurements on the network's topology.
         `warm` starts from the previous estimate when the topology is unchanged."""
 
@@ -178,9 +196,7 @@ class PandapowerWLS(StateEstimator):
         super().__init__(**kwargs)
         self._warm_model: PpcModel | None = None  # the model of the last converged estimate
 
-    def estimate(
-        self, net: pp.pandapowerNet, measurements: Sequence[Measurement], *, warm: bool = True
-    ) -> Estimate:
+    def estimate(self, net: pp.pandapowerNet, measurements: Sequence[Measurement], *, warm: bool = True) -> Estimate:
         from pandapower.estimation.state_estimation import StateEstimation
 
         model, cm = self._prepare(net, measurements)
@@ -188,8 +204,10 @@ class PandapowerWLS(StateEstimator):
         load_measurements(net, [m for k, m in enumerate(measurements) if k in used])
         start: dict[str, object] = {"v_start": None, "delta_start": None}  # flat
         if warm and self._warm_model is model and len(net.res_bus_est) == len(net.bus):
-            start = {"v_start": net.res_bus_est.vm_pu.fillna(1.0).values.copy(),
-                     "delta_start": net.res_bus_est.va_degree.fillna(0.0).values.copy()}  # fmt: skip
+            start = {
+                "v_start": net.res_bus_est.vm_pu.fillna(1.0).values.copy(),
+                "delta_start": net.res_bus_est.va_degree.fillna(0.0).values.copy(),
+            }
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -210,8 +228,10 @@ class PandapowerWLS(StateEstimator):
         self._warm_model = model
         v = np.asarray(se.solver.eppci.V, dtype=complex).copy()  # internal order, aux buses too
         if len(v) != model.n_bus:
-            raise EstimationError(f"pandapower's model has {len(v)} buses, gridverse's {model.n_bus}; "
-                                  "the two conversions disagree (pandapower version?)")  # fmt: skip
+            raise EstimationError(
+                f"pandapower's model has {len(v)} buses, gridverse's {model.n_bus}; "
+                "the two conversions disagree (pandapower version?)"
+            )
         iterations = int(result.get("num_iterations", 0)) if isinstance(result, dict) else 0
         return _make_estimate(self.kind, net, model, measurements, cm, v, iterations, duration)
 
@@ -221,17 +241,21 @@ def load_measurements(net: pp.pandapowerNet, measurements: Sequence[Measurement]
 
     Written as one table with create_measurement's columns and dtypes: calling
     create_measurement 27,000 times takes about 110 s on its own."""
-    sides = [None if m.element_type == "bus" else (m.side or ("from" if m.element_type == "line" else "hv"))
-             for m in measurements]  # fmt: skip
-    table = pd.DataFrame({
-        "name": pd.Series([None] * len(measurements), dtype=object),
-        "measurement_type": pd.Series([m.meas_type for m in measurements], dtype=object),
-        "element_type": pd.Series([m.element_type for m in measurements], dtype=object),
-        "element": pd.Series([m.element for m in measurements], dtype=np.uint32),
-        "value": pd.Series([m.value for m in measurements], dtype=np.float64),
-        "std_dev": pd.Series([m.std_dev for m in measurements], dtype=np.float64),
-        "side": pd.Series(sides, dtype=object),
-    })  # fmt: skip
+    sides = [
+        None if m.element_type == "bus" else (m.side or ("from" if m.element_type == "line" else "hv"))
+        for m in measurements
+    ]
+    table = pd.DataFrame(
+        {
+            "name": pd.Series([None] * len(measurements), dtype=object),
+            "measurement_type": pd.Series([m.meas_type for m in measurements], dtype=object),
+            "element_type": pd.Series([m.element_type for m in measurements], dtype=object),
+            "element": pd.Series([m.element for m in measurements], dtype=np.uint32),
+            "value": pd.Series([m.value for m in measurements], dtype=np.float64),
+            "std_dev": pd.Series([m.std_dev for m in measurements], dtype=np.float64),
+            "side": pd.Series(sides, dtype=object),
+        }
+    )
     extra = [c for c in net.measurement.columns if c not in table.columns]
     for column in extra:
         table[column] = pd.Series([None] * len(table), dtype=net.measurement[column].dtype)
@@ -273,9 +297,7 @@ class SparseWLS(StateEstimator):
         self.factorisations += 1
         return factor
 
-    def estimate(
-        self, net: pp.pandapowerNet, measurements: Sequence[Measurement], *, warm: bool = True
-    ) -> Estimate:
+    def estimate(self, net: pp.pandapowerNet, measurements: Sequence[Measurement], *, warm: bool = True) -> Estimate:
         model, cm = self._prepare(net, measurements)
         t0 = time.perf_counter()
         w = cm.weights
@@ -294,8 +316,10 @@ class SparseWLS(StateEstimator):
                 factor = self._factorise(h_jac, w, model)
             dx = factor.solve(h_jac.T @ (w * (cm.z - h)))
             if not np.all(np.isfinite(dx)):
-                raise NotConvergedError("the sparse WLS step is not finite; the gain matrix is ill-conditioned, "
-                                        "check σ values near zero and measurements on isolated buses")  # fmt: skip
+                raise NotConvergedError(
+                    "the sparse WLS step is not finite; the gain matrix is ill-conditioned, "
+                    "check σ values near zero and measurements on isolated buses"
+                )
             step = float(np.max(np.abs(dx))) if len(dx) else 0.0
             if step > 0.35:  # damping as pandapower does, against divergence from far starts
                 dx *= 0.35 / step
@@ -327,5 +351,14 @@ def make_estimator(kind: EstimatorKind | str, **kwargs: float) -> StateEstimator
     return PandapowerWLS(**kwargs) if kind is EstimatorKind.PANDAPOWER else SparseWLS(**kwargs)
 
 
-__all__ = ["EstimationError", "Estimate", "EstimatorKind", "MeasurementResult", "NotConvergedError",
-           "NotObservableError", "StateEstimator", "make_estimator", "state_of"]  # fmt: skip
+__all__ = [
+    "EstimationError",
+    "Estimate",
+    "EstimatorKind",
+    "MeasurementResult",
+    "NotConvergedError",
+    "NotObservableError",
+    "StateEstimator",
+    "make_estimator",
+    "state_of",
+]

@@ -10,8 +10,7 @@ from gridverse.config import ElementKind, ElementRef, Measurand, Settings, TwinC
 from gridverse.points import Point, Quality
 
 #: pandapower measurement type for each measurand, and the factor from SI to its unit.
-_PP_TYPE = {Measurand.P: ("p", 1e-6), Measurand.Q: ("q", 1e-6), Measurand.V: ("v", None),
-            Measurand.I: ("i", 1e-3)}
+_PP_TYPE = {Measurand.P: ("p", 1e-6), Measurand.Q: ("q", 1e-6), Measurand.V: ("v", None), Measurand.I: ("i", 1e-3)}
 
 
 @dataclass(frozen=True)
@@ -57,9 +56,7 @@ def _end_bus(net: pp.pandapowerNet, element: ElementRef) -> int:
     return int(table.at[element.index, column])
 
 
-def from_points(
-    net: pp.pandapowerNet, settings: Settings, points: dict[tuple[str, str], Point]
-) -> MeasurementSet:
+def from_points(net: pp.pandapowerNet, settings: Settings, points: dict[tuple[str, str], Point]) -> MeasurementSet:
     """Good points of devices bound to elements → measurements; breaker positions → topology."""
     cfg = settings.twin
     out: list[Measurement] = []
@@ -99,13 +96,13 @@ def _measurement(
     if measurand == Measurand.V:
         bus = _end_bus(net, element)
         vm = pt.value / (float(net.bus.at[bus, "vn_kv"]) * 1e3)
-        return Measurement("v", "bus", bus, None, vm, measurement_sigma("v", vm, accuracy_class, cfg),
-                           pt.device, pt.name)  # fmt: skip
+        return Measurement(
+            "v", "bus", bus, None, vm, measurement_sigma("v", vm, accuracy_class, cfg), pt.device, pt.name
+        )
     meas_type, factor = _PP_TYPE[measurand]
     value = pt.value * float(factor or 1.0)
     sigma = measurement_sigma(meas_type, value, accuracy_class, cfg)
-    return Measurement(meas_type, element.kind.value, element.index, element.side, value, sigma,
-                       pt.device, pt.name)  # fmt: skip
+    return Measurement(meas_type, element.kind.value, element.index, element.side, value, sigma, pt.device, pt.name)
 
 
 def measurement_sigma(meas_type: str, value: float, accuracy_class: float, cfg: TwinConfig) -> float:
@@ -137,9 +134,7 @@ def fused_groups(net: pp.pandapowerNet) -> dict[int, int]:
     return {b: find(b) for b in parent}
 
 
-def pseudo_measurements(
-    net: pp.pandapowerNet, measured_buses: set[int], cfg: TwinConfig
-) -> list[Measurement]:
+def pseudo_measurements(net: pp.pandapowerNet, measured_buses: set[int], cfg: TwinConfig) -> list[Measurement]:
     """Injections at every unmetered node from the load/generation already set on the network
     (its profiles at the moment estimated), with large uncertainty; zero-injection nodes exact.
     A node is a group of buses fused by closed bus-bus switches, as the estimator sees it."""
@@ -151,8 +146,7 @@ def pseudo_measurements(
             demand_p = demand_p.add(sign * active.groupby("bus").p_mw.sum(), fill_value=0.0)
             demand_q = demand_q.add(sign * active.groupby("bus").q_mvar.sum(), fill_value=0.0)
     group = fused_groups(net)
-    connected = {group[int(b)] for b in
-                 set(net.load.bus) | set(net.sgen.bus) | set(net.storage.bus) | set(net.gen.bus)}
+    connected = {group[int(b)] for b in set(net.load.bus) | set(net.sgen.bus) | set(net.storage.bus) | set(net.gen.bus)}
     skip = {group[int(b)] for b in set(net.ext_grid.bus) | measured_buses}
     demand_p = demand_p.groupby(lambda b: group[int(b)]).sum()
     demand_q = demand_q.groupby(lambda b: group[int(b)]).sum()
@@ -162,12 +156,16 @@ def pseudo_measurements(
             continue
         if bus not in connected:
             s = cfg.zero_injection_sigma_mw
-            out += [Measurement("p", "bus", int(bus), None, 0.0, s, virtual=True),
-                    Measurement("q", "bus", int(bus), None, 0.0, s, virtual=True)]  # fmt: skip
+            out += [
+                Measurement("p", "bus", int(bus), None, 0.0, s, virtual=True),
+                Measurement("q", "bus", int(bus), None, 0.0, s, virtual=True),
+            ]
             continue
         p, q = float(demand_p[bus]), float(demand_q[bus])
         sp = max(cfg.pseudo_sigma_frac * abs(p), cfg.pseudo_sigma_floor_mw)
         sq = max(cfg.pseudo_sigma_frac * abs(q), cfg.pseudo_sigma_floor_mw)
-        out += [Measurement("p", "bus", int(bus), None, p, sp, pseudo=True),
-                Measurement("q", "bus", int(bus), None, q, sq, pseudo=True)]  # fmt: skip
+        out += [
+            Measurement("p", "bus", int(bus), None, p, sp, pseudo=True),
+            Measurement("q", "bus", int(bus), None, q, sq, pseudo=True),
+        ]
     return out

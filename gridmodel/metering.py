@@ -26,8 +26,9 @@ class MeteringPlan:
     accuracy_class: float = 0.5
 
 
-def realistic_plan(net: pp.pandapowerNet, *, voltage_share: float = 1 / 3, seed: int = 0,
-                   accuracy_class: float = 0.5) -> MeteringPlan:  # fmt: skip
+def realistic_plan(
+    net: pp.pandapowerNet, *, voltage_share: float = 1 / 3, seed: int = 0, accuracy_class: float = 0.5
+) -> MeteringPlan:
     """Every in-service transformer, every line leaving a transformer's busbar, and voltage at
     the substation busbars plus a random `voltage_share` of the other buses."""
     rng = np.random.default_rng(seed)
@@ -51,11 +52,13 @@ def true_values(net: pp.pandapowerNet, plan: MeteringPlan) -> list[Measurement]:
     cfg = TwinConfig()
     out = []
 
-    def add(meas_type: str, element_type: str, element: int, side: str | None, value: float,
-            name: str) -> None:  # fmt: skip
+    def add(meas_type: str, element_type: str, element: int, side: str | None, value: float, name: str) -> None:
         sigma = measurement_sigma(meas_type, value, plan.accuracy_class, cfg)
-        out.append(Measurement(meas_type, element_type, element, side, value, sigma,
-                               device=f"{element_type}{element}", point=name))  # fmt: skip
+        out.append(
+            Measurement(
+                meas_type, element_type, element, side, value, sigma, device=f"{element_type}{element}", point=name
+            )
+        )
 
     for t in plan.trafos:
         row = net.res_trafo.loc[t]

@@ -29,8 +29,6 @@ class Kind(IntEnum):
     P_BUS, Q_BUS, P_FROM, Q_FROM, P_TO, Q_TO, V_BUS, I_FROM, I_TO = range(9)
 
 
-
-
 class MeasurementMappingError(ValueError):
     """A measurement names an element, side or type the model does not have."""
 
@@ -103,13 +101,20 @@ def compile_measurements(model: PpcModel, measurements: Sequence[Measurement]) -
     kind[is_bus & (mtype == "p")] = Kind.P_BUS
     kind[is_bus & (mtype == "q")] = Kind.Q_BUS
     branch = ~is_bus
-    for code, (mt, sd) in {Kind.P_FROM: ("p", 0), Kind.Q_FROM: ("q", 0), Kind.I_FROM: ("i", 0),
-                           Kind.P_TO: ("p", 1), Kind.Q_TO: ("q", 1), Kind.I_TO: ("i", 1)}.items():  # fmt: skip
+    for code, (mt, sd) in {
+        Kind.P_FROM: ("p", 0),
+        Kind.Q_FROM: ("q", 0),
+        Kind.I_FROM: ("i", 0),
+        Kind.P_TO: ("p", 1),
+        Kind.Q_TO: ("q", 1),
+        Kind.I_TO: ("i", 1),
+    }.items():
         kind[branch & (mtype == mt) & (side == sd)] = code
     reasons: dict[int, str] = {}
     for k in np.flatnonzero(row < 0):
-        reasons[int(k)] = (f"bus {element[k]} is not energised" if is_bus[k]
-                           else f"{etype[k]} {element[k]} is out of service")  # fmt: skip
+        reasons[int(k)] = (
+            f"bus {element[k]} is not energised" if is_bus[k] else f"{etype[k]} {element[k]} is out of service"
+        )
     current = (mtype == "i") & (row >= 0)
     if current.any():
         # Branch ends metered for both P and Q: a current magnitude there comes from the same
@@ -137,14 +142,16 @@ def compile_measurements(model: PpcModel, measurements: Sequence[Measurement]) -
     # injection is exactly zero (pandapower's zero_injection="aux_bus").
     aux_kind = np.tile(np.array([Kind.P_BUS, Kind.Q_BUS], dtype=np.int8), len(model.aux_buses))
     return CompiledMeasurements(
-        kind=np.r_[kind[keep], aux_kind].astype(np.int8), row=np.r_[row[keep], aux],
+        kind=np.r_[kind[keep], aux_kind].astype(np.int8),
+        row=np.r_[row[keep], aux],
         z=np.r_[value[keep] / scale[keep], np.zeros(len(aux))],
-        sigma=np.r_[np.maximum(std[keep] / np.abs(scale[keep]), SIGMA_FLOOR_PU),
-                    np.full(len(aux), AUX_ZERO_INJECTION_SIGMA_PU)],
+        sigma=np.r_[
+            np.maximum(std[keep] / np.abs(scale[keep]), SIGMA_FLOOR_PU), np.full(len(aux), AUX_ZERO_INJECTION_SIGMA_PU)
+        ],
         scale=np.r_[scale[keep], np.full(len(aux), -base)],
         source=np.r_[source, np.full(len(aux), -1)].astype(np.int64),
         skipped=sorted(reasons.items()),
-    )  # fmt: skip
+    )
 
 
 def voltages(model: PpcModel, x: np.ndarray) -> np.ndarray:
@@ -206,8 +213,10 @@ def evaluate(
                 d_a, d_m = getattr(ds_da, part), getattr(ds_dm, part)
             add(pos, getattr(s, part), d_a, d_m)
     # branch flows and currents, per side
-    for y_side, ends, kinds in ((model.yf, model.f_bus, (Kind.P_FROM, Kind.Q_FROM, Kind.I_FROM)),
-                                (model.yt, model.t_bus, (Kind.P_TO, Kind.Q_TO, Kind.I_TO))):  # fmt: skip
+    for y_side, ends, kinds in (
+        (model.yf, model.f_bus, (Kind.P_FROM, Kind.Q_FROM, Kind.I_FROM)),
+        (model.yt, model.t_bus, (Kind.P_TO, Kind.Q_TO, Kind.I_TO)),
+    ):
         positions = [np.flatnonzero(cm.kind == k) for k in kinds]
         if sum(len(p) for p in positions) == 0:
             continue

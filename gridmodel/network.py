@@ -35,9 +35,7 @@ def _load_cached(config: NetworkConfig) -> GridData:
         try:
             net = pp.from_json(str(config.file))
         except (OSError, ValueError) as exc:
-            raise NetworkLoadError(
-                f"network.file {config.file}: cannot load a pandapower network ({exc})"
-            ) from exc
+            raise NetworkLoadError(f"network.file {config.file}: cannot load a pandapower network ({exc})") from exc
         return GridData(net=net, profiles={})
     import simbench as sb
 

@@ -78,8 +78,9 @@ def _linear_rows(model: PpcModel, cm: CompiledMeasurements) -> tuple[sp.csr_matr
 
 def _observable_internal(model: PpcModel, cm: CompiledMeasurements) -> np.ndarray:
     if model.n_bus > MAX_DENSE_BUSES:
-        raise ValueError(f"the observability test is dense and limited to {MAX_DENSE_BUSES} buses; "
-                         f"this model has {model.n_bus}")  # fmt: skip
+        raise ValueError(
+            f"the observability test is dense and limited to {MAX_DENSE_BUSES} buses; this model has {model.n_bus}"
+        )
     h, _flows, v_buses = _linear_rows(model, cm)
     keep = np.setdiff1d(np.arange(model.n_bus), model.slack)
     dense = h[:, keep].toarray() if h.shape[0] else np.zeros((0, len(keep)))
@@ -90,8 +91,9 @@ def _observable_internal(model: PpcModel, cm: CompiledMeasurements) -> np.ndarra
     # islands: buses joined by branches whose angle difference is fixed
     f, t = model.f_bus, model.t_bus
     diff_fixed = np.array([_branch_fixed(null, keep, int(a), int(b)) for a, b in zip(f, t, strict=True)], dtype=bool)
-    adjacency = sp.csr_matrix((np.ones(int(diff_fixed.sum())), (f[diff_fixed], t[diff_fixed])),
-                              shape=(model.n_bus, model.n_bus))  # fmt: skip
+    adjacency = sp.csr_matrix(
+        (np.ones(int(diff_fixed.sum())), (f[diff_fixed], t[diff_fixed])), shape=(model.n_bus, model.n_bus)
+    )
     _n, label = connected_components(adjacency, directed=False)
     has_v = np.zeros(label.max() + 1, dtype=bool)
     if v_buses:
@@ -181,14 +183,25 @@ def device_loss_impact(
 def _candidate_meters(net: pp.pandapowerNet, buses: Sequence[int]) -> list[Measurement]:
     """A P meter at each bus, and at each end of every line touching one (the flow meter a
     technician could install or a neighbour could provide)."""
-    out = [Measurement("p", "bus", b, None, 0.0, 1.0, device="(new meter)", point=f"P injection bus {b}")
-           for b in buses]  # fmt: skip
+    out = [
+        Measurement("p", "bus", b, None, 0.0, 1.0, device="(new meter)", point=f"P injection bus {b}") for b in buses
+    ]
     wanted = set(buses)
     lines = net.line[net.line.in_service & (net.line.from_bus.isin(wanted) | net.line.to_bus.isin(wanted))]
     for idx, line in lines.iterrows():
         for side in ("from", "to"):
-            out.append(Measurement("p", "line", int(idx), side, 0.0, 1.0, device="(new meter)",
-                                   point=f"P flow line {idx} {side} (bus {int(line[side + '_bus'])})"))  # fmt: skip
+            out.append(
+                Measurement(
+                    "p",
+                    "line",
+                    int(idx),
+                    side,
+                    0.0,
+                    1.0,
+                    device="(new meter)",
+                    point=f"P flow line {idx} {side} (bus {int(line[side + '_bus'])})",
+                )
+            )
     return out
 
 
@@ -199,10 +212,13 @@ def unobservable_buses_message(model: PpcModel, gain: sp.spmatrix) -> tuple[list
     empty_angles = model.non_slack[np.flatnonzero(diag[:ns] < _TOLERANCE)]
     empty_mags = np.flatnonzero(diag[ns:] < _TOLERANCE)
     internal = sorted(set(empty_angles.tolist()) | set(empty_mags.tolist()))
-    pp_buses = [int(np.flatnonzero(model.bus_lookup == i)[0]) for i in internal
-                if np.any(model.bus_lookup == i)]  # fmt: skip
+    pp_buses = [int(np.flatnonzero(model.bus_lookup == i)[0]) for i in internal if np.any(model.bus_lookup == i)]
     if pp_buses:
-        return pp_buses, (f"no measurement reaches buses {pp_buses[:20]}; add pseudo-measurements "
-                          "for their loads or restore the devices that metered them")  # fmt: skip
-    return [], ("the measurements are linearly dependent somewhere; run "
-                "gridmodel.observability.analyse for the unobservable buses")  # fmt: skip
+        return pp_buses, (
+            f"no measurement reaches buses {pp_buses[:20]}; add pseudo-measurements "
+            "for their loads or restore the devices that metered them"
+        )
+    return [], (
+        "the measurements are linearly dependent somewhere; run "
+        "gridmodel.observability.analyse for the unobservable buses"
+    )

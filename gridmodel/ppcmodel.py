@@ -67,10 +67,13 @@ class PpcModel:
 def topology_key(net: pp.pandapowerNet) -> tuple:
     """Everything that changes the bus-branch model: in-service flags and switch positions."""
     return (
-        tuple(net.line.in_service.values), tuple(net.trafo.in_service.values),
-        tuple(net.switch.closed.values), tuple(net.bus.in_service.values),
-        tuple(net.ext_grid.in_service.values), tuple(net.trafo.get("tap_pos", []).fillna(0).values),
-    )  # fmt: skip
+        tuple(net.line.in_service.values),
+        tuple(net.trafo.in_service.values),
+        tuple(net.switch.closed.values),
+        tuple(net.bus.in_service.values),
+        tuple(net.ext_grid.in_service.values),
+        tuple(net.trafo.get("tap_pos", []).fillna(0).values),
+    )
 
 
 def build_model(net: pp.pandapowerNet) -> PpcModel:
@@ -114,18 +117,26 @@ def build_model(net: pp.pandapowerNet) -> PpcModel:
     mapped = lookup[net.bus.index.values]
     aux = np.setdiff1d(np.arange(n), mapped[(mapped >= 0) & (mapped < n)])
     return PpcModel(
-        base_mva=base, n_bus=n, bus_lookup=lookup,
-        slack=slack, non_slack=non_slack, f_bus=f_bus, t_bus=t_bus,
-        ybus=sp.csr_matrix(ybus), yf=sp.csr_matrix(yf), yt=sp.csr_matrix(yt),
-        line_branch=maps["line"], trafo_branch=maps["trafo"],
-        vm_init=bus[:, _VM].real.copy(), va_init=_shift_angles(n, slack, f_bus, t_bus, shift),
-        base_kv=bus[:, 9].real.copy(), aux_buses=aux,
-    )  # fmt: skip
+        base_mva=base,
+        n_bus=n,
+        bus_lookup=lookup,
+        slack=slack,
+        non_slack=non_slack,
+        f_bus=f_bus,
+        t_bus=t_bus,
+        ybus=sp.csr_matrix(ybus),
+        yf=sp.csr_matrix(yf),
+        yt=sp.csr_matrix(yt),
+        line_branch=maps["line"],
+        trafo_branch=maps["trafo"],
+        vm_init=bus[:, _VM].real.copy(),
+        va_init=_shift_angles(n, slack, f_bus, t_bus, shift),
+        base_kv=bus[:, 9].real.copy(),
+        aux_buses=aux,
+    )
 
 
-def _shift_angles(
-    n: int, slack: np.ndarray, f_bus: np.ndarray, t_bus: np.ndarray, shift: np.ndarray
-) -> np.ndarray:
+def _shift_angles(n: int, slack: np.ndarray, f_bus: np.ndarray, t_bus: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """Flat start that respects phase-shifting transformers: θ_to = θ_from − shift."""
     adjacency: list[list[tuple[int, float]]] = [[] for _ in range(n)]
     for f, t, s in zip(f_bus, t_bus, shift, strict=True):

@@ -21,9 +21,7 @@ class ReplayError(Exception):
 def replay(settings: Settings, at_ns: int, *, store: bool = False, estimator: str | None = None) -> dict:
     """The estimate, bad-data test and observability at `at_ns`, as a JSON-ready report."""
     if estimator is not None:
-        settings = settings.model_copy(
-            update={"twin": settings.twin.model_copy(update={"estimator": estimator})}
-        )
+        settings = settings.model_copy(update={"twin": settings.twin.model_copy(update={"estimator": estimator})})
     historian = open_historian(settings.historian)
     try:
         window = int(settings.twin.stale_after_s * 1e9)
@@ -40,25 +38,54 @@ def replay(settings: Settings, at_ns: int, *, store: bool = False, estimator: st
     finally:
         historian.close()
     report: dict = {
-        "at": str(pd.Timestamp(at_ns, tz="UTC")), "converged": result.converged, "error": result.error,
-        "telemetered_measurements": result.measurements, "duration_s": round(result.duration_s, 3),
+        "at": str(pd.Timestamp(at_ns, tz="UTC")),
+        "converged": result.converged,
+        "error": result.error,
+        "telemetered_measurements": result.measurements,
+        "duration_s": round(result.duration_s, 3),
         "unobservable_buses_from_telemetry": result.unobservable_buses,
-    }  # fmt: skip
+    }
     if result.report is not None and result.estimate is not None:
         rep, est = result.report, result.estimate
         vm = est.res_bus.vm_pu.dropna()
-        report.update({
-            "engine": est.engine.value, "objective": round(rep.objective, 3), "dof": rep.degrees_of_freedom,
-            "chi2_threshold": round(rep.chi2_threshold, 3), "chi2_alarm": rep.chi2_alarm,
-            "suspects": [{"measurement": s.measurement.label, "normalised_residual": s.normalised,
-                          "measured": s.measurement.value, "estimated": s.estimated} for s in rep.suspects],
-            "vm_pu": {"min": float(vm.min()), "max": float(vm.max()), "min_bus": int(vm.idxmin()),
-                      "max_bus": int(vm.idxmax())},
-            "max_line_loading_percent": float(est.res_line.loading_percent.max()),
-            "violations": [f"{r.tags['element']} {r.tags['kind']} {float(r.fields['value']):.3f}"
-                           for r in result.violations],
-            "residuals": sorted(({"measurement": r.measurement.label, "normalised": r.normalised,
-                                  "weighted": round(r.weighted, 3)} for r in rep.results if r.measurement.device),
-                                key=lambda d: -abs(d["normalised"] or 0))[:10],
-        })  # fmt: skip
+        report.update(
+            {
+                "engine": est.engine.value,
+                "objective": round(rep.objective, 3),
+                "dof": rep.degrees_of_freedom,
+                "chi2_threshold": round(rep.chi2_threshold, 3),
+                "chi2_alarm": rep.chi2_alarm,
+                "suspects": [
+                    {
+                        "measurement": s.measurement.label,
+                        "normalised_residual": s.normalised,
+                        "measured": s.measurement.value,
+                        "estimated": s.estimated,
+                    }
+                    for s in rep.suspects
+                ],
+                "vm_pu": {
+                    "min": float(vm.min()),
+                    "max": float(vm.max()),
+                    "min_bus": int(vm.idxmin()),
+                    "max_bus": int(vm.idxmax()),
+                },
+                "max_line_loading_percent": float(est.res_line.loading_percent.max()),
+                "violations": [
+                    f"{r.tags['element']} {r.tags['kind']} {float(r.fields['value']):.3f}" for r in result.violations
+                ],
+                "residuals": sorted(
+                    (
+                        {
+                            "measurement": r.measurement.label,
+                            "normalised": r.normalised,
+                            "weighted": round(r.weighted, 3),
+                        }
+                        for r in rep.results
+                        if r.measurement.device
+                    ),
+                    key=lambda d: -abs(d["normalised"] or 0),
+                )[:10],
+            }
+        )
     return report

@@ -41,8 +41,7 @@ def _in_service(branches: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def line_table(net: pp.pandapowerNet, model: PpcModel, v: np.ndarray) -> pd.DataFrame:
-    cols = ["p_from_mw", "q_from_mvar", "p_to_mw", "q_to_mvar", "i_from_ka", "i_to_ka", "i_ka",
-            "loading_percent"]  # fmt: skip
+    cols = ["p_from_mw", "q_from_mvar", "p_to_mw", "q_to_mvar", "i_from_ka", "i_to_ka", "i_ka", "loading_percent"]
     out = pd.DataFrame(np.nan, index=net.line.index, columns=cols)
     if not model.line_branch:
         return out
@@ -51,8 +50,9 @@ def line_table(net: pp.pandapowerNet, model: PpcModel, v: np.ndarray) -> pd.Data
     line = net.line.loc[idx]
     i_ka = np.maximum(ka_f[br], ka_t[br])
     rating = line.max_i_ka.values * line.df.values * line.parallel.values
-    out.loc[idx, cols] = np.column_stack([s_f.real[br], s_f.imag[br], s_t.real[br], s_t.imag[br],
-                                          ka_f[br], ka_t[br], i_ka, i_ka / rating * 100.0])  # fmt: skip
+    out.loc[idx, cols] = np.column_stack(
+        [s_f.real[br], s_f.imag[br], s_t.real[br], s_t.imag[br], ka_f[br], ka_t[br], i_ka, i_ka / rating * 100.0]
+    )
     return out
 
 
@@ -66,6 +66,7 @@ def trafo_table(net: pp.pandapowerNet, model: PpcModel, v: np.ndarray) -> pd.Dat
     trafo = net.trafo.loc[idx]
     rating = trafo.sn_mva.values * trafo.parallel.values * trafo.get("df", pd.Series(1.0, index=idx)).values
     loading = np.maximum(np.abs(s_f[br]), np.abs(s_t[br])) / rating * 100.0
-    out.loc[idx, cols] = np.column_stack([s_f.real[br], s_f.imag[br], s_t.real[br], s_t.imag[br],
-                                          ka_f[br], ka_t[br], loading])  # fmt: skip
+    out.loc[idx, cols] = np.column_stack(
+        [s_f.real[br], s_f.imag[br], s_t.real[br], s_t.imag[br], ka_f[br], ka_t[br], loading]
+    )
     return out

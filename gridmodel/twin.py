@@ -64,8 +64,7 @@ class Twin:
     # -- inputs -----------------------------------------------------------------------------
     def _latest_points(self, at_ns: int) -> dict[tuple[str, str], Point]:
         since = at_ns - int(self.settings.twin.stale_after_s * 1e9)
-        records = self.historian.latest(TELEMETRY, tags={"site": self.settings.site.name},
-                                        start_ns=since, end_ns=at_ns)  # fmt: skip
+        records = self.historian.latest(TELEMETRY, tags={"site": self.settings.site.name}, start_ns=since, end_ns=at_ns)
         points = (Point.from_record(r) for r in records)
         return {(p.device, p.name): p for p in points}
 
@@ -106,12 +105,16 @@ class Twin:
         try:
             measurements, n_telemetered = self.measurements_at(now)
             report = detect_and_identify(
-                self.estimator, self.net, measurements, threshold=cfg.bad_data_threshold,
-                confidence=cfg.chi2_confidence, max_removals=cfg.max_bad_data_removals,
+                self.estimator,
+                self.net,
+                measurements,
+                threshold=cfg.bad_data_threshold,
+                confidence=cfg.chi2_confidence,
+                max_removals=cfg.max_bad_data_removals,
                 # every measurement's normalised residual on MV grids; on large grids only the
                 # telemetered ones (the only candidates for removal): 7 s instead of 31 s at 10k buses
                 only_telemetered=len(self.net.bus) > _ALL_RESIDUALS_UP_TO_BUSES,
-            )  # fmt: skip
+            )
         except (EstimationError, ModelBuildError) as exc:
             log.error("twin cycle %d: %s", self.cycles, exc)
             result = CycleResult(now, False, None, 0, f"{type(exc).__name__}: {exc}")
@@ -119,9 +122,13 @@ class Twin:
             self.converged += 1
             result = CycleResult(now, True, report.estimate, n_telemetered, report=report)
             for bad in report.suspects:
-                log.warning("twin: %s is suspect: normalised residual %.1f (measured %.4g, estimated %.4g)",
-                            bad.measurement.label, bad.normalised or 0.0, bad.measurement.value,
-                            bad.estimated)  # fmt: skip
+                log.warning(
+                    "twin: %s is suspect: normalised residual %.1f (measured %.4g, estimated %.4g)",
+                    bad.measurement.label,
+                    bad.normalised or 0.0,
+                    bad.measurement.value,
+                    bad.estimated,
+                )
             self._observability(result, measurements, track=live)
         result.duration_s = time.perf_counter() - t0
         if store:
@@ -146,9 +153,11 @@ class Twin:
                 previous = measurements + self._last_telemetered.get(gone, [])
                 impact = device_loss_impact(self.net, est.model, previous, gone)
                 if impact.newly_unobservable:
-                    note = (f"{gone} lost: buses {impact.newly_unobservable} are no longer observable from "
-                            f"telemetry (pseudo-measurements carry them); restore with "
-                            f"{[m.point for m in impact.restore_with] or 'the device itself'}")  # fmt: skip
+                    note = (
+                        f"{gone} lost: buses {impact.newly_unobservable} are no longer observable from "
+                        f"telemetry (pseudo-measurements carry them); restore with "
+                        f"{[m.point for m in impact.restore_with] or 'the device itself'}"
+                    )
                     log.warning("twin: %s", note)
                     result.observability_notes.append(note)
             self._last_telemetered = {}
@@ -162,19 +171,27 @@ class Twin:
         t = result.time_ns
         report = result.report
         cycle_fields: dict[str, float | int | str | bool] = {
-            "converged": int(result.converged), "measurements": result.measurements,
-            "error": result.error[:300], "duration_s": result.duration_s,
+            "converged": int(result.converged),
+            "measurements": result.measurements,
+            "error": result.error[:300],
+            "duration_s": result.duration_s,
             "unobservable_buses": len(result.unobservable_buses),
-        }  # fmt: skip
+        }
         records: list[Record] = []
         est = result.estimate
         if est is not None and report is not None:
-            cycle_fields.update({
-                "engine": est.engine.value, "estimate_s": est.duration_s, "iterations": est.iterations,
-                "objective": report.objective, "dof": report.degrees_of_freedom,
-                "chi2_threshold": report.chi2_threshold, "chi2_alarm": int(report.chi2_alarm),
-                "suspects": len(report.suspects),
-            })  # fmt: skip
+            cycle_fields.update(
+                {
+                    "engine": est.engine.value,
+                    "estimate_s": est.duration_s,
+                    "iterations": est.iterations,
+                    "objective": report.objective,
+                    "dof": report.degrees_of_freedom,
+                    "chi2_threshold": report.chi2_threshold,
+                    "chi2_alarm": int(report.chi2_alarm),
+                    "suspects": len(report.suspects),
+                }
+            )
             records += self._state_records(result, est, site, t)
             records += self._residual_records(report, site, t)
             records += self._suspect_flags(report)
@@ -192,22 +209,48 @@ class Twin:
         limit = self.settings.anomaly.loading_limit_percent
         out = []
         for bus, row in est.res_bus.dropna().iterrows():
-            out.append(Record(TWIN_BUS, {"site": site, "bus": str(bus)},
-                              {"vm_pu": float(row.vm_pu), "va_degree": float(row.va_degree),
-                               "p_mw": float(row.p_mw), "q_mvar": float(row.q_mvar)}, t))  # fmt: skip
+            out.append(
+                Record(
+                    TWIN_BUS,
+                    {"site": site, "bus": str(bus)},
+                    {
+                        "vm_pu": float(row.vm_pu),
+                        "va_degree": float(row.va_degree),
+                        "p_mw": float(row.p_mw),
+                        "q_mvar": float(row.q_mvar),
+                    },
+                    t,
+                )
+            )
             if not band[0] <= row.vm_pu <= band[1]:
                 bound = band[0] if row.vm_pu < band[0] else band[1]
-                result.violations.append(Record(TWIN_VIOLATION,
-                    {"site": site, "element": f"bus {bus}", "kind": "voltage"},
-                    {"value": float(row.vm_pu), "limit": bound}, t))  # fmt: skip
+                result.violations.append(
+                    Record(
+                        TWIN_VIOLATION,
+                        {"site": site, "element": f"bus {bus}", "kind": "voltage"},
+                        {"value": float(row.vm_pu), "limit": bound},
+                        t,
+                    )
+                )
         for kind, table in (("line", est.res_line), ("trafo", est.res_trafo)):
             for idx, loading in table.loading_percent.dropna().items():
-                out.append(Record(TWIN_BRANCH, {"site": site, "kind": kind, "index": str(idx)},
-                                  {"loading_percent": float(loading)}, t))  # fmt: skip
+                out.append(
+                    Record(
+                        TWIN_BRANCH,
+                        {"site": site, "kind": kind, "index": str(idx)},
+                        {"loading_percent": float(loading)},
+                        t,
+                    )
+                )
                 if loading > limit:
-                    result.violations.append(Record(TWIN_VIOLATION,
-                        {"site": site, "element": f"{kind} {idx}", "kind": "loading"},
-                        {"value": float(loading), "limit": limit}, t))  # fmt: skip
+                    result.violations.append(
+                        Record(
+                            TWIN_VIOLATION,
+                            {"site": site, "element": f"{kind} {idx}", "kind": "loading"},
+                            {"value": float(loading), "limit": limit},
+                            t,
+                        )
+                    )
         return out
 
     def _residual_records(self, report: BadDataReport, site: str, t: int) -> list[Record]:
@@ -221,9 +264,12 @@ class Twin:
         for res, suspect in rows:
             m = res.measurement
             fields: dict[str, float | int | str | bool] = {
-                "measured": m.value, "estimated": res.estimated, "sigma": m.std_dev,
-                "residual_sigma": res.weighted, "suspect": int(suspect or id(m) in suspects),
-            }  # fmt: skip
+                "measured": m.value,
+                "estimated": res.estimated,
+                "sigma": m.std_dev,
+                "residual_sigma": res.weighted,
+                "suspect": int(suspect or id(m) in suspects),
+            }
             if res.normalised is not None:
                 fields["normalised"] = res.normalised
             out.append(Record(TWIN_RESIDUAL, {"site": site, "device": m.device, "point": m.point}, fields, t))
@@ -239,8 +285,18 @@ class Twin:
             point = self._cycle_points.get((bad.measurement.device, bad.measurement.point))
             if point is None or point.quality is not Quality.GOOD:
                 continue
-            flagged = Point(point.site, point.substation, point.bay, point.device, point.name, point.source,
-                            point.time_ns, point.value, Quality.SUSPECT, point.unit)  # fmt: skip
+            flagged = Point(
+                point.site,
+                point.substation,
+                point.bay,
+                point.device,
+                point.name,
+                point.source,
+                point.time_ns,
+                point.value,
+                Quality.SUSPECT,
+                point.unit,
+            )
             out.append(flagged.to_record())
         return out
 

@@ -15,7 +15,7 @@ from gridverse.config import SERVICE_PARTS
 from gridverse.settings import ConfigError, load_settings, redacted
 
 
-def _settings(args: argparse.Namespace):  # noqa: ANN202
+def _settings(args: argparse.Namespace):
     return load_settings(args.config)
 
 
@@ -32,9 +32,11 @@ def _emit_json(document: dict, path: Path | None, what: str) -> None:
 def cmd_config_check(args: argparse.Namespace) -> int:
     settings = _settings(args)
     n_dev = sum(len(s.devices) for s in settings.site.substations)
-    print(f"configuration OK: site {settings.site.name}, {len(settings.site.substations)} "
-          f"substations, {n_dev} devices, {len(settings.site.sensors)} sensors, "
-          f"{len(settings.profiles)} profiles")  # fmt: skip
+    print(
+        f"configuration OK: site {settings.site.name}, {len(settings.site.substations)} "
+        f"substations, {n_dev} devices, {len(settings.site.sensors)} sensors, "
+        f"{len(settings.profiles)} profiles"
+    )
     return 0
 
 
@@ -51,14 +53,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings = _settings(args)
     headless = args.seconds is not None
     if not headless:
-        print(f"gridverse demo: UI at http://127.0.0.1:{settings.ui.port}  "
-              f"(MQTT on {settings.mqtt.host or '127.0.0.1'}:{settings.mqtt.port}, "
-              f"Modbus RTUs on ports {[s.port for s in settings.site.substations]}, "
-              f"historian {settings.historian.path}); Ctrl-C stops", flush=True)  # fmt: skip
-    try:
-        summary = asyncio.run(
-            run_stack(settings, seconds=args.seconds, with_ui=not headless and not args.no_ui)
+        print(
+            f"gridverse demo: UI at http://127.0.0.1:{settings.ui.port}  "
+            f"(MQTT on {settings.mqtt.host or '127.0.0.1'}:{settings.mqtt.port}, "
+            f"Modbus RTUs on ports {[s.port for s in settings.site.substations]}, "
+            f"historian {settings.historian.path}); Ctrl-C stops",
+            flush=True,
         )
+    try:
+        summary = asyncio.run(run_stack(settings, seconds=args.seconds, with_ui=not headless and not args.no_ui))
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
         return 0
@@ -75,8 +78,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     parts = tuple(p for p in args.parts if p != "ui")
     try:
-        asyncio.run(run_stack(settings, seconds=None, with_ui="ui" in args.parts,
-                              progress=False, parts=parts))  # fmt: skip
+        asyncio.run(run_stack(settings, seconds=None, with_ui="ui" in args.parts, progress=False, parts=parts))
     except KeyboardInterrupt:
         return 0
     return 0
@@ -144,9 +146,11 @@ def cmd_twin_n1(args: argparse.Namespace) -> int:
             print(f"\rN-1: {done}/{total} outages", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
     frame, _results, seconds = n_minus_1(
-        grid.net, band=settings.anomaly.voltage_band_pu, limit=settings.anomaly.loading_limit_percent,
+        grid.net,
+        band=settings.anomaly.voltage_band_pu,
+        limit=settings.anomaly.loading_limit_percent,
         progress=progress,
-    )  # fmt: skip
+    )
     if args.output:
         frame.to_csv(args.output, index=False)
         print(f"{len(frame)} outages in {seconds:.1f} s, ranked table written to {args.output}", file=sys.stderr)
@@ -166,17 +170,23 @@ def _add_part_runner(subparsers: argparse._SubParsersAction, part: str, help_tex
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gridverse", description=__doc__)
-    parser.add_argument("--config", type=Path, default=None,
-                        help="main YAML file (default: $GRIDVERSE_CONFIG or configs/gridverse.yaml)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="main YAML file (default: $GRIDVERSE_CONFIG or configs/gridverse.yaml)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     config = sub.add_parser("config", help="validate or show the configuration")
     config_sub = config.add_subparsers(dest="action", required=True)
     config_sub.add_parser("check", help="validate every file").set_defaults(func=cmd_config_check)
-    config_sub.add_parser("show", help="print the effective configuration, secrets redacted"
-                          ).set_defaults(func=cmd_config_show)  # fmt: skip
+    config_sub.add_parser("show", help="print the effective configuration, secrets redacted").set_defaults(
+        func=cmd_config_show
+    )
     demo = sub.add_parser("demo", help="run the whole system on this machine")
-    demo.add_argument("--for", dest="seconds", type=float, default=None,
-                      help="run headless for this many seconds, then stop")
+    demo.add_argument(
+        "--for", dest="seconds", type=float, default=None, help="run headless for this many seconds, then stop"
+    )
     demo.add_argument("--summary", type=Path, default=None, help="write the JSON summary here")
     demo.add_argument("--no-ui", action="store_true", help="do not start the Streamlit UI")
     demo.add_argument("--log-level", default="WARNING")
@@ -223,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except Exception as exc:  # noqa: BLE001 - domain errors from any part, shown without traceback
+    except Exception as exc:
         from gridmodel.network import NetworkLoadError
 
         if isinstance(exc, NetworkLoadError):

@@ -55,13 +55,33 @@ REGISTER_WIDTH = {
 #: Units a profile may use, and the factor to the SI unit the gateway emits (ARCHITECTURE.md:
 #: points are in SI). Unknown units are refused at validation, not passed through.
 SI_UNITS: dict[str, tuple[str, float]] = {
-    "": ("", 1.0), "W": ("W", 1.0), "kW": ("W", 1e3), "MW": ("W", 1e6),
-    "var": ("var", 1.0), "kvar": ("var", 1e3), "Mvar": ("var", 1e6),
-    "VA": ("VA", 1.0), "kVA": ("VA", 1e3), "MVA": ("VA", 1e6),
-    "V": ("V", 1.0), "kV": ("V", 1e3), "A": ("A", 1.0), "kA": ("A", 1e3), "mA": ("A", 1e-3),
-    "Hz": ("Hz", 1.0), "Wh": ("J", 3600.0), "kWh": ("J", 3.6e6), "MWh": ("J", 3.6e9), "J": ("J", 1.0),
-    "degC": ("degC", 1.0), "K": ("K", 1.0), "%": ("%", 1.0), "s": ("s", 1.0), "Pa": ("Pa", 1.0),
-    "bar": ("Pa", 1e5), "ppm": ("ppm", 1.0),
+    "": ("", 1.0),
+    "W": ("W", 1.0),
+    "kW": ("W", 1e3),
+    "MW": ("W", 1e6),
+    "var": ("var", 1.0),
+    "kvar": ("var", 1e3),
+    "Mvar": ("var", 1e6),
+    "VA": ("VA", 1.0),
+    "kVA": ("VA", 1e3),
+    "MVA": ("VA", 1e6),
+    "V": ("V", 1.0),
+    "kV": ("V", 1e3),
+    "A": ("A", 1.0),
+    "kA": ("A", 1e3),
+    "mA": ("A", 1e-3),
+    "Hz": ("Hz", 1.0),
+    "Wh": ("J", 3600.0),
+    "kWh": ("J", 3.6e6),
+    "MWh": ("J", 3.6e9),
+    "J": ("J", 1.0),
+    "degC": ("degC", 1.0),
+    "K": ("K", 1.0),
+    "%": ("%", 1.0),
+    "s": ("s", 1.0),
+    "Pa": ("Pa", 1.0),
+    "bar": ("Pa", 1e5),
+    "ppm": ("ppm", 1.0),
 }
 
 
@@ -114,9 +134,7 @@ class ProfilePoint(Strict):
     @classmethod
     def _ln_name(cls, v: str) -> str:
         if not is_ln_do_name(v) or not v[:4].isupper():
-            raise ValueError(
-                f"point name {v!r} is not an IEC 61850 'LNxx.DataObject' name (e.g. MMXU1.TotW)"
-            )
+            raise ValueError(f"point name {v!r} is not an IEC 61850 'LNxx.DataObject' name (e.g. MMXU1.TotW)")
         return v
 
     @field_validator("scale")
@@ -169,8 +187,9 @@ class DeviceProfile(Strict):
             if p.scale_register is not None:
                 sf = by_name.get(p.scale_register)
                 if sf is None or sf.type != DataType.I16:
-                    raise ValueError(f"point {p.name}: scale_register {p.scale_register!r} must name an i16 point "
-                                     "of this profile")  # fmt: skip
+                    raise ValueError(
+                        f"point {p.name}: scale_register {p.scale_register!r} must name an i16 point of this profile"
+                    )
             if p.group != "default" and p.group not in self.groups:
                 raise ValueError(f"point {p.name}: group {p.group!r} has no period in `groups`")
         for name, period in self.groups.items():
@@ -191,10 +210,7 @@ class DeviceProfile(Strict):
             seen_names.add(p.name)
             for a in range(p.address, p.address + p.width):
                 if (p.table, a) in used:
-                    raise ValueError(
-                        f"point {p.name} overlaps {used[(p.table, a)]} at "
-                        f"{p.table.value} register {a}"
-                    )
+                    raise ValueError(f"point {p.name} overlaps {used[(p.table, a)]} at {p.table.value} register {a}")
                 used[(p.table, a)] = p.name
         return self
 
@@ -361,9 +377,7 @@ class SimulatorConfig(Strict):
     start: str = "2016-06-15T11:00:00"
     speed: float = Field(default=60.0, gt=0, description="simulated seconds per real second")
     step_s: float = Field(default=1.0, gt=0, description="real seconds between power flows")
-    deviation: float = Field(
-        default=0.1, ge=0, description="random deviation of real loads from their profiles"
-    )
+    deviation: float = Field(default=0.1, ge=0, description="random deviation of real loads from their profiles")
     noise: bool = True
     seed: int = 7
     ambient_c: float = 20.0
@@ -398,8 +412,9 @@ class GatewayConfig(Strict):
         default=False, description="republish durable points, normalised, on <prefix>/<site>/<sub>/<device>/normalised"
     )
     spool: SpoolConfig = SpoolConfig()
-    metrics_port: int | None = Field(default=None, ge=1, le=65535,
-                                     description="serve /metrics and /health here (Prometheus); off when null")
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="serve /metrics and /health here (Prometheus); off when null"
+    )
     rtu_host: str | None = Field(
         default=None, description="reach every RTU through this host (e.g. a simulator container)"
     )
@@ -412,9 +427,7 @@ class TwinConfig(Strict):
     pseudo_sigma_frac: float = Field(default=0.3, gt=0)
     pseudo_sigma_floor_mw: float = Field(default=0.02, gt=0)
     zero_injection_sigma_mw: float = Field(default=1e-4, gt=0)
-    skew_sigma_frac: float = Field(
-        default=0.01, ge=0, description="flow uncertainty from polls not being simultaneous"
-    )
+    skew_sigma_frac: float = Field(default=0.01, ge=0, description="flow uncertainty from polls not being simultaneous")
     flow_sigma_floor: float = Field(default=0.002, gt=0, description="MW, Mvar or kA")
     estimator: Literal["pandapower", "sparse"] = "sparse"
     bad_data_threshold: float = Field(default=3.0, gt=0, description="largest normalised residual")
@@ -516,16 +529,12 @@ class Settings(Strict):
             if sub_name not in subs:
                 raise ValueError(f"assets.{sub_name}: no substation of that name in the site")
             for ai, asset in enumerate(assets):
-                if asset.device is not None and asset.device not in names | {
-                    s.name for s in self.site.sensors
-                }:
+                if asset.device is not None and asset.device not in names | {s.name for s in self.site.sensors}:
                     raise ValueError(f"assets.{sub_name}[{ai}].device: unknown {asset.device!r}")
         if self.inspection.substation not in subs:
             raise ValueError(f"inspection.substation: unknown {self.inspection.substation!r}")
         for i, fault in enumerate(self.simulator.faults):
-            if fault.device is not None and fault.device not in names | {
-                s.name for s in self.site.sensors
-            }:
+            if fault.device is not None and fault.device not in names | {s.name for s in self.site.sensors}:
                 raise ValueError(f"simulator.faults[{i}].device: unknown {fault.device!r}")
         return self
 

@@ -35,8 +35,11 @@ def make_client(
         for path in (tls.ca_file, tls.cert_file, tls.key_file):
             if path is not None and not Path(path).is_file():
                 raise OSError(f"mqtt.tls: {path} is not a readable file; check the certificate paths")
-        client.tls_set(ca_certs=str(tls.ca_file), certfile=str(tls.cert_file) if tls.cert_file else None,
-                       keyfile=str(tls.key_file) if tls.key_file else None)  # fmt: skip
+        client.tls_set(
+            ca_certs=str(tls.ca_file),
+            certfile=str(tls.cert_file) if tls.cert_file else None,
+            keyfile=str(tls.key_file) if tls.key_file else None,
+        )
         client.tls_insecure_set(tls.insecure_skip_hostname)
     if config.username:
         password = config.password.get_secret_value() if config.password else None
@@ -94,9 +97,7 @@ class EmbeddedBroker:
         self._broker = Broker(
             {
                 "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
-                "plugins": {
-                    "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
-                },
+                "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
             }
         )
         await self._broker.start()

@@ -65,8 +65,15 @@ def series_tags(site: str, substation: str, bay: str, device: str, name: str, so
     key = (site, substation, bay, device, name, source)
     tags = _TAGS.get(key)
     if tags is None:
-        tags = {"site": site, "substation": substation, "bay": bay, "device": device, "ln_class": ln_class(name),
-                "point": name, "source": source.value}  # fmt: skip
+        tags = {
+            "site": site,
+            "substation": substation,
+            "bay": bay,
+            "device": device,
+            "ln_class": ln_class(name),
+            "point": name,
+            "source": source.value,
+        }
         if len(_TAGS) < _MAX_CACHED_SERIES:
             _TAGS[key] = tags
     return tags
@@ -108,8 +115,9 @@ class Point:
 
     def to_record(self) -> Record:
         tags = series_tags(self.site, self.substation, self.bay, self.device, self.name, self.source)
-        return Record(TELEMETRY, tags, telemetry_fields(self.value, self.quality, self.extra.get("text", "")),
-                      self.time_ns)  # fmt: skip
+        return Record(
+            TELEMETRY, tags, telemetry_fields(self.value, self.quality, self.extra.get("text", "")), self.time_ns
+        )
 
     @staticmethod
     def from_record(record: Record) -> Point:

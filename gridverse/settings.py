@@ -32,9 +32,7 @@ def _read_yaml(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(
-            f"{path}: file not found; pass --config PATH or set GRIDVERSE_CONFIG"
-        ) from None
+        raise ConfigError(f"{path}: file not found; pass --config PATH or set GRIDVERSE_CONFIG") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     try:
@@ -93,9 +91,11 @@ def _describe_location(tree: Any, loc: tuple[Any, ...]) -> str:
     """`site.substations.0.devices.2` → with each named list entry shown, e.g. `devices.2(F3)`."""
     parts, node = [], tree
     for key in loc:
-        node = node.get(key) if isinstance(node, dict) else (
-            node[key] if isinstance(node, list) and isinstance(key, int) and key < len(node) else None
-        )  # fmt: skip
+        node = (
+            node.get(key)
+            if isinstance(node, dict)
+            else (node[key] if isinstance(node, list) and isinstance(key, int) and key < len(node) else None)
+        )
         name = node.get("name") if isinstance(node, dict) else None
         parts.append(f"{key}({name})" if isinstance(key, int) and name else str(key))
     return ".".join(parts) or "(top level)"
@@ -113,9 +113,7 @@ def _format_validation(path: Path, exc: ValidationError, tree: Any = None) -> st
     return "\n".join(lines)
 
 
-def load_settings(
-    config_path: Path | None = None, environ: Mapping[str, str] | None = None
-) -> Settings:
+def load_settings(config_path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Read the main file, the profiles beside it and the asset list, apply the environment."""
     path = Path(config_path) if config_path else default_config_path()
     environ = os.environ if environ is None else environ
@@ -124,9 +122,7 @@ def load_settings(
     for secret in SECRET_PATHS:
         if _get_path(tree, secret) is not None:
             env_name = ENV_PREFIX + secret.upper().replace(".", "__")
-            raise ConfigError(
-                f"{path}: {secret}: secrets are not read from files; remove it and set {env_name}"
-            )
+            raise ConfigError(f"{path}: {secret}: secrets are not read from files; remove it and set {env_name}")
 
     profiles_dir = path.parent / "profiles"
     profiles: dict[str, Any] = {}

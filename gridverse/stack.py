@@ -35,23 +35,16 @@ PARTS = SERVICE_PARTS
 class Stack:
     """Parts of gridverse in one process (the UI in a child process); by default all of them."""
 
-    def __init__(
-        self, settings: Settings, *, with_ui: bool = False, parts: tuple[str, ...] = PARTS
-    ) -> None:
+    def __init__(self, settings: Settings, *, with_ui: bool = False, parts: tuple[str, ...] = PARTS) -> None:
         unknown = set(parts) - set(PARTS)
         if unknown:
             raise ValueError(f"unknown parts {sorted(unknown)}; choose from {list(PARTS)}")
         self.parts = parts
         if settings.mqtt.host is None and port_is_open("127.0.0.1", settings.mqtt.port):
-            log.warning("an MQTT broker already listens on 127.0.0.1:%s; using it",
-                        settings.mqtt.port)  # fmt: skip
-            settings = settings.model_copy(
-                update={"mqtt": settings.mqtt.model_copy(update={"host": "127.0.0.1"})}
-            )
+            log.warning("an MQTT broker already listens on 127.0.0.1:%s; using it", settings.mqtt.port)
+            settings = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={"host": "127.0.0.1"})})
         if settings.mqtt.host is None:
-            settings = settings.model_copy(
-                update={"mqtt": settings.mqtt.model_copy(update={"host": "127.0.0.1"})}
-            )
+            settings = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={"host": "127.0.0.1"})})
             self.broker: EmbeddedBroker | None = EmbeddedBroker("127.0.0.1", settings.mqtt.port)
         else:
             self.broker = None
@@ -87,8 +80,9 @@ class Stack:
         if "detectors" in self.parts:
             self.alarm_client.connect_async(broker_host(self.settings.mqtt), self.settings.mqtt.port)
             self.alarm_client.loop_start()
-            self.detectors = Detectors(self.settings, self.historian,
-                                       AlarmBook(self.settings, self.historian, self.alarm_client))  # fmt: skip
+            self.detectors = Detectors(
+                self.settings, self.historian, AlarmBook(self.settings, self.historian, self.alarm_client)
+            )
             self.detectors.start()
         if self.with_ui:
             self._start_ui()
@@ -124,8 +118,7 @@ class Stack:
             try:
                 since = time.time_ns() - int(30e9)
                 states = asset_states(self.settings, self.historian, cfg.substation, since)
-                path = self.renderer.render(cfg.substation, states,
-                                            cfg.output_dir / f"{cfg.substation}.png")  # fmt: skip
+                path = self.renderer.render(cfg.substation, states, cfg.output_dir / f"{cfg.substation}.png")
             except Exception:
                 self.render_errors += 1
                 log.exception("inspection render failed")
@@ -136,8 +129,16 @@ class Stack:
     def _start_ui(self) -> None:
         app = Path(__file__).resolve().parents[1] / "ui" / "app.py"
         env = dict(os.environ, GRIDVERSE_HISTORIAN__PATH=str(self.settings.historian.path.resolve()))
-        cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless=true",
-               f"--server.port={self.settings.ui.port}", "--browser.gatherUsageStats=false"]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(app),
+            "--server.headless=true",
+            f"--server.port={self.settings.ui.port}",
+            "--browser.gatherUsageStats=false",
+        ]
         self._ui = subprocess.Popen(cmd, env=env)
 
     async def stop(self) -> None:
@@ -185,9 +186,9 @@ class Stack:
                 "median_cycle_max_error_pu": float(np.median(errors)) if errors else None,
             },
             "alarms_raised": self.detectors.alarms.raised if self.detectors else 0,
-            "alarms_active": sorted(
-                f"{a.rule}:{a.device}/{a.point}" for a in self.detectors.alarms.active.values()
-            ) if self.detectors else [],  # fmt: skip
+            "alarms_active": sorted(f"{a.rule}:{a.device}/{a.point}" for a in self.detectors.alarms.active.values())
+            if self.detectors
+            else [],
             "rendered": self.rendered,
             "historian": self.settings.historian.backend,
         }
@@ -212,11 +213,15 @@ async def run_stack(
                 s = stack.summary()
                 elapsed = time.monotonic() - started
                 total = f"/{seconds:.0f}" if seconds else ""
-                print(f"\r[{elapsed:4.0f}{total} s] points modbus={s['points_stored']['modbus']} "
-                      f"mqtt={s['points_stored']['mqtt']}  estimates="
-                      f"{s['state_estimation']['converged']}/{s['state_estimation']['cycles']}  "
-                      f"alarms={s['alarms_raised']}  renders={len(s['rendered'])}   ",
-                      end="", file=sys.stderr, flush=True)  # fmt: skip
+                print(
+                    f"\r[{elapsed:4.0f}{total} s] points modbus={s['points_stored']['modbus']} "
+                    f"mqtt={s['points_stored']['mqtt']}  estimates="
+                    f"{s['state_estimation']['converged']}/{s['state_estimation']['cycles']}  "
+                    f"alarms={s['alarms_raised']}  renders={len(s['rendered'])}   ",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
     finally:
         if progress:
             print(file=sys.stderr)

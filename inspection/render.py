@@ -25,9 +25,7 @@ def _renderer(width: int, height: int) -> rendering.OffscreenRenderer:
     return _renderers[key]
 
 
-def render_substation(
-    settings: Settings, substation: str, states: dict[str, AssetState], path: Path
-) -> Path:
+def render_substation(settings: Settings, substation: str, states: dict[str, AssetState], path: Path) -> Path:
     """Draw every asset of `substation` in its state colour and write the image to `path`."""
     cfg = settings.inspection
     assets = settings.assets.get(substation)

@@ -39,10 +39,14 @@ def asset_parts(asset: AssetConfig, colour: Rgb) -> list[Part]:
     grey: Rgb = (0.55, 0.57, 0.6)
     if asset.kind == AssetKind.TRANSFORMER:
         parts = [Part(f"{asset.name}/tank", _box(4.0, 2.6, 3.0, (x, y, 0)), colour)]
-        parts += [Part(f"{asset.name}/radiator{i}", _box(0.15, 2.2, 2.4, (x + s, y, 0.3)), grey)
-                  for i, s in enumerate((-2.3, -2.6, 2.3, 2.6))]  # fmt: skip
-        parts += [Part(f"{asset.name}/bushing{i}", _cylinder(0.18, 1.6, (x + dx, y, 3.8)), grey)
-                  for i, dx in enumerate((-1.2, 0.0, 1.2))]  # fmt: skip
+        parts += [
+            Part(f"{asset.name}/radiator{i}", _box(0.15, 2.2, 2.4, (x + s, y, 0.3)), grey)
+            for i, s in enumerate((-2.3, -2.6, 2.3, 2.6))
+        ]
+        parts += [
+            Part(f"{asset.name}/bushing{i}", _cylinder(0.18, 1.6, (x + dx, y, 3.8)), grey)
+            for i, dx in enumerate((-1.2, 0.0, 1.2))
+        ]
         return parts
     if asset.kind == AssetKind.BREAKER:
         return [
@@ -52,9 +56,11 @@ def asset_parts(asset: AssetConfig, colour: Rgb) -> list[Part]:
     if asset.kind == AssetKind.BUSBAR:
         return [
             Part(f"{asset.name}/conductor", _cylinder(0.12, asset.length, (x, y, 5.0), "x"), colour),
-            *[Part(f"{asset.name}/post{i}", _cylinder(0.15, 5.0, (x + dx, y, 2.5)), grey)
-              for i, dx in enumerate(np.linspace(-asset.length / 2, asset.length / 2, 4))],
-        ]  # fmt: skip
+            *[
+                Part(f"{asset.name}/post{i}", _cylinder(0.15, 5.0, (x + dx, y, 2.5)), grey)
+                for i, dx in enumerate(np.linspace(-asset.length / 2, asset.length / 2, 4))
+            ],
+        ]
     sphere = o3d.geometry.TriangleMesh.create_sphere(radius=0.45)
     sphere.translate((x, y, 3.4))
     return [Part(f"{asset.name}/sensor", sphere, colour)]

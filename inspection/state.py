@@ -28,12 +28,12 @@ COLOURS: dict[AssetState, Rgb] = {
 }
 
 
-def asset_states(
-    settings: Settings, historian: Historian, substation: str, since_ns: int
-) -> dict[str, AssetState]:
+def asset_states(settings: Settings, historian: Historian, substation: str, since_ns: int) -> dict[str, AssetState]:
     site = settings.site.name
-    points = [Point.from_record(r) for r in historian.latest(
-        TELEMETRY, tags={"site": site, "substation": substation}, start_ns=since_ns)]  # fmt: skip
+    points = [
+        Point.from_record(r)
+        for r in historian.latest(TELEMETRY, tags={"site": site, "substation": substation}, start_ns=since_ns)
+    ]
     by_device: dict[str, list[Point]] = {}
     for p in points:
         by_device.setdefault(p.device, []).append(p)

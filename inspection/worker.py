@@ -38,8 +38,9 @@ class RenderWorker:
         ctx = mp.get_context("spawn")
         self._jobs: mp.Queue = ctx.Queue()
         self._results: mp.Queue = ctx.Queue()
-        self._process = ctx.Process(target=_serve, args=(settings, self._jobs, self._results),
-                                    name="gridverse-render", daemon=True)  # fmt: skip
+        self._process = ctx.Process(
+            target=_serve, args=(settings, self._jobs, self._results), name="gridverse-render", daemon=True
+        )
 
     def start(self, timeout: float = 180.0) -> None:
         """Start the process and wait until its renderer is up (imports take a while when cold)."""
@@ -51,9 +52,7 @@ class RenderWorker:
         if status != "ready":
             raise RenderError(detail)
 
-    def render(
-        self, substation: str, states: dict[str, AssetState], path: Path, timeout: float = 120.0
-    ) -> Path:
+    def render(self, substation: str, states: dict[str, AssetState], path: Path, timeout: float = 120.0) -> Path:
         if not self._process.is_alive():
             raise RenderError(f"render process exited with code {self._process.exitcode}")
         self._jobs.put((substation, dict(states), str(path)))

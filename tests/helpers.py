@@ -12,7 +12,7 @@ from gridverse.settings import REPO_ROOT
 from tests.services import free_port
 
 
-def config_dir(tmp: Path, mutate=None) -> Path:  # noqa: ANN001
+def config_dir(tmp: Path, mutate=None) -> Path:
     """A copy of configs/ in `tmp` with free ports and paths inside `tmp`; returns the main file."""
     target = tmp / "configs"
     shutil.copytree(REPO_ROOT / "configs", target)

@@ -29,9 +29,7 @@ def free_port() -> int:
 
 
 def require_binary(name: str, package: str) -> str:
-    path = shutil.which(name) or next(
-        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.path.exists(p)), None
-    )
+    path = shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.path.exists(p)), None)
     if path is None:
         unavailable(f"{name} not installed: apt-get install {package}")
     return path
@@ -44,7 +42,7 @@ def unavailable(message: str) -> NoReturn:
     pytest.skip(message)
 
 
-def wait_for(check, what: str, timeout: float = 20.0) -> None:  # noqa: ANN001
+def wait_for(check, what: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -83,8 +81,10 @@ def mosquitto(tmp: Path, port: int | None = None, extra: str = "") -> Iterator[i
     binary = require_binary("mosquitto", "mosquitto")
     port = port or free_port()
     conf = tmp / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                    f"max_queued_messages 0\nmax_inflight_messages 100\n{extra}")  # fmt: skip
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        f"max_queued_messages 0\nmax_inflight_messages 100\n{extra}"
+    )
     with process([binary, "-c", str(conf)], tmp / "mosquitto.log"):
         wait_for(lambda: port_open(port), "mosquitto")
         yield port

@@ -16,10 +16,17 @@ def _profile(word: str = "big", byte: str = "big", **point: object) -> DevicePro
 
 @pytest.mark.parametrize("word", ["big", "little"])
 @pytest.mark.parametrize("byte", ["big", "little"])
-@pytest.mark.parametrize(("dtype", "value", "scale"), [
-    ("u16", 50123.0, 1.0), ("i16", -1234.5, 0.5), ("u32", 3_000_000_000.0, 1.0),
-    ("i32", -7_250_000.0, 1.0), ("f32", 20412.5, 1.0), ("f64", -1.0e-3, 1.0),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("dtype", "value", "scale"),
+    [
+        ("u16", 50123.0, 1.0),
+        ("i16", -1234.5, 0.5),
+        ("u32", 3_000_000_000.0, 1.0),
+        ("i32", -7_250_000.0, 1.0),
+        ("f32", 20412.5, 1.0),
+        ("f64", -1.0e-3, 1.0),
+    ],
+)
 def test_round_trip(word: str, byte: str, dtype: str, value: float, scale: float) -> None:
     profile = _profile(word, byte, type=dtype, scale=scale)
     point = profile.points[0]
@@ -57,8 +64,10 @@ def test_scale_zero_is_a_configuration_error() -> None:
 
 
 def test_adjacent_points_merge_into_blocks_within_limits() -> None:
-    points = [{"name": f"GGIO1.AnIn{i}", "table": "input", "address": a, "type": "u16"}
-              for i, a in enumerate([0, 1, 2, 20, 21, 200])]  # fmt: skip
+    points = [
+        {"name": f"GGIO1.AnIn{i}", "table": "input", "address": a, "type": "u16"}
+        for i, a in enumerate([0, 1, 2, 20, 21, 200])
+    ]
     points.append({"name": "GGIO1.Big", "table": "input", "address": 300, "type": "u16"})
     points.append({"name": "GGIO1.Far", "table": "input", "address": 300 + 130, "type": "u16"})
     profile = DeviceProfile(name="t", points=points)
@@ -77,11 +86,15 @@ from hypothesis import strategies as st  # noqa: E402
 
 
 @hsettings(max_examples=400, deadline=None)
-@given(dtype=st.sampled_from(["u16", "i16", "u32", "i32", "f32", "f64"]),
-       word=st.sampled_from(["big", "little"]), byte=st.sampled_from(["big", "little"]),
-       words=st.lists(st.integers(min_value=-5, max_value=70_000), max_size=6))  # fmt: skip
-def test_any_modbus_reply_gives_a_finite_reading_or_a_reason(dtype: str, word: str, byte: str,
-                                                             words: list[int]) -> None:  # fmt: skip
+@given(
+    dtype=st.sampled_from(["u16", "i16", "u32", "i32", "f32", "f64"]),
+    word=st.sampled_from(["big", "little"]),
+    byte=st.sampled_from(["big", "little"]),
+    words=st.lists(st.integers(min_value=-5, max_value=70_000), max_size=6),
+)
+def test_any_modbus_reply_gives_a_finite_reading_or_a_reason(
+    dtype: str, word: str, byte: str, words: list[int]
+) -> None:
     """Garbage registers (wrong count, out-of-range words, NaN/inf patterns) never become a
     believable value: the result is finite, or DecodeError says what was wrong."""
     import math
@@ -102,19 +115,34 @@ _BLOCK_TYPES = ["u16", "i16", "u32", "i32", "f32", "f64", "u64", "i64", "string"
 def _block_profile(word: str, byte: str, sunspec: bool) -> DeviceProfile:
     points, address = [], 0
     for k, dtype in enumerate(_BLOCK_TYPES):
-        p = {"name": f"GGIO1.AnIn{k}", "table": "holding", "address": address, "type": dtype,
-             **({"length": 3} if dtype == "string" else {})}  # fmt: skip
+        p = {
+            "name": f"GGIO1.AnIn{k}",
+            "table": "holding",
+            "address": address,
+            "type": dtype,
+            **({"length": 3} if dtype == "string" else {}),
+        }
         points.append(p)
         address += {"u16": 1, "i16": 1, "u32": 2, "i32": 2, "f32": 2, "f64": 4, "u64": 4, "i64": 4, "string": 3}[dtype]
     return DeviceProfile(name="blk", word_order=word, byte_order=byte, sunspec_sentinels=sunspec, points=points)
 
 
 @hsettings(max_examples=300, deadline=None)
-@given(word=st.sampled_from(["big", "little"]), byte=st.sampled_from(["big", "little"]), sunspec=st.booleans(),
-       words=st.lists(st.one_of(st.integers(0, 0xFFFF), st.sampled_from([0xFFFF, 0x7FC0, 0x7F80, 0x8000, 0]),
-                                st.integers(-3, 70_000)), min_size=23, max_size=23))  # fmt: skip
-def test_block_unpacker_reads_what_point_by_point_decoding_reads(word: str, byte: str, sunspec: bool,
-                                                                 words: list[int]) -> None:  # fmt: skip
+@given(
+    word=st.sampled_from(["big", "little"]),
+    byte=st.sampled_from(["big", "little"]),
+    sunspec=st.booleans(),
+    words=st.lists(
+        st.one_of(
+            st.integers(0, 0xFFFF), st.sampled_from([0xFFFF, 0x7FC0, 0x7F80, 0x8000, 0]), st.integers(-3, 70_000)
+        ),
+        min_size=23,
+        max_size=23,
+    ),
+)
+def test_block_unpacker_reads_what_point_by_point_decoding_reads(
+    word: str, byte: str, sunspec: bool, words: list[int]
+) -> None:
     """The poller unpacks a whole block at once; for any reply, garbage included, each point gets
     the same number (or the same refusal) as decoding that point's own registers."""
     from gateway.codec import BlockUnpacker, decode_raw, decode_text

@@ -16,8 +16,7 @@ COMPOSE = REPO_ROOT / "docker-compose.yml"
 
 
 def _compose_command() -> list[str] | None:
-    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"],
-                                                 capture_output=True).returncode == 0:  # fmt: skip
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
         return ["docker", "compose"]
     if shutil.which("docker-compose"):
         return ["docker-compose"]
@@ -29,8 +28,9 @@ def test_compose_file_validates_with_docker_compose() -> None:
     if cmd is None:
         unavailable("no docker compose client: apt-get install docker-compose")
     env = dict(os.environ, INFLUX_TOKEN="t", INFLUX_PASSWORD="p")
-    result = subprocess.run([*cmd, "-f", str(COMPOSE), "config"], capture_output=True, text=True,
-                            env=env, cwd=REPO_ROOT, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [*cmd, "-f", str(COMPOSE), "config"], capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load(result.stdout)
     assert {"influxdb", "mosquitto", "simulator", "gateway", "twin", "ui"} <= set(config["services"])

@@ -54,8 +54,7 @@ def test_overlapping_registers_are_rejected(tmp_path: Path) -> None:
 
 
 def test_unknown_profile_reference(tmp_path: Path) -> None:
-    main = config_dir(tmp_path, lambda d: d["site"]["substations"][0]["devices"][0].update(
-        profile="no_such_profile"))  # fmt: skip
+    main = config_dir(tmp_path, lambda d: d["site"]["substations"][0]["devices"][0].update(profile="no_such_profile"))
     with pytest.raises(ConfigError, match="unknown profile 'no_such_profile'"):
         load_settings(main)
 
@@ -68,8 +67,12 @@ def test_secret_in_file_is_refused_with_the_variable_to_use(tmp_path: Path) -> N
 
 def test_environment_overrides_and_secrets_are_redacted(tmp_path: Path) -> None:
     main = config_dir(tmp_path)
-    env = {"GRIDVERSE_MQTT__PORT": "2883", "GRIDVERSE_MQTT__USERNAME": "gw",
-           "GRIDVERSE_MQTT__PASSWORD": "s3cret-pw", "GRIDVERSE_HISTORIAN__INFLUX__TOKEN": "tok-123"}  # fmt: skip
+    env = {
+        "GRIDVERSE_MQTT__PORT": "2883",
+        "GRIDVERSE_MQTT__USERNAME": "gw",
+        "GRIDVERSE_MQTT__PASSWORD": "s3cret-pw",
+        "GRIDVERSE_HISTORIAN__INFLUX__TOKEN": "tok-123",
+    }
     settings = load_settings(main, environ=env)
     assert settings.mqtt.port == 2883
     assert settings.mqtt.password is not None
@@ -81,8 +84,12 @@ def test_environment_overrides_and_secrets_are_redacted(tmp_path: Path) -> None:
 
 def test_cli_reports_bad_config_without_traceback(tmp_path: Path) -> None:
     main = config_dir(tmp_path, lambda d: d["gateway"].update(poll_interval_s=-1))
-    result = subprocess.run([sys.executable, "-m", "gridverse.cli", "--config", str(main),
-                             "config", "check"], capture_output=True, text=True, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "gridverse.cli", "--config", str(main), "config", "check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "gateway.poll_interval_s" in result.stderr
     assert "Traceback" not in result.stderr
@@ -91,8 +98,12 @@ def test_cli_reports_bad_config_without_traceback(tmp_path: Path) -> None:
 def test_cli_config_show_redacts(tmp_path: Path) -> None:
     main = config_dir(tmp_path)
     env = {"GRIDVERSE_HISTORIAN__INFLUX__TOKEN": "very-secret-token", "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-m", "gridverse.cli", "--config", str(main),
-                             "config", "show"], capture_output=True, text=True, timeout=60,
-                            env=env)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "gridverse.cli", "--config", str(main), "config", "show"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     assert "very-secret-token" not in result.stdout and "token: '***'" in result.stdout

@@ -51,7 +51,8 @@ def test_golden_gross_error_is_identified(engine: EstimatorKind) -> None:
     bias = case["bias"]
     measurements = [
         replace(m, value=m.value + bias["sigmas"] * m.std_dev)
-        if (m.device, m.point) == (bias["device"], bias["point"]) else m
+        if (m.device, m.point) == (bias["device"], bias["point"])
+        else m
         for m in measurements
     ]
     report = detect_and_identify(make_estimator(engine), net, measurements, threshold=3.0)
@@ -77,7 +78,7 @@ def rural() -> tuple[pp.pandapowerNet, pp.pandapowerNet, list[Measurement]]:
     return truth, forecast, synthesize(truth, forecast, realistic_plan(truth), rng)
 
 
-def test_engines_agree_on_simbench_and_track_the_truth(rural) -> None:  # noqa: ANN001
+def test_engines_agree_on_simbench_and_track_the_truth(rural) -> None:
     truth, forecast, measurements = rural
     results = {kind: make_estimator(kind).estimate(copy.deepcopy(forecast), measurements) for kind in ENGINES}
     vm = {k: r.res_bus.vm_pu for k, r in results.items()}
@@ -92,7 +93,7 @@ def test_engines_agree_on_simbench_and_track_the_truth(rural) -> None:  # noqa: 
         assert sparse.res_line.at[m.element, f"p_{m.side}_mw"] == pytest.approx(true_p, rel=0.05, abs=0.01)
 
 
-def test_warm_sparse_estimate_reuses_its_factorisation(rural) -> None:  # noqa: ANN001
+def test_warm_sparse_estimate_reuses_its_factorisation(rural) -> None:
     _truth, forecast, measurements = rural
     engine = make_estimator(EstimatorKind.SPARSE)
     cold = engine.estimate(forecast, measurements, warm=False)
@@ -105,7 +106,7 @@ def test_warm_sparse_estimate_reuses_its_factorisation(rural) -> None:  # noqa: 
     assert warm.iterations < cold.iterations
 
 
-def test_clean_data_raises_no_suspect_and_a_biased_meter_is_found(rural) -> None:  # noqa: ANN001
+def test_clean_data_raises_no_suspect_and_a_biased_meter_is_found(rural) -> None:
     _truth, forecast, measurements = rural
     engine = make_estimator(EstimatorKind.SPARSE)
     clean = detect_and_identify(engine, forecast, measurements, threshold=4.0)
@@ -113,8 +114,11 @@ def test_clean_data_raises_no_suspect_and_a_biased_meter_is_found(rural) -> None
     assert not clean.chi2_alarm
     # a feeder-head flow with redundancy to spare (a bias must show in its residual to be found)
     shares = redundancy(clean.estimate)
-    heads = [(share, k) for k, (res, share) in enumerate(zip(clean.results, shares, strict=True))
-             if res.measurement.element_type == "line" and not res.measurement.pseudo]  # fmt: skip
+    heads = [
+        (share, k)
+        for k, (res, share) in enumerate(zip(clean.results, shares, strict=True))
+        if res.measurement.element_type == "line" and not res.measurement.pseudo
+    ]
     share, best = max(heads)
     assert share > 0.05
     target = clean.results[best].measurement
@@ -133,8 +137,9 @@ def test_critical_measurements_get_no_normalised_residual() -> None:
     critical = next(m for m in measurements if (m.meas_type, m.element_type, m.element) == ("p", "line", 3))
     biased = [replace(m, value=m.value + 50 * m.std_dev) if m is critical else m for m in measurements]
     est = make_estimator(EstimatorKind.SPARSE).estimate(net, biased)
-    rn = dict(zip([r.measurement.label for r in est.results], normalised_residuals(est)[: len(est.results)],
-                  strict=True))  # fmt: skip
+    rn = dict(
+        zip([r.measurement.label for r in est.results], normalised_residuals(est)[: len(est.results)], strict=True)
+    )
     assert np.isnan(rn[critical.label])  # cannot be tested, and says so, instead of a reassuring 0
     report = detect_and_identify(make_estimator(EstimatorKind.SPARSE), net, biased, threshold=3.0)
     assert report.suspects == []  # undetectable by any residual test: why critical meters matter
@@ -159,7 +164,7 @@ def test_singular_gain_names_the_buses() -> None:
     assert 5 in info.value.unobservable_buses
 
 
-def test_observability_and_the_meter_that_restores_it(rural) -> None:  # noqa: ANN001
+def test_observability_and_the_meter_that_restores_it(rural) -> None:
     truth, _forecast, measurements = rural
     model = build_model(truth)
     obs = analyse(truth, model, measurements)

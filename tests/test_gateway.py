@@ -31,9 +31,18 @@ def test_live_devices_keep_their_schedule_while_one_refuses(base: Settings) -> N
     cfg = GatewayConfig(poll_interval_s=0.25, timeout_s=0.5, retries=0)
     images = {d.name: DeviceImage(d, base.profiles[d.profile]) for d in live.devices}
     for name, image in images.items():
-        values = {p.name: (1.0 if p.type.value == "bit" else 20_400.0 if p.name == "MMXU1.PPV"
-                           else -1_234_000.0 if "Tot" in p.name else 123.4)
-                  for p in image.profile.points}  # fmt: skip
+        values = {
+            p.name: (
+                1.0
+                if p.type.value == "bit"
+                else 20_400.0
+                if p.name == "MMXU1.PPV"
+                else -1_234_000.0
+                if "Tot" in p.name
+                else 123.4
+            )
+            for p in image.profile.points
+        }
         image.update(values, silent=(name == "F8"))  # F8 answers with a Modbus exception
     collected: list[Point] = []
 
@@ -43,9 +52,18 @@ def test_live_devices_keep_their_schedule_while_one_refuses(base: Settings) -> N
         pollers = []
         for sub in (live, dead):
             conn = RtuConnection(sub, cfg)
-            pollers += [DevicePoller("rural1", sub, d, base.profiles[d.profile], conn, cfg,
-                                     lambda rows: collected.extend(map(Point.from_record, rows)))
-                        for d in sub.devices]  # fmt: skip
+            pollers += [
+                DevicePoller(
+                    "rural1",
+                    sub,
+                    d,
+                    base.profiles[d.profile],
+                    conn,
+                    cfg,
+                    lambda rows: collected.extend(map(Point.from_record, rows)),
+                )
+                for d in sub.devices
+            ]
         tasks = [asyncio.create_task(p.run()) for p in pollers]
         await asyncio.sleep(3.0)
         for t in tasks:
@@ -66,8 +84,7 @@ def test_live_devices_keep_their_schedule_while_one_refuses(base: Settings) -> N
     assert t1["MMXU1.PPV"].value == pytest.approx(20_400.0)
     assert t1["XCBR1.Pos"].value == 1.0
     dead_points = [p for p in collected if p.device in ("RTU08", "F8")]
-    assert dead_points and all(p.quality is Quality.COMM_FAIL and p.value is None
-                               for p in dead_points)  # fmt: skip
+    assert dead_points and all(p.quality is Quality.COMM_FAIL and p.value is None for p in dead_points)
 
 
 def _parser(base: Settings) -> JsonTelemetry:
@@ -81,19 +98,21 @@ def test_json_payload_becomes_points(base: Settings) -> None:
     assert point.time_ns == 1_700_000_000_000 * 1_000_000
 
 
-@pytest.mark.parametrize(("payload", "reason"), [
-    (b"\xff\xfe not json", "not JSON"),
-    (b'{"points": {"YPTR1.TmpOil": {"value": "hot"}}}', "not a number"),
-    (b'{"points": {"YPTR1.TmpOil": {"value": NaN}}}', "not finite"),
-    (b'{"points": {"YPTR1.TmpOil": {"value": true}}}', "not a number"),
-    (b'{"points": {"tmp": {"value": 1}}}', "IEC 61850"),
-    (b'{"time": "yesterday", "points": {}}', "epoch milliseconds"),
-    (b"[1, 2, 3]", '"points" object'),
-    (b"[" * 5000 + b"]" * 5000, "not JSON"),
-    (b'{"points": {}, "pad": "' + b"x" * 70000 + b'"}', "exceeds"),
-])  # fmt: skip
-def test_malformed_payloads_are_refused_with_a_reason(base: Settings, payload: bytes,
-                                                      reason: str) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"\xff\xfe not json", "not JSON"),
+        (b'{"points": {"YPTR1.TmpOil": {"value": "hot"}}}', "not a number"),
+        (b'{"points": {"YPTR1.TmpOil": {"value": NaN}}}', "not finite"),
+        (b'{"points": {"YPTR1.TmpOil": {"value": true}}}', "not a number"),
+        (b'{"points": {"tmp": {"value": 1}}}', "IEC 61850"),
+        (b'{"time": "yesterday", "points": {}}', "epoch milliseconds"),
+        (b"[1, 2, 3]", '"points" object'),
+        (b"[" * 5000 + b"]" * 5000, "not JSON"),
+        (b'{"points": {}, "pad": "' + b"x" * 70000 + b'"}', "exceeds"),
+    ],
+)
+def test_malformed_payloads_are_refused_with_a_reason(base: Settings, payload: bytes, reason: str) -> None:
     with pytest.raises(PayloadError, match=reason):
         _parser(base).parse(payload, 0)
 
@@ -101,18 +120,21 @@ def test_malformed_payloads_are_refused_with_a_reason(base: Settings, payload: b
 def test_rejected_messages_are_kept_with_reason_and_ingestion_goes_on(base: Settings) -> None:
     good, kept, acked = [], [], []
 
-    def collect(into: list):  # noqa: ANN202 - the sink/reject callback, which acks like the spool does
-        def take(items: list, on_durable) -> None:  # noqa: ANN001
+    def collect(into: list):
+        def take(items: list, on_durable) -> None:
             into.extend(items)
             on_durable()
+
         return take
 
     ingest = MqttIngest(base, collect(good), collect(kept))
-    for k, (topic, body) in enumerate([
-        ("gridverse/rural1/primary/T1-oil/telemetry", b"garbage"),
-        ("gridverse/rural1/primary/ghost/telemetry", b'{"points": {}}'),
-        ("gridverse/rural1/primary/T1-oil/telemetry", b'{"points": {"YPTR1.TmpOil": {"value": 55.0}}}'),
-    ]):  # fmt: skip
+    for k, (topic, body) in enumerate(
+        [
+            ("gridverse/rural1/primary/T1-oil/telemetry", b"garbage"),
+            ("gridverse/rural1/primary/ghost/telemetry", b'{"points": {}}'),
+            ("gridverse/rural1/primary/T1-oil/telemetry", b'{"points": {"YPTR1.TmpOil": {"value": 55.0}}}'),
+        ]
+    ):
         ingest.handle(topic, body, lambda k=k: acked.append(k))
     assert ingest.rejected == 2 and len(good) == 1
     assert acked == [0, 1, 2]  # a rejected message is acknowledged too, once its rejection is kept
@@ -121,10 +143,16 @@ def test_rejected_messages_are_kept_with_reason_and_ingestion_goes_on(base: Sett
 
 
 @hsettings(max_examples=300, deadline=None)
-@given(st.one_of(st.binary(max_size=300), st.recursive(
-    st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=20),
-    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=12), c, max_size=4),
-    max_leaves=30).map(lambda v: json.dumps({"points": v} if isinstance(v, dict) else v).encode())))
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        st.recursive(
+            st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=20),
+            lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=12), c, max_size=4),
+            max_leaves=30,
+        ).map(lambda v: json.dumps({"points": v} if isinstance(v, dict) else v).encode()),
+    )
+)
 def test_any_payload_gives_points_or_a_reason(payload: bytes) -> None:
     parser = JsonTelemetry("rural1", load_settings_cached().site.sensors[0])
     try:
@@ -144,7 +172,7 @@ def load_settings_cached() -> Settings:
     return _CACHE[0]
 
 
-def test_gateway_test_command_prints_every_source_once(base: Settings, tmp_path) -> None:  # noqa: ANN001
+def test_gateway_test_command_prints_every_source_once(base: Settings, tmp_path) -> None:
     """`gridverse gateway test`: live devices print values, a dead RTU prints comm_fail, and a
     sensor heard on a real Mosquitto prints its point (like `telegraf --test`)."""
     import json
@@ -162,11 +190,13 @@ def test_gateway_test_command_prints_every_source_once(base: Settings, tmp_path)
         image.update({p.name: 1.0 if p.type.value == "bit" else 100.0 for p in image.profile.points}, silent=False)
     lines: list[str] = []
     with mosquitto(tmp_path) as port:
-        settings = base.model_copy(update={
-            "site": base.site.model_copy(update={"substations": [live, *others]}),
-            "mqtt": base.mqtt.model_copy(update={"host": "127.0.0.1", "port": port}),
-            "gateway": base.gateway.model_copy(update={"timeout_s": 0.3, "retries": 0}),
-        })  # fmt: skip
+        settings = base.model_copy(
+            update={
+                "site": base.site.model_copy(update={"substations": [live, *others]}),
+                "mqtt": base.mqtt.model_copy(update={"host": "127.0.0.1", "port": port}),
+                "gateway": base.gateway.model_copy(update={"timeout_s": 0.3, "retries": 0}),
+            }
+        )
         stop = threading.Event()
 
         def sensor() -> None:
@@ -174,8 +204,11 @@ def test_gateway_test_command_prints_every_source_once(base: Settings, tmp_path)
             pub.connect("127.0.0.1", port)
             pub.loop_start()
             while not stop.wait(0.2):
-                pub.publish("gridverse/rural1/primary/T1-oil/telemetry",
-                            json.dumps({"points": {"YPTR1.TmpOil": {"value": 61.5, "unit": "degC"}}}), qos=1)
+                pub.publish(
+                    "gridverse/rural1/primary/T1-oil/telemetry",
+                    json.dumps({"points": {"YPTR1.TmpOil": {"value": 61.5, "unit": "degC"}}}),
+                    qos=1,
+                )
             pub.loop_stop()
 
         thread = threading.Thread(target=sensor)

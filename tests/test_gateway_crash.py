@@ -30,8 +30,9 @@ def _gateway(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
 
 
 def _payload(k: int, t0_ms: int) -> bytes:
-    points = {f"YPTR1.Tmp{i}": {"value": float(k * POINTS_PER_MESSAGE + i), "unit": "degC"}
-              for i in range(POINTS_PER_MESSAGE)}  # fmt: skip
+    points = {
+        f"YPTR1.Tmp{i}": {"value": float(k * POINTS_PER_MESSAGE + i), "unit": "degC"} for i in range(POINTS_PER_MESSAGE)
+    }
     return json.dumps({"time": t0_ms + k, "points": points}).encode()
 
 
@@ -138,8 +139,11 @@ def test_metrics_health_and_no_secret_in_logs(tmp_path: Path) -> None:
     metrics_port = free_port()
     config = config_dir(tmp_path, lambda d: d["gateway"].update(metrics_port=metrics_port))
     store, log = tmp_path / "gridverse.db", tmp_path / "gateway.log"
-    secrets = {"GRIDVERSE_MQTT__USERNAME": "gateway", "GRIDVERSE_MQTT__PASSWORD": "pw-Zebra-7781",
-               "GRIDVERSE_HISTORIAN__INFLUX__TOKEN": "tok-Quokka-5512"}  # fmt: skip
+    secrets = {
+        "GRIDVERSE_MQTT__USERNAME": "gateway",
+        "GRIDVERSE_MQTT__PASSWORD": "pw-Zebra-7781",
+        "GRIDVERSE_HISTORIAN__INFLUX__TOKEN": "tok-Quokka-5512",
+    }
     t0_ms = int(time.time() * 1000) - 3_600_000
     with mosquitto(tmp_path) as port:  # anonymous broker: it ignores the credentials it is given
         os.environ.update(secrets)

@@ -22,10 +22,21 @@ def _points(t0: int, n: int = 3) -> list[Record]:
     out = []
     for i in range(n):
         for dev in ("F1", "F2"):
-            out.append(Point("rural1", "primary", "Q01", dev, "MMXU1.TotW", Source.MODBUS,
-                             t0 + i * 1_000_000_000, 1000.0 * i + (dev == "F2")).to_record())  # fmt: skip
-    out.append(Point("rural1", "primary", "Q03", "F3", "MMXU1.TotW", Source.MODBUS, t0, None,
-                     Quality.COMM_FAIL).to_record())  # fmt: skip
+            out.append(
+                Point(
+                    "rural1",
+                    "primary",
+                    "Q01",
+                    dev,
+                    "MMXU1.TotW",
+                    Source.MODBUS,
+                    t0 + i * 1_000_000_000,
+                    1000.0 * i + (dev == "F2"),
+                ).to_record()
+            )
+    out.append(
+        Point("rural1", "primary", "Q03", "F3", "MMXU1.TotW", Source.MODBUS, t0, None, Quality.COMM_FAIL).to_record()
+    )
     return out
 
 
@@ -49,8 +60,9 @@ def test_embedded_reader_sees_writer(tmp_path: Path) -> None:
 
 def test_influxdb_v1_write_and_read_back(tmp_path: Path) -> None:
     with influxdb1(tmp_path) as url:
-        urllib.request.urlopen(urllib.request.Request(
-            f"{url}/query", data=b"q=CREATE DATABASE gridverse", method="POST"))  # fmt: skip
+        urllib.request.urlopen(
+            urllib.request.Request(f"{url}/query", data=b"q=CREATE DATABASE gridverse", method="POST")
+        )
         h = InfluxHistorian(InfluxConfig(url=url, api="v1", database="gridverse"))
         t0 = time.time_ns() - 10_000_000_000
         h.write(_points(t0))

@@ -27,11 +27,12 @@ def _body(k: int) -> bytes:
     return json.dumps({"time": 1_700_000_000_000 + k, "points": {"YPTR1.TmpOil": {"value": float(k)}}}).encode()
 
 
-def _collector(into: list):  # noqa: ANN202
-    def take(rows: list, on_durable) -> None:  # noqa: ANN001
+def _collector(into: list):
+    def take(rows: list, on_durable) -> None:
         into.extend(rows)
         if on_durable:
             on_durable()
+
     return take
 
 
@@ -50,8 +51,10 @@ def test_shared_subscription_splits_the_work_between_gateways(tmp_path: Path) ->
         pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pub", protocol=mqtt.MQTTv5)
         pub.connect("127.0.0.1", port)
         pub.loop_start()
-        infos = [pub.publish(f"gridverse/rural1/primary/{'T1-oil' if k % 2 else 'T2-oil'}/telemetry", _body(k), qos=1)
-                 for k in range(400)]  # fmt: skip
+        infos = [
+            pub.publish(f"gridverse/rural1/primary/{'T1-oil' if k % 2 else 'T2-oil'}/telemetry", _body(k), qos=1)
+            for k in range(400)
+        ]
         for info in infos:
             info.wait_for_publish(10)
         wait_for(lambda: len(got["a"]) + len(got["b"]) >= 400, "all messages", timeout=20)
@@ -68,18 +71,47 @@ def _certificates(tmp: Path) -> tuple[Path, Path, Path]:
     openssl = require_binary("openssl", "openssl")
     ca_key, ca, key, csr, cert = (tmp / n for n in ("ca.key", "ca.crt", "server.key", "server.csr", "server.crt"))
     run = lambda *a: subprocess.run([openssl, *a], check=True, capture_output=True)  # noqa: E731
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=gridverse test CA",
-        "-keyout", str(ca_key), "-out", str(ca))
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=gridverse test CA",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca),
+    )
     run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(csr))
     ext = tmp / "san.ext"
     ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-days", "2",
-        "-extfile", str(ext), "-out", str(cert))
+    run(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        str(ext),
+        "-out",
+        str(cert),
+    )
     return ca, cert, key
 
 
-def test_tls_with_password_connects_and_a_wrong_password_is_refused(tmp_path: Path,
-                                                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_tls_with_password_connects_and_a_wrong_password_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     passwd = require_binary("mosquitto_passwd", "mosquitto")
     ca, cert, key = _certificates(tmp_path)
     users = tmp_path / "passwords"
@@ -87,8 +119,10 @@ def test_tls_with_password_connects_and_a_wrong_password_is_refused(tmp_path: Pa
     port = free_port()
     # `user root`: run as root (as CI does), mosquitto would otherwise switch to its own user, which
     # cannot read files under pytest's private temporary directory; as another user it is ignored
-    extra = (f"user root\nlistener {port} 127.0.0.1\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\n"
-             f"password_file {users}\nallow_anonymous false\n")  # fmt: skip
+    extra = (
+        f"user root\nlistener {port} 127.0.0.1\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\n"
+        f"password_file {users}\nallow_anonymous false\n"
+    )
     with mosquitto(tmp_path, extra=extra):  # a plain listener too; the TLS one is `port`
         got: list = []
         settings = _settings(port=port, username="gateway", password="right-horse-battery", tls=MqttTls(ca_file=ca))

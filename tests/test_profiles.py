@@ -33,15 +33,28 @@ def sunspec_image() -> dict[int, int]:
     regs = {40000: 0x5375, 40001: 0x6E53, 40002: 1, 40003: 66}
     regs.update(dict(enumerate(_text("GV-INV-10K", 16), start=40020)))
     regs.update(dict(enumerate(_text("SN12345", 16), start=40052)))
-    regs.update({40070: 103, 40071: 50,
-                 40072: 1785, 40076: _i16(-2),                # A = 17.85 A
-                 40077: 4003, 40083: _i16(-1),                # PPV = 400.3 V
-                 40084: 1230, 40085: _i16(1),                 # W = 12,300 W
-                 40086: 5002, 40087: _i16(-2),                # Hz = 50.02
-                 40090: 0xFFFF & -0x8000, 40091: 0,           # VAr: 'not implemented'
-                 40094: 0x0001, 40095: 0x86A0, 40096: _i16(3),  # WH = 100,000 × 10^3 Wh
-                 40103: 412, 40107: _i16(-1),                 # cabinet 41.2 °C
-                 40108: 4})  # fmt: skip
+    regs.update(
+        {
+            40070: 103,
+            40071: 50,
+            40072: 1785,
+            40076: _i16(-2),  # A = 17.85 A
+            40077: 4003,
+            40083: _i16(-1),  # PPV = 400.3 V
+            40084: 1230,
+            40085: _i16(1),  # W = 12,300 W
+            40086: 5002,
+            40087: _i16(-2),  # Hz = 50.02
+            40090: 0xFFFF & -0x8000,
+            40091: 0,  # VAr: 'not implemented'
+            40094: 0x0001,
+            40095: 0x86A0,
+            40096: _i16(3),  # WH = 100,000 × 10^3 Wh
+            40103: 412,
+            40107: _i16(-1),  # cabinet 41.2 °C
+            40108: 4,
+        }
+    )
     return regs
 
 
@@ -69,13 +82,18 @@ async def _serve(port: int, unit: int, holding: dict[int, int], inputs: dict[int
     return server
 
 
-def _poller(profile_name: str, port: int, sink=lambda _p: None) -> DevicePoller:  # noqa: ANN001
+def _poller(profile_name: str, port: int, sink=lambda _p: None) -> DevicePoller:
     settings = load_settings()
-    sub = SubstationConfig(name="pv", host="127.0.0.1", port=port, devices=[
-        DeviceConfig(name="INV1", bay="PV", unit_id=3, profile=profile_name)])  # fmt: skip
+    sub = SubstationConfig(
+        name="pv",
+        host="127.0.0.1",
+        port=port,
+        devices=[DeviceConfig(name="INV1", bay="PV", unit_id=3, profile=profile_name)],
+    )
     cfg = GatewayConfig(poll_interval_s=1.0, timeout_s=1.0, retries=0, report_every_s=60)
-    return DevicePoller("site", sub, sub.devices[0], settings.profiles[profile_name], RtuConnection(sub, cfg), cfg,
-                        sink)  # fmt: skip
+    return DevicePoller(
+        "site", sub, sub.devices[0], settings.profiles[profile_name], RtuConnection(sub, cfg), cfg, sink
+    )
 
 
 def _by_name(points: list[Point]) -> dict[str, Point]:
@@ -156,8 +174,12 @@ def test_writes_need_the_profile_and_the_operator() -> None:
         port = free_port()
         image = {**sunspec_image(), 40122: 123, 40123: 24, 40127: 1000, 40131: 0, 40146: _i16(-1)}
         server = await _serve(port, 3, image, {})
-        sub = SubstationConfig(name="pv", host="127.0.0.1", port=port, devices=[
-            DeviceConfig(name="INV1", bay="PV", unit_id=3, profile="pv_inverter_sunspec")])  # fmt: skip
+        sub = SubstationConfig(
+            name="pv",
+            host="127.0.0.1",
+            port=port,
+            devices=[DeviceConfig(name="INV1", bay="PV", unit_id=3, profile="pv_inverter_sunspec")],
+        )
         site = base.site.model_copy(update={"substations": [sub]})
         off = base.model_copy(update={"site": site})
         on = off.model_copy(update={"gateway": off.gateway.model_copy(update={"writes_enabled": True})})

@@ -26,7 +26,7 @@ from gateway.sparkplug import (
     Payload,
     decode_payload,
     encode_payload,
-)  # fmt: skip
+)
 from gateway.sparkplug_host import SparkplugError, SparkplugHost
 from gridverse.config import MqttConfig
 from gridverse.points import Point, Quality
@@ -37,13 +37,19 @@ T = 1_790_000_000_000
 
 
 def test_payload_round_trip_every_type() -> None:
-    metrics = [Metric("MMXU1/TotW", 1, T, DOUBLE, value=-12.5e6), Metric("MMXU1/Hz", 2, T, FLOAT, value=50.0),
-               Metric("YLTC1/TapPos", 3, T, INT16, value=-4), Metric("MMTR1/TotWh", 4, T, INT64, value=-2**40),
-               Metric("XCBR1/Pos", 5, T, BOOLEAN, value=True), Metric("LPHD1/PhyNam", 6, T, STRING, value="ÄB"),
-               Metric("MMXU1/A", 7, T, UINT32, value=4_000_000_000), Metric("MMXU1/PPV", 8, T, DOUBLE)]  # fmt: skip
+    metrics = [
+        Metric("MMXU1/TotW", 1, T, DOUBLE, value=-12.5e6),
+        Metric("MMXU1/Hz", 2, T, FLOAT, value=50.0),
+        Metric("YLTC1/TapPos", 3, T, INT16, value=-4),
+        Metric("MMTR1/TotWh", 4, T, INT64, value=-(2**40)),
+        Metric("XCBR1/Pos", 5, T, BOOLEAN, value=True),
+        Metric("LPHD1/PhyNam", 6, T, STRING, value="ÄB"),
+        Metric("MMXU1/A", 7, T, UINT32, value=4_000_000_000),
+        Metric("MMXU1/PPV", 8, T, DOUBLE),
+    ]
     back = decode_payload(encode_payload(Payload(T, 42, metrics)))
     assert back.seq == 42 and back.timestamp == T
-    assert [m.value for m in back.metrics] == [-12.5e6, 50.0, -4, -2**40, True, "ÄB", 4_000_000_000, None]
+    assert [m.value for m in back.metrics] == [-12.5e6, 50.0, -4, -(2**40), True, "ÄB", 4_000_000_000, None]
     assert [m.alias for m in back.metrics] == list(range(1, 9)) and back.metrics[7].is_null
 
 
@@ -67,9 +73,17 @@ class Wire:
 
 
 def _birth(seq: int = 0, bd: int = 7) -> bytes:
-    return encode_payload(Payload(T, seq, [Metric("bdSeq", None, None, INT64, value=bd),
-                                           Metric("MMXU1/TotW", 10, T, DOUBLE, value=1.0e6),
-                                           Metric("Inverter/MMXU1/TotVAr", 11, T, FLOAT, value=2.0e5)]))  # fmt: skip
+    return encode_payload(
+        Payload(
+            T,
+            seq,
+            [
+                Metric("bdSeq", None, None, INT64, value=bd),
+                Metric("MMXU1/TotW", 10, T, DOUBLE, value=1.0e6),
+                Metric("Inverter/MMXU1/TotVAr", 11, T, FLOAT, value=2.0e5),
+            ],
+        )
+    )
 
 
 def _data(seq: int, alias: int = 10, value: float = 1.5e6) -> bytes:
@@ -121,11 +135,13 @@ def test_bad_sparkplug_input_is_set_aside_with_its_reason() -> None:
 def test_a_gap_on_a_real_broker_brings_a_rebirth_request(tmp_path: Path) -> None:
     with mosquitto(tmp_path) as port:
         base = load_settings()
-        settings = base.model_copy(update={"mqtt": MqttConfig(host="127.0.0.1", port=port,
-                                                              sparkplug_groups=["primary"])})  # fmt: skip
+        settings = base.model_copy(
+            update={"mqtt": MqttConfig(host="127.0.0.1", port=port, sparkplug_groups=["primary"])}
+        )
         got: list = []
-        ingest = MqttIngest(settings, lambda rows, ack: (got.extend(rows), ack and ack()),
-                            lambda rows, ack: ack and ack())  # fmt: skip
+        ingest = MqttIngest(
+            settings, lambda rows, ack: (got.extend(rows), ack and ack()), lambda rows, ack: ack and ack()
+        )
         ingest.start()
         assert ingest.connected.wait(10)
         commands: list[Payload] = []

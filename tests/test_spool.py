@@ -21,8 +21,12 @@ from tests.services import free_port, influxdb1, wait_for
 
 
 def _batch(t0: int, k: int, n: int = 10) -> list[Record]:
-    return [Point("rural1", "primary", "Q01", f"dev{k % 7}", f"MMXU1.W{i}", Source.MQTT, t0 + k * 1000,
-                  float(k * n + i)).to_record() for i in range(n)]  # fmt: skip
+    return [
+        Point(
+            "rural1", "primary", "Q01", f"dev{k % 7}", f"MMXU1.W{i}", Source.MQTT, t0 + k * 1000, float(k * n + i)
+        ).to_record()
+        for i in range(n)
+    ]
 
 
 def test_points_are_on_disk_before_they_are_acknowledged(tmp_path: Path) -> None:
@@ -82,7 +86,7 @@ def _count(url: str, db: str = "gridverse") -> int:
 
 
 def test_store_down_then_back_loses_nothing_and_drains_fast(tmp_path: Path) -> None:
-    import urllib.parse  # noqa: F401 - used by _count
+    import urllib.parse
 
     port, rpc = free_port(), free_port()
     data = tmp_path / "influx"
@@ -91,8 +95,9 @@ def test_store_down_then_back_loses_nothing_and_drains_fast(tmp_path: Path) -> N
     t0 = time.time_ns() - 3600 * 10**9
     produced = 0
     with influxdb1(data, port, rpc) as url:
-        urllib.request.urlopen(urllib.request.Request(f"{url}/query", data=b"q=CREATE DATABASE gridverse",
-                                                      method="POST"))  # fmt: skip
+        urllib.request.urlopen(
+            urllib.request.Request(f"{url}/query", data=b"q=CREATE DATABASE gridverse", method="POST")
+        )
         store = InfluxHistorian(InfluxConfig(url=url, api="v1", database="gridverse", timeout_s=2))
         writer = HistorianWriter(store, spool, flush_interval_s=0.05)
         writer.start()
@@ -126,11 +131,12 @@ def test_store_down_then_back_loses_nothing_and_drains_fast(tmp_path: Path) -> N
 
 
 def test_a_point_the_store_refuses_is_set_aside_and_the_rest_written(tmp_path: Path) -> None:
-    import urllib.parse  # noqa: F401 - used by _count
+    import urllib.parse
 
     with influxdb1(tmp_path) as url:
-        urllib.request.urlopen(urllib.request.Request(f"{url}/query", data=b"q=CREATE DATABASE gridverse",
-                                                      method="POST"))  # fmt: skip
+        urllib.request.urlopen(
+            urllib.request.Request(f"{url}/query", data=b"q=CREATE DATABASE gridverse", method="POST")
+        )
         store = InfluxHistorian(InfluxConfig(url=url, api="v1", database="gridverse"))
         t0 = time.time_ns() - 10**9
         good = _batch(t0, 1)

@@ -40,8 +40,11 @@ class Site:
     def write_points(self, t_ns: int, *, override: dict | None = None, skip_device: str = "") -> None:
         """Every configured point as a perfect instrument reads it, plus the simulator's clock."""
         override = override or {}
-        records = [Record("sim_clock", {"site": self.settings.site.name},
-                          {"sim_time_ns": int(self.truth.sim_time.value)}, t_ns)]  # fmt: skip
+        records = [
+            Record(
+                "sim_clock", {"site": self.settings.site.name}, {"sim_time_ns": int(self.truth.sim_time.value)}, t_ns
+            )
+        ]
         for sub in self.settings.site.substations:
             for dev in sub.devices:
                 if dev.name == skip_device or dev.element is None:
@@ -50,8 +53,17 @@ class Site:
                     if p.measurand in (Measurand.TAP, Measurand.TEMPERATURE, Measurand.OTHER):
                         continue
                     value = override.get((dev.name, p.name), true_value(self.truth, dev.element, p.measurand))
-                    point = Point(self.settings.site.name, sub.name, dev.bay, dev.name, p.name, Source.MODBUS,
-                                  t_ns, float(value), unit=p.unit)  # fmt: skip
+                    point = Point(
+                        self.settings.site.name,
+                        sub.name,
+                        dev.bay,
+                        dev.name,
+                        p.name,
+                        Source.MODBUS,
+                        t_ns,
+                        float(value),
+                        unit=p.unit,
+                    )
                     records.append(point.to_record())
         self.historian.write(records)
 
@@ -128,7 +140,7 @@ def test_a_device_that_drops_out_is_reported_with_its_remedy(site: Site) -> None
     assert 48 in result.unobservable_buses
 
 
-def test_replay_command_reestimates_a_past_moment(site: Site, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+def test_replay_command_reestimates_a_past_moment(site: Site, tmp_path: Path, capsys) -> None:
     site.write_points(T0)
     site.historian.close()
     out = tmp_path / "replay.json"

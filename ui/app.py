@@ -9,15 +9,16 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout as a script
 
-from ui.views import overview, substation, twin  # noqa: E402
+from ui.views import overview, substation, twin
 
 st.set_page_config(page_title="gridverse", layout="wide")
 navigation = st.navigation(
     {
-        "Operators": [st.Page(overview.page, title="Panoramic view", url_path="overview",
-                              default=True),
-                      st.Page(twin.page, title="Grid twin", url_path="twin")],
+        "Operators": [
+            st.Page(overview.page, title="Panoramic view", url_path="overview", default=True),
+            st.Page(twin.page, title="Grid twin", url_path="twin"),
+        ],
         "Field technicians": [st.Page(substation.page, title="Substation", url_path="substation")],
     }
-)  # fmt: skip
+)
 navigation.run()

@@ -46,20 +46,28 @@ def latest_estimate(max_age_s: float = 60.0) -> tuple[pd.Series, pd.Series, int 
     if not cycles:
         return pd.Series(dtype=float), pd.Series(dtype=float), None
     t = cycles[0].time_ns
-    vm = {int(r.tags["bus"]): float(r.fields["vm_pu"])
-          for r in h.latest("twin_bus", tags={"site": site}, start_ns=t, end_ns=t)}  # fmt: skip
-    loading = {int(r.tags["index"]): float(r.fields["loading_percent"])
-               for r in h.latest("twin_branch", tags={"site": site, "kind": "line"},
-                                 start_ns=t, end_ns=t)}  # fmt: skip
+    vm = {
+        int(r.tags["bus"]): float(r.fields["vm_pu"])
+        for r in h.latest("twin_bus", tags={"site": site}, start_ns=t, end_ns=t)
+    }
+    loading = {
+        int(r.tags["index"]): float(r.fields["loading_percent"])
+        for r in h.latest("twin_branch", tags={"site": site, "kind": "line"}, start_ns=t, end_ns=t)
+    }
     return pd.Series(vm, dtype=float), pd.Series(loading, dtype=float), t
 
 
 def active_alarms() -> pd.DataFrame:
     site = settings().site.name
     rows = [
-        {"time": pd.Timestamp(r.time_ns, tz="UTC"), "severity": r.tags["severity"],
-         "rule": r.tags["rule"], "device": r.tags["device"], "point": r.tags["point"],
-         "message": r.fields.get("message", "")}  # fmt: skip
+        {
+            "time": pd.Timestamp(r.time_ns, tz="UTC"),
+            "severity": r.tags["severity"],
+            "rule": r.tags["rule"],
+            "device": r.tags["device"],
+            "point": r.tags["point"],
+            "message": r.fields.get("message", ""),
+        }
         for r in historian().latest("alarm", tags={"site": site})
         if int(r.fields.get("active", 0)) == 1
     ]
@@ -81,11 +89,15 @@ def latest_residuals() -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     t = cycle["time_ns"]
     rows = [
-        {"reading": f"{r.tags['device']}/{r.tags['point']}", "normalised": float(r.fields["normalised"]),
-         "abs": abs(float(r.fields["normalised"])), "suspect": bool(int(r.fields.get("suspect", 0)))}
+        {
+            "reading": f"{r.tags['device']}/{r.tags['point']}",
+            "normalised": float(r.fields["normalised"]),
+            "abs": abs(float(r.fields["normalised"])),
+            "suspect": bool(int(r.fields.get("suspect", 0))),
+        }
         for r in historian().latest("twin_residual", tags={"site": settings().site.name}, start_ns=t, end_ns=t)
         if "normalised" in r.fields
-    ]  # fmt: skip
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -95,7 +107,7 @@ def observability_notes(max_age_s: float = 300.0) -> list[str]:
     return [str(r.fields["message"]) for r in rows[-5:]]
 
 
-def run_n1(progress) -> tuple[pd.DataFrame, float]:  # noqa: ANN001
+def run_n1(progress) -> tuple[pd.DataFrame, float]:
     """N-1 on the network with its loads at the simulator's current moment (or now)."""
     from gridmodel.contingency import n_minus_1
     from gridmodel.network import apply_profiles, profile_values
@@ -106,6 +118,7 @@ def run_n1(progress) -> tuple[pd.DataFrame, float]:  # noqa: ANN001
         clock = historian().latest("sim_clock", tags={"site": cfg.site.name})
         when = pd.Timestamp(int(clock[0].fields["sim_time_ns"]) if clock else time.time_ns(), tz="UTC")
         apply_profiles(grid.net, profile_values(grid.profiles, when))
-    frame, _results, seconds = n_minus_1(grid.net, band=cfg.anomaly.voltage_band_pu,
-                                         limit=cfg.anomaly.loading_limit_percent, progress=progress)  # fmt: skip
+    frame, _results, seconds = n_minus_1(
+        grid.net, band=cfg.anomaly.voltage_band_pu, limit=cfg.anomaly.loading_limit_percent, progress=progress
+    )
     return frame, seconds

@@ -29,9 +29,7 @@ class EmbeddedHistorian(Historian):
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(
-                self.path, timeout=30.0, check_same_thread=False, isolation_level=None
-            )
+            self._conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(_SCHEMA)
@@ -59,9 +57,7 @@ class EmbeddedHistorian(Historian):
             with self._lock:
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
-                    self._conn.executemany(
-                        "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?)", rows
-                    )
+                    self._conn.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?)", rows)
                     self._conn.execute("COMMIT")
                 except BaseException:
                     self._conn.execute("ROLLBACK")
@@ -96,10 +92,7 @@ class EmbeddedHistorian(Historian):
                 rows = cursor.fetchall()
         except sqlite3.Error as exc:
             raise HistorianError(f"embedded historian {self.path}: query failed ({exc})") from exc
-        return [
-            Record(measurement=m, tags=json.loads(t), fields=json.loads(f), time_ns=ts)
-            for m, ts, t, f in rows
-        ]
+        return [Record(measurement=m, tags=json.loads(t), fields=json.loads(f), time_ns=ts) for m, ts, t, f in rows]
 
     def query(
         self,
@@ -126,8 +119,7 @@ class EmbeddedHistorian(Historian):
     ) -> list[Record]:
         where, args = self._where(measurement, tags, start_ns, end_ns)
         sql = (
-            "SELECT measurement, MAX(time_ns), tags, fields FROM records "
-            f"WHERE {where} GROUP BY series ORDER BY series"
+            f"SELECT measurement, MAX(time_ns), tags, fields FROM records WHERE {where} GROUP BY series ORDER BY series"
         )
         return self._rows(sql, args)
 

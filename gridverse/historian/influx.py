@@ -59,13 +59,9 @@ class InfluxHistorian(Historian):
             self._headers["Authorization"] = f"Token {token}"
         elif config.username and config.password:
             self._headers.update(
-                urllib3.make_headers(
-                    basic_auth=f"{config.username}:{config.password.get_secret_value()}"
-                )
+                urllib3.make_headers(basic_auth=f"{config.username}:{config.password.get_secret_value()}")
             )
-        self._http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(total=config.timeout_s), retries=False
-        )
+        self._http = urllib3.PoolManager(timeout=urllib3.Timeout(total=config.timeout_s), retries=False)
         self._client: InfluxDBClient | None = None
         if config.api == "v2":
             self._client = InfluxDBClient(
@@ -117,17 +113,24 @@ class InfluxHistorian(Historian):
                     f"{(exc.body or '')[:200]}; check historian.influx.bucket/org and the token"
                 ) from exc
             except (urllib3.exceptions.HTTPError, OSError) as exc:
-                raise HistorianError(
-                    f"{self._where('/api/v2/write')}: unreachable ({exc}); is the server up?"
-                ) from exc
+                raise HistorianError(f"{self._where('/api/v2/write')}: unreachable ({exc}); is the server up?") from exc
             return
-        self._request("POST", "/write", {"db": self.config.database, "precision": "ns"}, body=compressed,
-                      headers={"Content-Encoding": "gzip"})  # fmt: skip
+        self._request(
+            "POST",
+            "/write",
+            {"db": self.config.database, "precision": "ns"},
+            body=compressed,
+            headers={"Content-Encoding": "gzip"},
+        )
 
     def _request(
-        self, method: str, path: str, params: Mapping[str, str], body: bytes | None = None,
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str],
+        body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> Any:  # fmt: skip
+    ) -> Any:
         url = f"{self.url}{path}?{urlencode(params)}"
         try:
             resp = self._http.request(method, url, body=body, headers={**self._headers, **(headers or {})})

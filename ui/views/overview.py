@@ -26,22 +26,45 @@ def network_figure() -> go.Figure:
         a, b = buses.loc[line.from_bus], buses.loc[line.to_bus]
         pct = loading.get(idx)
         known = pct is not None and pct == pct
-        fig.add_trace(go.Scatter(x=[a.x, b.x], y=[a.y, b.y], mode="lines", hoverinfo="text",
-                                 text=f"{line['name']}: {pct:.0f} %" if known else line["name"],
-                                 line={"color": _loading_colour(pct), "width": 3},
-                                 showlegend=False))  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=[a.x, b.x],
+                y=[a.y, b.y],
+                mode="lines",
+                hoverinfo="text",
+                text=f"{line['name']}: {pct:.0f} %" if known else line["name"],
+                line={"color": _loading_colour(pct), "width": 3},
+                showlegend=False,
+            )
+        )
     colours = [vm.get(b) for b in buses.index]
-    fig.add_trace(go.Scatter(
-        x=buses.x, y=buses.y, mode="markers", name="buses",
-        text=[f"bus {b} {n}: {v:.4f} pu" if v is not None else f"bus {b}"
-              for b, n, v in zip(buses.index, buses.name, colours, strict=True)],
-        hoverinfo="text",
-        marker={"size": 9, "color": [c if c is not None else 1.0 for c in colours],
-                "colorscale": "RdYlBu_r", "cmin": 0.95, "cmax": 1.05,
-                "colorbar": {"title": "V (pu)"}},
-    ))  # fmt: skip
-    fig.update_layout(height=560, margin={"l": 0, "r": 0, "t": 10, "b": 0},
-                      xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"})  # fmt: skip
+    fig.add_trace(
+        go.Scatter(
+            x=buses.x,
+            y=buses.y,
+            mode="markers",
+            name="buses",
+            text=[
+                f"bus {b} {n}: {v:.4f} pu" if v is not None else f"bus {b}"
+                for b, n, v in zip(buses.index, buses.name, colours, strict=True)
+            ],
+            hoverinfo="text",
+            marker={
+                "size": 9,
+                "color": [c if c is not None else 1.0 for c in colours],
+                "colorscale": "RdYlBu_r",
+                "cmin": 0.95,
+                "cmax": 1.05,
+                "colorbar": {"title": "V (pu)"},
+            },
+        )
+    )
+    fig.update_layout(
+        height=560,
+        margin={"l": 0, "r": 0, "t": 10, "b": 0},
+        xaxis={"visible": False},
+        yaxis={"visible": False, "scaleanchor": "x"},
+    )
     return fig
 
 

@@ -18,13 +18,14 @@ def page() -> None:
     @st.fragment(run_every=settings.ui.refresh_s)
     def live() -> None:
         if image.exists():
-            st.image(str(image), caption=f"{name}: green normal, amber loaded > 70 %, red alarm, "
-                     "grey open, violet no data")  # fmt: skip
+            st.image(
+                str(image), caption=f"{name}: green normal, amber loaded > 70 %, red alarm, grey open, violet no data"
+            )
         else:
-            st.info(f"No render yet at {image}: the demo renders every "
-                    f"{settings.inspection.every_s:.0f} s.")
+            st.info(f"No render yet at {image}: the demo renders every {settings.inspection.every_s:.0f} s.")
         assets = settings.assets.get(name, [])
-        st.dataframe([{"asset": a.name, "kind": a.kind.value, "device": a.device or ""}
-                      for a in assets], hide_index=True)  # fmt: skip
+        st.dataframe(
+            [{"asset": a.name, "kind": a.kind.value, "device": a.device or ""} for a in assets], hide_index=True
+        )
 
     live()

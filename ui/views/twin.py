@@ -20,23 +20,35 @@ def page() -> None:
         cols[1].metric("Estimate", f"{float(cycle.get('estimate_s', 0)) * 1000:.0f} ms")
         alarm = bool(int(cycle.get("chi2_alarm", 0)))
         chi2 = f"{float(cycle.get('objective', 0)):.0f} / {float(cycle.get('chi2_threshold', 0)):.0f}"
-        cols[2].metric("Chi-square (J / limit)", chi2, "bad data likely" if alarm else "consistent",
-                       delta_color="inverse" if alarm else "normal")  # fmt: skip
+        cols[2].metric(
+            "Chi-square (J / limit)",
+            chi2,
+            "bad data likely" if alarm else "consistent",
+            delta_color="inverse" if alarm else "normal",
+        )
         cols[3].metric("Suspect readings", int(cycle.get("suspects", 0)))
         cols[4].metric("Buses unobservable from telemetry", int(cycle.get("unobservable_buses", 0)))
         residuals = data.latest_residuals()
         if len(residuals):
             st.subheader("Normalised residuals of the telemetered readings")
-            fig = px.bar(residuals.sort_values("abs"), x="normalised", y="reading", orientation="h",
-                         color="suspect", color_discrete_map={True: "#c62828", False: "#607d8b"},
-                         height=max(300, 16 * len(residuals)))  # fmt: skip
+            fig = px.bar(
+                residuals.sort_values("abs"),
+                x="normalised",
+                y="reading",
+                orientation="h",
+                color="suspect",
+                color_discrete_map={True: "#c62828", False: "#607d8b"},
+                height=max(300, 16 * len(residuals)),
+            )
             st.plotly_chart(fig, use_container_width=True)
         notes = data.observability_notes()
         for note in notes:
             st.warning(note)
     st.subheader("N-1 contingency ranking")
-    st.caption("Every line and transformer out in turn, on the network at the simulator's current moment; "
-               "ranked by load cut, then overloads, then voltages. Cuts are re-fed by the best normally-open switch.")
+    st.caption(
+        "Every line and transformer out in turn, on the network at the simulator's current moment; "
+        "ranked by load cut, then overloads, then voltages. Cuts are re-fed by the best normally-open switch."
+    )
     if st.button("Run N-1", type="primary"):
         bar = st.progress(0.0, text="N-1")
         frame, seconds = data.run_n1(lambda done, total: bar.progress(done / total, text=f"{done}/{total} outages"))
