@@ -30,7 +30,7 @@ def limit_alarms(settings: Settings, points: list[Point]) -> list[Alarm]:
                 msg = f"{p.name} = {p.value:.1f} {p.unit} below {rule.low}".replace("  ", " ")
             else:
                 continue
-            out.append(Alarm("limit", p.substation, p.device, p.name, rule.severity, msg, p.value))
+            out.append(Alarm("limit", p.substation, p.device, p.name, rule.severity.value, msg, p.value))
     return out
 
 

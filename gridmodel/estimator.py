@@ -17,7 +17,6 @@ import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 import numpy as np
 import pandapower as pp
@@ -25,15 +24,11 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.sparse.linalg import SuperLU, splu
 
+from gridmodel.config import EstimatorKind
 from gridmodel.measurements import Measurement
 from gridmodel.mfunc import CompiledMeasurements, compile_measurements, evaluate, initial_state, state_of, voltages
 from gridmodel.ppcmodel import PpcModel, build_model, topology_key
 from gridmodel.results import bus_table, line_table, trafo_table
-
-
-class EstimatorKind(StrEnum):
-    PANDAPOWER = "pandapower"
-    SPARSE = "sparse"
 
 
 class EstimationError(Exception):

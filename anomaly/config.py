@@ -1,0 +1,32 @@
+"""The detectors' configuration: limit rules, bands, alarm timing."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field
+
+from gridverse.configbase import Strict
+
+
+class Severity(StrEnum):
+    """How urgent an alarm is."""
+
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class LimitRule(Strict):
+    point: str = Field(description="IEC 61850 point name, e.g. YPTR1.TmpOil")
+    low: float | None = None
+    high: float | None = None
+    severity: Severity = Severity.WARNING
+
+
+class AnomalyConfig(Strict):
+    limits: list[LimitRule] = []
+    voltage_band_pu: tuple[float, float] = (0.95, 1.05)
+    loading_limit_percent: float = 100.0
+    stuck_after_samples: int = Field(default=8, ge=3)
+    clear_after: int = Field(default=3, ge=1, description="evaluations without the condition before an alarm clears")

@@ -1,0 +1,43 @@
+"""The grid twin's configuration: which network, and how the estimator weighs and tests measurements."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, model_validator
+
+from gridverse.configbase import Strict
+
+
+class EstimatorKind(StrEnum):
+    """Which state estimator the twin runs."""
+
+    PANDAPOWER = "pandapower"
+    SPARSE = "sparse"
+
+
+class NetworkConfig(Strict):
+    simbench_code: str | None = "1-MV-rural--1-sw"
+    file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> NetworkConfig:
+        if (self.simbench_code is None) == (self.file is None):
+            raise ValueError("give exactly one of simbench_code or file")
+        return self
+
+
+class TwinConfig(Strict):
+    interval_s: float = Field(default=2.0, gt=0)
+    stale_after_s: float = Field(default=10.0, gt=0)
+    voltage_sigma_pu: float = Field(default=0.004, gt=0)
+    pseudo_sigma_frac: float = Field(default=0.3, gt=0)
+    pseudo_sigma_floor_mw: float = Field(default=0.02, gt=0)
+    zero_injection_sigma_mw: float = Field(default=1e-4, gt=0)
+    skew_sigma_frac: float = Field(default=0.01, ge=0, description="flow uncertainty from polls not being simultaneous")
+    flow_sigma_floor: float = Field(default=0.002, gt=0, description="MW, Mvar or kA")
+    estimator: EstimatorKind = EstimatorKind.SPARSE
+    bad_data_threshold: float = Field(default=3.0, gt=0, description="largest normalised residual")
+    chi2_confidence: float = Field(default=0.99, gt=0, lt=1)
+    max_bad_data_removals: int = Field(default=3, ge=0)
