@@ -17,9 +17,13 @@ import numpy as np
 import pandapower as pp
 from scipy.stats import chi2
 
+from gridmodel.config import TwinConfig
 from gridmodel.estimator import Estimate, MeasurementResult, StateEstimator, factorise_gain
 from gridmodel.measurements import Measurement
 from gridmodel.mfunc import evaluate
+
+#: One default for the code and the configuration (the README's figures are measured at it).
+DEFAULT_BAD_DATA_THRESHOLD: float = TwinConfig.model_fields["bad_data_threshold"].default
 
 #: Below this share of its variance, a measurement's residual carries no information (critical).
 _CRITICAL_SHARE = 1e-6
@@ -97,7 +101,7 @@ def detect_and_identify(
     net: pp.pandapowerNet,
     measurements: Sequence[Measurement],
     *,
-    threshold: float = 3.0,
+    threshold: float = DEFAULT_BAD_DATA_THRESHOLD,
     confidence: float = 0.99,
     max_removals: int = 3,
     only_telemetered: bool = False,

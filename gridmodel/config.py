@@ -38,6 +38,8 @@ class TwinConfig(Strict):
     skew_sigma_frac: float = Field(default=0.01, ge=0, description="flow uncertainty from polls not being simultaneous")
     flow_sigma_floor: float = Field(default=0.002, gt=0, description="MW, Mvar or kA")
     estimator: EstimatorKind = EstimatorKind.SPARSE
-    bad_data_threshold: float = Field(default=3.0, gt=0, description="largest normalised residual")
+    bad_data_threshold: float = Field(
+        default=4.0, gt=0, description="largest normalised residual above which a reading is suspect"
+    )
     chi2_confidence: float = Field(default=0.99, gt=0, lt=1)
     max_bad_data_removals: int = Field(default=3, ge=0)

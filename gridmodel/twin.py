@@ -121,6 +121,8 @@ class Twin:
         else:
             self.converged += 1
             result = CycleResult(now, True, report.estimate, n_telemetered, report=report)
+            # computed with the estimate, not with storing it: a replay without --store reports them too
+            result.violations = self._violations(report.estimate, now)
             for bad in report.suspects:
                 log.warning(
                     "twin: %s is suspect: normalised residual %.1f (measured %.4g, estimated %.4g)",
@@ -192,7 +194,7 @@ class Twin:
                     "suspects": len(report.suspects),
                 }
             )
-            records += self._state_records(result, est, site, t)
+            records += self._state_records(est, site, t)
             records += self._residual_records(report, site, t)
             records += self._suspect_flags(report)
             records.extend(result.violations)
@@ -204,9 +206,37 @@ class Twin:
         except HistorianError as exc:
             log.error("twin: could not store cycle %d: %s", self.cycles, exc)
 
-    def _state_records(self, result: CycleResult, est: Estimate, site: str, t: int) -> list[Record]:
+    def _violations(self, est: Estimate, t: int) -> list[Record]:
+        """Buses outside the voltage band and branches above the loading limit, in the estimate."""
+        site = self.settings.site.name
         band = self.settings.anomaly.voltage_band_pu
         limit = self.settings.anomaly.loading_limit_percent
+        out = []
+        for bus, vm in est.res_bus.vm_pu.dropna().items():
+            if not band[0] <= vm <= band[1]:
+                bound = band[0] if vm < band[0] else band[1]
+                out.append(
+                    Record(
+                        TWIN_VIOLATION,
+                        {"site": site, "element": f"bus {bus}", "kind": "voltage"},
+                        {"value": float(vm), "limit": bound},
+                        t,
+                    )
+                )
+        for kind, table in (("line", est.res_line), ("trafo", est.res_trafo)):
+            for idx, loading in table.loading_percent.dropna().items():
+                if loading > limit:
+                    out.append(
+                        Record(
+                            TWIN_VIOLATION,
+                            {"site": site, "element": f"{kind} {idx}", "kind": "loading"},
+                            {"value": float(loading), "limit": limit},
+                            t,
+                        )
+                    )
+        return out
+
+    def _state_records(self, est: Estimate, site: str, t: int) -> list[Record]:
         out = []
         for bus, row in est.res_bus.dropna().iterrows():
             out.append(
@@ -222,16 +252,6 @@ class Twin:
                     t,
                 )
             )
-            if not band[0] <= row.vm_pu <= band[1]:
-                bound = band[0] if row.vm_pu < band[0] else band[1]
-                result.violations.append(
-                    Record(
-                        TWIN_VIOLATION,
-                        {"site": site, "element": f"bus {bus}", "kind": "voltage"},
-                        {"value": float(row.vm_pu), "limit": bound},
-                        t,
-                    )
-                )
         for kind, table in (("line", est.res_line), ("trafo", est.res_trafo)):
             for idx, loading in table.loading_percent.dropna().items():
                 out.append(
@@ -242,15 +262,6 @@ class Twin:
                         t,
                     )
                 )
-                if loading > limit:
-                    result.violations.append(
-                        Record(
-                            TWIN_VIOLATION,
-                            {"site": site, "element": f"{kind} {idx}", "kind": "loading"},
-                            {"value": float(loading), "limit": limit},
-                            t,
-                        )
-                    )
         return out
 
     def _residual_records(self, report: BadDataReport, site: str, t: int) -> list[Record]:

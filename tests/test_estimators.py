@@ -176,3 +176,14 @@ def test_observability_and_the_meter_that_restores_it(rural) -> None:
     assert impact.restore_with, "a flow meter on the lost line restores the far end"
     restored = analyse(truth, model, [m for m in measurements if m.device != head.device] + impact.restore_with)
     assert far_end in restored.observable
+
+
+def test_bad_data_threshold_defaults_to_the_documented_4() -> None:
+    """The README's accuracy figures are measured at 4; the code and the config must agree on it."""
+    import inspect
+
+    from gridmodel.baddata import detect_and_identify
+    from gridmodel.config import TwinConfig
+
+    assert TwinConfig().bad_data_threshold == 4.0
+    assert inspect.signature(detect_and_identify).parameters["threshold"].default == 4.0

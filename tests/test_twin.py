@@ -164,3 +164,22 @@ def test_n1_ranks_outages_and_finds_the_refeeding_switch() -> None:
     assert list(frame.severity) == sorted(frame.severity, reverse=True)
     closed_ring = what_if(net, close_switches=[1])
     assert closed_ring.unsupplied_mw == 0 and not net.switch.at[1, "closed"]
+
+
+def test_replay_without_store_reports_the_violations_it_finds(site: Site) -> None:
+    """Violations come with the estimate, not with storing it (they were empty without --store)."""
+    from gridmodel.replay import replay
+
+    site.write_points(T0)
+    site.historian.close()
+    # a band no real feeder stays inside: every bus violates it
+    narrow = site.settings.anomaly.model_copy(update={"voltage_band_pu": (0.9, 0.91)})
+    settings = site.settings.model_copy(update={"anomaly": narrow})
+    report = replay(settings, T0, store=False)
+    assert report["converged"]
+    assert any(v.startswith("bus ") and "voltage" in v for v in report["violations"])
+    stored = EmbeddedHistorian(settings.historian.path)
+    try:
+        assert stored.count("twin_violation") == 0  # nothing written without --store
+    finally:
+        stored.close()

@@ -190,7 +190,10 @@ class InfluxHistorian(Historian):
         end_ns: int | None = None,
         limit: int | None = None,
     ) -> list[Record]:
-        records = self._select(measurement, tags, start_ns, end_ns, "")
+        # LIMIT with GROUP BY * bounds each series; the first `limit` rows overall are among the
+        # first `limit` of every series, so the server never sends the whole measurement
+        tail = f" LIMIT {int(limit)}" if limit is not None else ""
+        records = self._select(measurement, tags, start_ns, end_ns, tail)
         return records[:limit] if limit is not None else records
 
     def latest(
