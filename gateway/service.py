@@ -7,7 +7,6 @@ import logging
 import time
 from collections.abc import Sequence
 
-from anomaly.alarms import Alarm, alarm_message, alarm_record
 from gateway.metrics import GatewayMetrics, MetricsServer
 from gateway.modbus_poller import DevicePoller, RtuConnection
 from gateway.mqtt_ingest import MqttIngest
@@ -17,6 +16,7 @@ from gateway.writer import HistorianWriter, OnDurable
 from gridverse.config import Settings
 from gridverse.historian import Historian
 from gridverse.points import Record
+from gridverse.schema import Alarm, alarm_message, alarm_record
 
 log = logging.getLogger(__name__)
 

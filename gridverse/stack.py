@@ -186,7 +186,7 @@ class Stack:
                 "median_cycle_max_error_pu": float(np.median(errors)) if errors else None,
             },
             "alarms_raised": self.detectors.alarms.raised if self.detectors else 0,
-            "alarms_active": sorted(f"{a.rule}:{a.device}/{a.point}" for a in self.detectors.alarms.active.values())
+            "alarms_active": sorted(f"{a.rule}:{a.device}/{a.point}" for a in self.detectors.alarms.active_alarms())
             if self.detectors
             else [],
             "rendered": self.rendered,
