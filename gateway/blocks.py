@@ -20,11 +20,14 @@ class ReadBlock:
 
 
 def plan_reads(profile: DeviceProfile, max_gap: int) -> list[ReadBlock]:
-    """Adjacent points (at most `max_gap` unused registers apart) share one read."""
+    """Adjacent points (at most `max_gap` unused registers apart) share one read, no longer than
+    the protocol and the profile's `max_registers` / `max_bits` allow (many meters refuse more
+    than 16 or 32 registers a request). A point never straddles two reads."""
     blocks: list[ReadBlock] = []
     for table in RegisterTable:
         points = sorted((p for p in profile.points if p.table == table), key=lambda p: p.address)
-        limit = MAX_BITS if table in (RegisterTable.COIL, RegisterTable.DISCRETE) else MAX_REGISTERS
+        bits = table in (RegisterTable.COIL, RegisterTable.DISCRETE)
+        limit = min(MAX_BITS, profile.max_bits) if bits else min(MAX_REGISTERS, profile.max_registers)
         current: list[ProfilePoint] = []
         for p in points:
             if current:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
@@ -76,7 +77,28 @@ SI_UNITS: dict[str, tuple[str, float]] = {
     "Pa": ("Pa", 1.0),
     "bar": ("Pa", 1e5),
     "ppm": ("ppm", 1.0),
+    # spellings real register maps use (SunSpec writes VAr; meters kvarh, VAh)
+    "VAr": ("var", 1.0),
+    "kVAr": ("var", 1e3),
+    "MVAr": ("var", 1e6),
+    # reactive and apparent energy: no named SI unit, so var·s and VA·s in UCUM notation
+    "varh": ("var.s", 3600.0),
+    "kvarh": ("var.s", 3.6e6),
+    "Mvarh": ("var.s", 3.6e9),
+    "VArh": ("var.s", 3600.0),
+    "kVArh": ("var.s", 3.6e6),
+    "MVArh": ("var.s", 3.6e9),
+    "VAh": ("VA.s", 3600.0),
+    "kVAh": ("VA.s", 3.6e6),
+    "MVAh": ("VA.s", 3.6e9),
+    # phase angles: SI's radian
+    "deg": ("rad", math.pi / 180.0),
+    "rad": ("rad", 1.0),
+    "%RH": ("%", 1.0),  # relative humidity
 }
+
+#: The last Modbus address of every table (addresses are 16-bit, 0 … 65535).
+LAST_ADDRESS = 65535
 
 
 class ProfilePoint(Strict):
@@ -159,41 +181,66 @@ class DeviceProfile(Strict):
         default=False, description="SunSpec 'not implemented' values (0xFFFF, 0x8000, ...) read as invalid"
     )
     groups: dict[str, float] = Field(default_factory=dict, description="poll period (s) per point group")
+    max_registers: int = Field(
+        default=125, ge=1, le=125, description="registers per read (FC3/FC4); many meters refuse more than 16 or 32"
+    )
+    max_bits: int = Field(default=2000, ge=1, le=2000, description="coils/discrete inputs per read (FC1/FC2)")
     points: list[ProfilePoint]
-
-    @model_validator(mode="after")
-    def _references_resolve(self) -> DeviceProfile:
-        by_name = {p.name: p for p in self.points}
-        for p in self.points:
-            if p.scale_register is not None:
-                sf = by_name.get(p.scale_register)
-                if sf is None or sf.type != DataType.I16:
-                    raise ValueError(
-                        f"point {p.name}: scale_register {p.scale_register!r} must name an i16 point of this profile"
-                    )
-            if p.group != "default" and p.group not in self.groups:
-                raise ValueError(f"point {p.name}: group {p.group!r} has no period in `groups`")
-        for name, period in self.groups.items():
-            if period <= 0:
-                raise ValueError(f"group {name!r}: period {period} must be positive")
-        return self
 
     def period_of(self, group: str, default: float) -> float:
         return self.groups.get(group, default)
 
     @model_validator(mode="after")
-    def _no_overlap(self) -> DeviceProfile:
+    def _consistent(self) -> DeviceProfile:
+        """Every problem of the profile at once: references, groups, address range, overlaps."""
+        problems: list[str] = []
+        by_name = {p.name: p for p in self.points}
+        for p in self.points:
+            if p.scale_register is not None:
+                sf = by_name.get(p.scale_register)
+                if sf is None or sf.type != DataType.I16:
+                    problems.append(
+                        f"point {p.name}: scale_register {p.scale_register!r} must name an i16 point of this profile"
+                    )
+            if p.group != "default" and p.group not in self.groups:
+                problems.append(f"point {p.name}: group {p.group!r} has no period in `groups`")
+        for name, period in self.groups.items():
+            if period <= 0:
+                problems.append(f"group {name!r}: period {period} must be positive")
+        problems += self._address_problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _address_problems(self) -> list[str]:
+        problems: list[str] = []
         seen_names: set[str] = set()
         used: dict[tuple[RegisterTable, int], str] = {}
         for p in self.points:
             if p.name in seen_names:
-                raise ValueError(f"point {p.name} is defined twice")
+                problems.append(f"point {p.name} is defined twice")
             seen_names.add(p.name)
-            for a in range(p.address, p.address + p.width):
+            last = p.address + p.width - 1
+            if last > LAST_ADDRESS:
+                problems.append(
+                    f"profile {self.name}, point {p.name}: a {p.type.value} at {p.table.value} register {p.address} "
+                    f"would need registers up to {last}, past the last Modbus address {LAST_ADDRESS}; "
+                    "move it or check the register map's offset"
+                )
+                continue
+            bit = p.table in (RegisterTable.COIL, RegisterTable.DISCRETE)
+            limit = self.max_bits if bit else self.max_registers
+            if p.width > limit:
+                problems.append(
+                    f"profile {self.name}, point {p.name}: {p.width} registers do not fit one read of at most "
+                    f"{limit} (max_registers); shorten it or raise max_registers if the device allows"
+                )
+            for a in range(p.address, last + 1):
                 if (p.table, a) in used:
-                    raise ValueError(f"point {p.name} overlaps {used[(p.table, a)]} at {p.table.value} register {a}")
+                    problems.append(f"point {p.name} overlaps {used[(p.table, a)]} at {p.table.value} register {a}")
+                    break
                 used[(p.table, a)] = p.name
-        return self
+        return problems
 
 
 class SpoolConfig(Strict):
@@ -226,4 +273,10 @@ class GatewayConfig(Strict):
     )
     rtu_host: str | None = Field(
         default=None, description="reach every RTU through this host (e.g. a simulator container)"
+    )
+    max_future_s: float = Field(
+        default=300.0, ge=0, description="a message time further ahead of the gateway clock is set aside"
+    )
+    max_past_s: float = Field(
+        default=10 * 365.25 * 86400, ge=0, description="a message time further back (default 10 years) is set aside"
     )

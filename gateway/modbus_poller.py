@@ -25,9 +25,44 @@ from gridverse.points import TELEMETRY, Point, Quality, Record, Source, series_t
 
 log = logging.getLogger(__name__)
 
+#: Distinct failure reasons a device's status keeps (and logs once each); the rest are counted together.
+_MAX_REASONS = 64
+
 
 class DeviceUnavailable(Exception):
-    """The device did not answer (refused, timed out, or answered with a Modbus exception)."""
+    """The device did not answer: connection refused or lost, timed out, or a Modbus gateway said
+    the device behind it did not answer (exception 10 or 11). Its points become `comm_fail`."""
+
+
+class InvalidAnswer(Exception):
+    """The device answered, but not with the registers asked: a Modbus exception (illegal
+    address, device failure, busy, ...) or a reply of the wrong length. Its points become
+    `invalid`; the device is up."""
+
+
+#: Modbus exception codes that mean "no answer from the device behind a gateway": 10 (gateway
+#: path unavailable) and 11 (gateway target device failed to respond). A TCP-to-serial gateway
+#: sends them when the device itself is silent, so they count as no answer (comm_fail, device
+#: down, the comm_fail alarm), exactly as a timeout would. fieldsim's dropout answers with 11.
+NO_ANSWER_CODES = frozenset({10, 11})
+
+_EXCEPTION_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "server device failure",
+    5: "acknowledge",
+    6: "server device busy",
+    8: "memory parity error",
+    10: "gateway path unavailable",
+    11: "gateway target device failed to respond",
+}
+
+
+def describe_exception(code: object) -> str:
+    """`Modbus exception 2 (illegal data address)`."""
+    name = _EXCEPTION_NAMES.get(code) if isinstance(code, int) else None
+    return f"Modbus exception {code}" + (f" ({name})" if name else "")
 
 
 @dataclass
@@ -70,16 +105,21 @@ class RtuConnection:
                 resp = await read(block.address, count=block.count, device_id=unit_id)
             except (TimeoutError, ModbusException, OSError) as exc:
                 raise DeviceUnavailable(f"no answer ({type(exc).__name__}: {exc})") from exc
+        where = f"reading {block.table.value} {block.address}+{block.count}"
         if resp.isError():
             code = getattr(resp, "exception_code", "?")
-            raise DeviceUnavailable(
-                f"Modbus exception {code} reading {block.table.value} {block.address}+{block.count}"
-            )
+            if code in NO_ANSWER_CODES:
+                raise DeviceUnavailable(f"{describe_exception(code)} {where}")
+            raise InvalidAnswer(f"{describe_exception(code)} {where}")
         if block.table in (RegisterTable.COIL, RegisterTable.DISCRETE):
-            return list(resp.bits[: block.count])
-        if len(resp.registers) != block.count:
-            raise DeviceUnavailable(f"asked {block.count} registers at {block.address}, got {len(resp.registers)}")
-        return list(resp.registers)
+            bits = list(getattr(resp, "bits", None) or [])
+            if len(bits) < block.count:
+                raise InvalidAnswer(f"{where}: the reply holds {len(bits)} bits")
+            return bits[: block.count]
+        registers = list(getattr(resp, "registers", None) or [])
+        if len(registers) != block.count:
+            raise InvalidAnswer(f"{where}: the reply holds {len(registers)} registers")
+        return registers
 
     def close(self) -> None:
         self.client.close()
@@ -131,12 +171,13 @@ class DevicePoller:
             for p in profile.points
         }
         self._reported: dict[str, tuple[float | None, Quality, float]] = {}  # value, quality, monotonic
+        self._block_faults: dict[tuple[RegisterTable, int], str] = {}
         self.suppressed = 0
         self.status = DeviceStatus()
 
     async def poll_once(self, groups: list[str] | None = None) -> list[Point]:
-        """Read the blocks of `groups` (default: all); a failed block yields its points with a bad
-        quality and no value."""
+        """Read the blocks of `groups` (None: all; an empty list: none); a failed block yields its
+        points with a bad quality and no value."""
         t, readings = await self._poll(groups)
         return [
             Point(
@@ -156,18 +197,31 @@ class DevicePoller:
         ]
 
     async def _poll(self, groups: list[str] | None) -> tuple[int, list[Reading]]:
+        """Read the blocks of `groups` (None: every group; an empty list: none). A block that
+        fails becomes points without values: `comm_fail` when the device did not answer,
+        `invalid` when it answered with an exception or a reply that cannot be decoded; the
+        reason is logged once per block (and once when the block recovers), never raised."""
         t = time.time_ns()
         raws: dict[str, Raw] = {}
         readings: list[Reading] = []
         failure = ""
-        for unpacker in [u for g in (groups or list(self._group_blocks)) for u in self._group_blocks[g]]:
+        names = list(self._group_blocks) if groups is None else groups
+        for unpacker in [u for g in names for u in self._group_blocks[g]]:
+            block = unpacker.block
             try:
-                data = await self.connection.read(unpacker.block, self.device.unit_id)
+                data = await self.connection.read(block, self.device.unit_id)
+                unpacked = list(unpacker.unpack(data))
             except DeviceUnavailable as exc:
                 failure = str(exc)
-                readings += [Reading(p.name, None, Quality.COMM_FAIL) for p in unpacker.block.points]
+                readings += [Reading(p.name, None, Quality.COMM_FAIL) for p in block.points]
                 continue
-            for p, raw in unpacker.unpack(data):
+            except Exception as exc:  # InvalidAnswer, or a reply nobody foresaw: the poller lives on
+                reason = str(exc) if isinstance(exc, InvalidAnswer) else f"{type(exc).__name__}: {exc}"
+                self._block_failed(block, reason)
+                readings += [Reading(p.name, None, Quality.INVALID) for p in block.points]
+                continue
+            self._block_ok(block)
+            for p, raw in unpacked:
                 if isinstance(raw, DecodeError):
                     readings.append(self._invalid(p.name, raw))
                 else:
@@ -175,6 +229,33 @@ class DevicePoller:
         readings += [self._reading(name, raw, raws) for name, raw in raws.items()]
         self._record(failure)
         return t, self._report_by_exception(readings)
+
+    def _block_failed(self, block: ReadBlock, reason: str) -> None:
+        self._count(reason, quiet=True)
+        key = (block.table, block.address)
+        if self._block_faults.get(key) != reason:
+            self._block_faults[key] = reason
+            log.warning(
+                "device %s: %s %d+%d gives invalid points: %s",
+                self.device.name,
+                block.table.value,
+                block.address,
+                block.count,
+                reason,
+            )
+
+    def _block_ok(self, block: ReadBlock) -> None:
+        if self._block_faults.pop((block.table, block.address), None) is not None:
+            log.info("device %s: %s %d+%d reads again", self.device.name, block.table.value, block.address, block.count)
+
+    def _count(self, reason: str, *, quiet: bool = False) -> None:
+        """Count a failure reason in the device's status; log it the first time it is seen."""
+        reasons = self.status.reasons
+        if reason not in reasons and len(reasons) >= _MAX_REASONS:
+            reason = "(other reasons)"
+        if reason not in reasons and not quiet:
+            log.warning("device %s: %s", self.device.name, reason)
+        reasons[reason] = reasons.get(reason, 0) + 1
 
     def _reading(self, name: str, raw: Raw, raws: dict[str, Raw]) -> Reading:
         p = self._by_name[name]
@@ -197,7 +278,7 @@ class DevicePoller:
             return self._invalid(name, exc)
 
     def _invalid(self, name: str, exc: DecodeError) -> Reading:
-        self.status.reasons[str(exc)] = self.status.reasons.get(str(exc), 0) + 1
+        self._count(str(exc))
         return Reading(name, None, Quality.INVALID)
 
     def _report_by_exception(self, readings: list[Reading]) -> list[Reading]:
@@ -237,30 +318,32 @@ class DevicePoller:
                 log.info("device %s back up", self.device.name)
 
     async def run(self) -> None:
-        """Each group on its own period; after an outage, missed slots are skipped, not burst."""
+        """Each group on its own period; after an outage, missed slots are skipped, not burst.
+        Restartable: a second call (after a crash or a cancel) starts a fresh timetable."""
         default = self.config.poll_interval_s
         periods = {g: self.profile.period_of(g, default) for g in self._group_blocks}
         due = dict.fromkeys(periods, time.monotonic())
         while True:
             now = time.monotonic()
             groups = [g for g, at in due.items() if at <= now + 1e-3]
-            for g in groups:
-                if now - due[g] > periods[g] * 0.5:
-                    self.status.late += 1
-                else:
-                    self.status.on_time += 1
-            started = time.perf_counter()
-            t, readings = await self._poll(groups)
-            if self.on_poll is not None:
-                self.on_poll(self.device.name, time.perf_counter() - started)
-            if readings:
-                self.sink(self._records(t, readings))
-            now = time.monotonic()
-            for g in groups:
-                due[g] += periods[g]
-                if due[g] < now:
-                    due[g] = now + periods[g] - ((now - due[g]) % periods[g])
-            await asyncio.sleep(max(0.0, min(due.values()) - now))
+            if groups:  # woken early (or nothing due): poll nothing, not everything
+                for g in groups:
+                    if now - due[g] > periods[g] * 0.5:
+                        self.status.late += 1
+                    else:
+                        self.status.on_time += 1
+                started = time.perf_counter()
+                t, readings = await self._poll(groups)
+                if self.on_poll is not None:
+                    self.on_poll(self.device.name, time.perf_counter() - started)
+                if readings:
+                    self.sink(self._records(t, readings))
+                now = time.monotonic()
+                for g in groups:
+                    due[g] += periods[g]
+                    if due[g] < now:
+                        due[g] = now + periods[g] - ((now - due[g]) % periods[g])
+            await asyncio.sleep(max(0.0, min(due.values(), default=now + default) - now))
 
 
 def _group_profiles(profile: DeviceProfile) -> dict[str, DeviceProfile]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
+import struct
 
 import pytest
 from hypothesis import given
@@ -14,8 +16,8 @@ from hypothesis import strategies as st
 from fieldsim.modbus_rtu import DeviceImage, RtuServer
 from gateway.modbus_poller import DevicePoller, RtuConnection
 from gateway.mqtt_ingest import JsonTelemetry, MqttIngest, PayloadError
-from gridverse.config import GatewayConfig, Settings
-from gridverse.points import Point, Quality
+from gridverse.config import DeviceConfig, DeviceProfile, GatewayConfig, Settings, SubstationConfig
+from gridverse.points import Point, Quality, Record
 from gridverse.settings import load_settings
 from tests.services import free_port
 
@@ -233,3 +235,135 @@ def test_gateway_test_command_prints_every_source_once(base: Settings, tmp_path)
     assert "ss08/RTU08/MMXU1.PPV" in text and "comm_fail" in text
     assert "mqtt   primary/T1-oil/YPTR1.TmpOil" in text and "61.5" in text
     assert "silent sensors: ['T2-oil']" in text
+
+
+# --- Modbus conformance: what each kind of bad answer becomes, and the poller lives on ----------
+
+
+def _garbage_profile() -> DeviceProfile:
+    return DeviceProfile(
+        name="garbage",
+        points=[
+            {"name": "GGIO1.AnIn1", "table": "holding", "address": 0, "type": "u16"},
+            {"name": "GGIO1.AnIn2", "table": "holding", "address": 100, "type": "u32"},
+            {"name": "GGIO1.AnIn3", "table": "holding", "address": 200, "type": "u16"},
+            {"name": "GGIO1.AnIn4", "table": "holding", "address": 300, "type": "u16"},
+            {"name": "GGIO1.AnIn5", "table": "holding", "address": 400, "type": "u16"},
+        ],
+    )
+
+
+async def _garbage_device(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A Modbus TCP device that answers each block its own way: registers (0), too few registers
+    (100), exception 2 (200), exception 11 from a gateway (300), an undecodable frame (400)."""
+    try:
+        while True:
+            tid, _proto, length, unit = struct.unpack(">HHHB", await reader.readexactly(7))
+            pdu = await reader.readexactly(length - 1)
+            fc, address, count = struct.unpack(">BHH", pdu[:5])
+            body = {
+                0: bytes([fc, 2 * count]) + struct.pack(f">{count}H", *([7] * count)),
+                100: bytes([fc, 2]) + struct.pack(">H", 1),
+                200: bytes([fc | 0x80, 2]),
+                300: bytes([fc | 0x80, 11]),
+            }.get(address, bytes([fc, 40, 1]))  # byte count 40, one byte of data
+            writer.write(struct.pack(">HHHB", tid, 0, len(body) + 1, unit) + body)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+        writer.close()
+
+
+def _one_device_poller(port: int, profile: DeviceProfile, sink=lambda _r: None, **cfg: float) -> DevicePoller:
+    sub = SubstationConfig(
+        name="s1", port=port, devices=[DeviceConfig(name="D1", bay="B1", unit_id=1, profile=profile.name)]
+    )
+    config = GatewayConfig(**{"timeout_s": 0.3, "retries": 0, "poll_interval_s": 0.2, **cfg})
+    return DevicePoller("site", sub, sub.devices[0], profile, RtuConnection(sub, config), config, sink)
+
+
+def test_each_bad_answer_has_its_quality_and_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    """An exception answer is `invalid` (the device answered), exception 11 and an undecodable
+    reply are `comm_fail` (no usable answer), a short reply is `invalid`; the good block keeps its
+    value, the poller task keeps running, and each block's reason is logged once, not every cycle."""
+    rows: list[Record] = []
+
+    async def scenario() -> bool:
+        server = await asyncio.start_server(_garbage_device, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        poller = _one_device_poller(port, _garbage_profile(), rows.extend)
+        task = asyncio.create_task(poller.run())
+        await asyncio.sleep(2.5)
+        alive = not task.done()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        poller.connection.close()
+        server.close()
+        return alive
+
+    with caplog.at_level(logging.WARNING, logger="gateway.modbus_poller"):
+        alive = asyncio.run(scenario())
+    assert alive
+    quality: dict[str, set[str]] = {}
+    for r in rows:
+        quality.setdefault(r.tags["point"], set()).add(str(r.fields["quality"]))
+    assert quality == {
+        "GGIO1.AnIn1": {"good"},
+        "GGIO1.AnIn2": {"invalid"},
+        "GGIO1.AnIn3": {"invalid"},
+        "GGIO1.AnIn4": {"comm_fail"},
+        "GGIO1.AnIn5": {"comm_fail"},
+    }
+    polls = sum(1 for r in rows if r.tags["point"] == "GGIO1.AnIn1")
+    assert polls >= 5
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("holding 100+2" in m for m in lines) == 1 and "2 registers" not in lines[0]
+    assert sum("holding 200+1" in m and "illegal data address" in m for m in lines) == 1
+
+
+def test_an_empty_list_of_due_groups_polls_nothing() -> None:
+    """Regression (issue 10): `_poll([])` used to read every group."""
+
+    async def poll_none() -> tuple[list[Point], DevicePoller]:
+        poller = _one_device_poller(free_port(), _garbage_profile())  # nothing listens: any read would fail
+        return await poller.poll_once([]), poller
+
+    points, poller = asyncio.run(poll_none())
+    assert points == [] and poller.status.failures == 0
+
+
+def test_max_registers_keeps_reads_within_what_the_meter_accepts() -> None:
+    """A meter that refuses reads of more than 16 registers: with the protocol's 125 every point
+    is invalid (exception 3), with the profile's `max_registers: 16` every point is good."""
+    from pymodbus.constants import ExcCodes
+    from pymodbus.server import ModbusTcpServer
+    from pymodbus.simulator import DataType as SimType
+    from pymodbus.simulator import SimData, SimDevice
+
+    async def at_most_16(_fc: int, _start: int, _address: int, count: int, _regs: list[int], _set: object):
+        return ExcCodes.ILLEGAL_VALUE if count > 16 else None
+
+    points = [{"name": f"GGIO1.AnIn{k}", "table": "input", "address": 2 * k, "type": "f32"} for k in range(20)]
+    wide = DeviceProfile(name="meter", points=points)
+    narrow = DeviceProfile(name="meter", max_registers=16, points=points)
+
+    async def scenario() -> tuple[list[Point], list[Point]]:
+        port = free_port()
+        image = [w for k in range(20) for w in struct.unpack(">HH", struct.pack(">f", k + 0.5))]
+        bits = [SimData(0, values=[False] * 16, datatype=SimType.BITS)]
+        regs = [SimData(0, values=image, datatype=SimType.REGISTERS)]
+        device = SimDevice(id=1, simdata=(bits, bits, [SimData(0, count=1, datatype=SimType.INVALID)], regs))
+        device.action = at_most_16
+        server = ModbusTcpServer([device], address=("127.0.0.1", port))
+        await server.serve_forever(background=True)
+        pollers = [_one_device_poller(port, wide), _one_device_poller(port, narrow)]
+        try:
+            return await pollers[0].poll_once(), await pollers[1].poll_once()
+        finally:
+            for p in pollers:
+                p.connection.close()
+            await server.shutdown()
+
+    refused, accepted = asyncio.run(scenario())
+    assert {p.quality for p in refused} == {Quality.INVALID}
+    assert all(p.quality is Quality.GOOD for p in accepted) and len(accepted) == 20
+    assert {p.name: p.value for p in accepted}["GGIO1.AnIn19"] == 19.5
