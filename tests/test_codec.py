@@ -159,3 +159,52 @@ def test_block_unpacker_reads_what_point_by_point_decoding_reads(
             continue
         assert not isinstance(got, DecodeError), got
         assert got == expected, point.name
+
+
+@pytest.mark.parametrize(
+    ("unit", "raw", "si_unit", "si_value"),
+    [
+        ("VAr", 12.0, "var", 12.0),
+        ("kVAr", 1.5, "var", 1500.0),
+        ("kvarh", 2.0, "var.s", 7.2e6),
+        ("varh", 1.0, "var.s", 3600.0),
+        ("Mvarh", 1.0, "var.s", 3.6e9),
+        ("VAh", 1.0, "VA.s", 3600.0),
+        ("kVAh", 1.0, "VA.s", 3.6e6),
+        ("deg", 180.0, "rad", 3.141592653589793),
+        ("%RH", 55.0, "%", 55.0),
+    ],
+)
+def test_units_of_real_register_maps_convert_to_si(unit: str, raw: float, si_unit: str, si_value: float) -> None:
+    profile = _profile(type="f32", unit=unit)
+    point = profile.points[0]
+    assert point.si_unit == si_unit
+    assert decode(point, encode(point, si_value, profile), profile) == pytest.approx(si_value)
+    from gateway.codec import to_si
+
+    assert to_si(point, raw, profile) == pytest.approx(si_value)
+
+
+def test_max_registers_and_max_bits_bound_every_block() -> None:
+    points = [{"name": f"GGIO1.AnIn{i}", "table": "input", "address": 2 * i, "type": "u32"} for i in range(40)]
+    points += [{"name": f"GGIO1.Ind{i}", "table": "coil", "address": i, "type": "bit"} for i in range(40)]
+    profile = DeviceProfile(name="t", max_registers=16, max_bits=32, points=points)
+    blocks = plan_reads(profile, max_gap=8)
+    registers = [b for b in blocks if b.table.value == "input"]
+    assert [b.count for b in registers] == [16, 16, 16, 16, 16]  # 80 registers, no u32 split across reads
+    assert [b.count for b in blocks if b.table.value == "coil"] == [32, 8]
+    assert sum(len(b.points) for b in blocks) == 80
+
+
+@pytest.mark.parametrize(
+    ("point", "message"),
+    [
+        ({"address": 65535, "type": "f64"}, "TotW: a f64 at holding register 65535 would need registers up to 65538"),
+        ({"address": 65530, "type": "string", "length": 8}, "would need registers up to 65537"),
+        ({"address": 0, "type": "string", "length": 20}, "20 registers do not fit one read of at most 16"),
+    ],
+)
+def test_registers_past_the_address_space_or_the_read_limit_are_refused(point: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DeviceProfile(name="t", max_registers=16, points=[{"name": "MMXU1.TotW", "table": "holding", **point}])
+    assert DeviceProfile(name="t", points=[{"name": "MMXU1.TotW", "table": "holding", "address": 65532, "type": "f64"}])
