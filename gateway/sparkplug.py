@@ -42,6 +42,14 @@ class Metric:
     datatype: int = 0
     is_null: bool = False
     value: float | int | bool | str | None = None
+    # the value fields as they came (field number → value), to read them again once the datatype
+    # is known: a DATA metric may carry no datatype and take it from its birth (Sparkplug 3.0)
+    raw: dict[int, object] = field(default_factory=dict, repr=False, compare=False)
+
+    def resolve(self, datatype: int) -> None:
+        """Read the value again as `datatype` (the one its birth declared)."""
+        self.datatype = datatype
+        self.value = _metric_value(self, self.raw)
 
 
 @dataclass
@@ -67,9 +75,17 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
             raise FrameError(f"varint longer than 10 bytes at byte {pos}")
 
 
-def _fields(buf: bytes):
+#: the wire type protobuf gives each field we read (0 varint, 1 fixed64, 2 length-delimited, 5 fixed32)
+_PAYLOAD_WIRE = {1: 0, 2: 2, 3: 0}
+_METRIC_WIRE = {1: 2, 2: 0, 3: 0, 4: 0, 7: 0, 10: 0, 11: 0, 12: 5, 13: 1, 14: 0, 15: 2}
+
+
+def _fields(buf: bytes, wire_of: dict[int, int]):
+    """(field number, wire type, value) of each field; a field we read with the wrong wire type
+    breaks the frame (protobuf refuses it too), an unknown one is skipped."""
     pos = 0
     while pos < len(buf):
+        start = pos
         key, pos = _varint(buf, pos)
         number, wire = key >> 3, key & 7
         if number == 0:
@@ -91,6 +107,9 @@ def _fields(buf: bytes):
             value, pos = buf[pos : pos + 4], pos + 4
         else:
             raise FrameError(f"wire type {wire} (groups or invalid) at byte {pos}")
+        expected = wire_of.get(number)
+        if expected is not None and wire != expected:
+            raise FrameError(f"field {number} has wire type {wire} where {expected} is due, at byte {start}")
         yield number, wire, value
 
 
@@ -102,7 +121,7 @@ def _signed(value: int, bits: int) -> int:
 def _decode_metric(buf: bytes) -> Metric:
     m = Metric()
     raw: dict[int, object] = {}
-    for number, wire, value in _fields(buf):
+    for number, wire, value in _fields(buf, _METRIC_WIRE):
         if number == 1 and wire == 2:
             try:
                 m.name = bytes(value).decode("utf-8")  # type: ignore[arg-type]
@@ -118,6 +137,7 @@ def _decode_metric(buf: bytes) -> Metric:
             m.is_null = bool(value)
         elif 10 <= number <= 15:
             raw[number] = value
+    m.raw = raw
     m.value = _metric_value(m, raw)
     return m
 
@@ -150,7 +170,7 @@ def decode_payload(frame: bytes) -> Payload:
     if len(frame) > MAX_FRAME_BYTES:
         raise FrameError(f"frame of {len(frame)} bytes exceeds {MAX_FRAME_BYTES}")
     p = Payload()
-    for number, wire, value in _fields(frame):
+    for number, wire, value in _fields(frame, _PAYLOAD_WIRE):
         if number == 1 and wire == 0:
             p.timestamp = int(value)  # type: ignore[arg-type]
         elif number == 2 and wire == 2:
@@ -231,10 +251,14 @@ def encode_payload(p: Payload) -> bytes:
 
 
 def numeric(m: Metric) -> float | None:
-    """The metric as a finite number, or None when it is not one."""
+    """The metric as a finite float, or None when it is not one (text, NaN, ±inf, too large)."""
     v = m.value
     if isinstance(v, bool):
         return float(v)
-    if isinstance(v, (int, float)) and math.isfinite(v):
-        return float(v)
+    if isinstance(v, (int, float)):
+        try:
+            f = float(v)
+        except OverflowError:
+            return None
+        return f if math.isfinite(f) else None
     return None

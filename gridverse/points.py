@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
 
@@ -12,11 +14,52 @@ _TAGS: dict[tuple, dict[str, str]] = {}  # one shared tags dict per series (boun
 _MAX_CACHED_SERIES = 200_000
 
 
+#: `[prefix]CLAS<instance>.DataObject[.Sub]`: an optional prefix, the four upper-case letters of the
+#: logical-node class, its instance number, a dot and a data object starting with a capital
+#: (`MMXU1.TotW`, `YPTR1.TmpOil`, `MMXU1.PhV.phsA`). ASCII only, so a name is a safe tag value.
+_LN_DO = re.compile(
+    r"[A-Za-z0-9_]{0,12}?[A-Z]{4}[0-9]{1,5}\.[A-Z][A-Za-z0-9_]{0,31}(?:\.[A-Za-z][A-Za-z0-9_]{0,31}){0,3}"
+)
+#: An int64 nanosecond time holds 1677-09-21 .. 2262-04-11; a store cannot take one beyond it.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def is_ln_do_name(name: str) -> bool:
-    """An IEC 61850 logical node + data object name such as `MMXU1.TotW` or `YPTR1.TmpOil`:
-    a logical node of at least four letters and an instance, a dot, a data object."""
-    ln, dot, do = name.partition(".")
-    return bool(dot) and bool(do) and len(ln) >= 5 and ln[:4].isalpha()
+    """An IEC 61850 logical node + data object name such as `MMXU1.TotW` or `YPTR1.TmpOil`: the
+    LN class (four capitals) and instance, a dot, a data object (`Inverter.Power` is not one)."""
+    return len(name) <= 80 and _LN_DO.fullmatch(name) is not None
+
+
+class TimeError(ValueError):
+    """A timestamp the stores cannot hold or that is implausibly far from now; says which and why."""
+
+
+def check_time_ns(
+    t_ns: int, now_ns: int, *, max_future_s: float = 300.0, max_past_s: float = 10 * 365.25 * 86400
+) -> int:
+    """`t_ns` if a store can hold it (int64 ns) and it lies within [now - max_past_s, now +
+    max_future_s]; else TimeError naming the time, the window and the remedy."""
+    if not INT64_MIN <= t_ns <= INT64_MAX:
+        raise TimeError(f"time {t_ns} ns is beyond what a store can hold (int64 ns, years 1677..2262)")
+    if t_ns > now_ns + max_future_s * 1e9:
+        raise TimeError(
+            f"time {_iso(t_ns)} is more than {max_future_s:.0f} s ahead of the gateway clock ({_iso(now_ns)}); "
+            "send UTC epoch milliseconds, fix the sender's clock, or raise gateway.max_future_s"
+        )
+    if t_ns < now_ns - max_past_s * 1e9:
+        raise TimeError(
+            f"time {_iso(t_ns)} is more than {max_past_s:.0f} s before the gateway clock ({_iso(now_ns)}); "
+            "send UTC epoch milliseconds, fix the sender's clock, or raise gateway.max_past_s"
+        )
+    return t_ns
+
+
+def _iso(t_ns: int) -> str:
+    """A time in ns as ISO 8601 UTC when it is representable, else the raw number."""
+    try:
+        return datetime.fromtimestamp(t_ns / 1e9, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    except (OverflowError, ValueError, OSError):
+        return f"{t_ns} ns"
 
 
 def ln_class(name: str) -> str:

@@ -34,6 +34,7 @@ from gridverse.settings import load_settings
 from tests.services import mosquitto, wait_for
 
 T = 1_790_000_000_000
+NOW = (T + 2_000) * 1_000_000  # the gateway clock when the messages arrive (times are checked against it)
 
 
 def test_payload_round_trip_every_type() -> None:
@@ -93,27 +94,27 @@ def _data(seq: int, alias: int = 10, value: float = 1.5e6) -> bytes:
 def test_host_follows_births_aliases_sequence_and_deaths() -> None:
     wire = Wire()
     host = SparkplugHost("rural1", wire, rebirth_every_s=0)
-    rows, reasons = host.handle("spBv1.0/primary/NBIRTH/rtu7", _birth(), 0)
+    rows, reasons = host.handle("spBv1.0/primary/NBIRTH/rtu7", _birth(), NOW)
     points = {r.tags["point"]: r for r in rows}
     assert set(points) == {"MMXU1.TotW", "MMXU1.TotVAr"} and reasons == []
     assert points["MMXU1.TotW"].tags["source"] == "sparkplug" and points["MMXU1.TotW"].tags["substation"] == "primary"
-    rows, _ = host.handle("spBv1.0/primary/NDATA/rtu7", _data(1), 0)  # by alias only
+    rows, _ = host.handle("spBv1.0/primary/NDATA/rtu7", _data(1), NOW)  # by alias only
     expected = [("MMXU1.TotW", 1.5e6, (T + 1000) * 10**6)]
     assert [(r.tags["point"], r.fields["value"], r.time_ns) for r in rows] == expected
     with pytest.raises(SparkplugError, match="seq 3 where 2 was due"):
-        host.handle("spBv1.0/primary/NDATA/rtu7", _data(3), 0)  # message 2 was lost
+        host.handle("spBv1.0/primary/NDATA/rtu7", _data(3), NOW)  # message 2 was lost
     assert wire.sent[-1][0] == "spBv1.0/primary/NCMD/rtu7"
     assert wire.sent[-1][1].metrics[0].name == "Node Control/Rebirth" and wire.sent[-1][1].metrics[0].value is True
     with pytest.raises(SparkplugError, match="before its NBIRTH"):
-        host.handle("spBv1.0/primary/NDATA/rtu7", _data(4), 0)  # ignored until the rebirth
-    host.handle("spBv1.0/primary/NBIRTH/rtu7", _birth(0, bd=8), 0)
-    assert host.handle("spBv1.0/primary/NDATA/rtu7", _data(1, value=9.0), 0)[0][0].fields["value"] == 9.0
+        host.handle("spBv1.0/primary/NDATA/rtu7", _data(4), NOW)  # ignored until the rebirth
+    host.handle("spBv1.0/primary/NBIRTH/rtu7", _birth(0, bd=8), NOW)
+    assert host.handle("spBv1.0/primary/NDATA/rtu7", _data(1, value=9.0), NOW)[0][0].fields["value"] == 9.0
     with pytest.raises(SparkplugError, match="alias 99"):
-        host.handle("spBv1.0/primary/NDATA/rtu7", _data(2, alias=99), 0)
+        host.handle("spBv1.0/primary/NDATA/rtu7", _data(2, alias=99), NOW)
     death = encode_payload(Payload(T, None, [Metric("bdSeq", None, None, INT64, value=7)]))
-    assert host.handle("spBv1.0/primary/NDEATH/rtu7", death, 0)[0] == []  # an old session's will: ignored
+    assert host.handle("spBv1.0/primary/NDEATH/rtu7", death, NOW)[0] == []  # an old session's will: ignored
     death = encode_payload(Payload(T, None, [Metric("bdSeq", None, None, INT64, value=8)]))
-    dead = host.handle("spBv1.0/primary/NDEATH/rtu7", death, 5)[0]
+    dead = host.handle("spBv1.0/primary/NDEATH/rtu7", death, NOW)[0]
     assert {r.tags["point"] for r in dead} == {"MMXU1.TotW", "MMXU1.TotVAr"}
     assert all(r.fields == {"quality": Quality.COMM_FAIL.value} for r in dead)  # no believable value
 
