@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from pydantic import Field
 
 from gridverse.configbase import Strict
+from gridverse.schema import Severity  # the alarm record's enum, shared with every part
 
-
-class Severity(StrEnum):
-    """How urgent an alarm is."""
-
-    INFO = "info"
-    WARNING = "warning"
-    CRITICAL = "critical"
+__all__ = ["AnomalyConfig", "LimitRule", "Severity"]
 
 
 class LimitRule(Strict):

@@ -8,7 +8,7 @@ import time
 from collections import defaultdict, deque
 
 from anomaly.alarms import AlarmBook
-from anomaly.rules import comm_alarms, limit_alarms, residual_alarms, stuck_alarms, violation_alarms
+from anomaly.detectors import Snapshot, run_detectors
 from gridverse.config import Settings
 from gridverse.historian import Historian
 from gridverse.points import TELEMETRY, Point
@@ -59,13 +59,9 @@ class Detectors:
                 (r.tags["element"], r.tags["kind"], float(r.fields["value"]), float(r.fields["limit"]))
                 for r in self.historian.latest("twin_violation", tags=site, start_ns=t, end_ns=t)
             ]
-        conditions = (
-            limit_alarms(self.settings, points)
-            + comm_alarms(points)
-            + stuck_alarms(self.settings, {k: list(v) for k, v in self.history.items()})
-            + residual_alarms(self.settings, residuals)
-            + violation_alarms(violations)
-        )
+        history = {k: list(v) for k, v in self.history.items()}
+        snapshot = Snapshot.of(self.settings, points, history, residuals, violations)
+        conditions = run_detectors(snapshot, self.settings.anomaly)
         self.alarms.update(conditions, now)
 
     def start(self) -> None:

@@ -1,0 +1,99 @@
+"""What every detector sees and promises: the `Snapshot` of one evaluation, the `Detector`
+protocol, and the `register` decorator that puts a detector class in the registry."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, NamedTuple, Protocol, TypeVar, runtime_checkable
+
+from anomaly.config import AnomalyConfig
+from gridverse.points import Point
+from gridverse.schema import Alarm
+
+if TYPE_CHECKING:
+    from gridverse.config import Settings
+
+
+class Residual(NamedTuple):
+    """One telemetered reading in the twin's newest cycle."""
+
+    device: str
+    point: str
+    normalised: float  # normalised residual (or residual in sigmas when the test did not run)
+    measured: float
+    suspect: bool  # identified as bad data by the largest-normalised-residual test
+
+
+class Violation(NamedTuple):
+    """One limit the twin's newest estimate breaks."""
+
+    element: str
+    kind: str  # voltage, loading
+    value: float
+    limit: float
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one evaluation knows: the latest points, each analogue point's recent values,
+    the twin's newest residuals and violations, and which substation each device belongs to."""
+
+    points: Sequence[Point] = ()
+    history: Mapping[tuple[str, str], Sequence[float]] = field(default_factory=dict)  # (device, point) → values
+    residuals: Sequence[Residual | tuple[str, str, float, float, bool]] = ()
+    violations: Sequence[Violation | tuple[str, str, float, float]] = ()
+    substations: Mapping[str, str] = field(default_factory=dict)  # device or sensor → substation
+
+    @classmethod
+    def of(
+        cls,
+        settings: Settings,
+        points: Sequence[Point] = (),
+        history: Mapping[tuple[str, str], Sequence[float]] | None = None,
+        residuals: Sequence[Residual | tuple[str, str, float, float, bool]] = (),
+        violations: Sequence[Violation | tuple[str, str, float, float]] = (),
+    ) -> Snapshot:
+        """A snapshot for the configured site (its devices and sensors give the substations)."""
+        return cls(points, history or {}, residuals, violations, substation_of(settings))
+
+
+def substation_of(settings: Settings) -> dict[str, str]:
+    """Device or sensor name → its substation, for every device and sensor of the site."""
+    out = {d.name: sub.name for sub in settings.site.substations for d in sub.devices}
+    out.update({s.name: s.substation for s in settings.site.sensors})
+    return out
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """A detector turns one snapshot into the conditions it finds, as alarms.
+
+    It returns every condition present now, every time (the alarm book raises and clears), and
+    keeps no logic in `__init__`: the registry builds it with no arguments."""
+
+    name: ClassVar[str]
+
+    def evaluate(self, snapshot: Snapshot, config: AnomalyConfig) -> list[Alarm]: ...
+
+
+_REGISTRY: dict[str, type[Detector]] = {}
+D = TypeVar("D", bound=type)
+
+
+def register(cls: D) -> D:
+    """Class decorator: add a detector to the registry under its `name` (names are unique)."""
+    name = getattr(cls, "name", None)
+    name = str(name) if isinstance(name, str) else None  # an AlarmRule member becomes its plain value
+    if not name:
+        raise TypeError(f"detector {cls.__module__}.{cls.__qualname__} needs a class attribute `name: ClassVar[str]`")
+    if not callable(getattr(cls, "evaluate", None)):
+        raise TypeError(f"detector {name!r} ({cls.__module__}) needs a method evaluate(snapshot, config)")
+    known = _REGISTRY.get(name)
+    if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ValueError(
+            f"two detectors are named {name!r}: {known.__module__}.{known.__qualname__} and "
+            f"{cls.__module__}.{cls.__qualname__}; give one of them another name"
+        )
+    _REGISTRY[name] = cls
+    return cls
