@@ -10,13 +10,26 @@ full it either refuses new batches (`reject_new`: MQTT messages then stay unackn
 broker, which redelivers them later) or drops the oldest (`drop_oldest`), counting every point
 dropped. A warning level (default 80 %) lets an alarm fire before it is full.
 
+A commit on an empty spool is never refused, however large (after a restart one group commit
+may hold more than `max_points`).
+
 Durability: WAL with synchronous=NORMAL survives the process being killed (kill -9); `full`
 also survives a power cut, at the cost of an fsync per commit.
+
+The file: checked at open (an empty, truncated or corrupt spool is moved aside to
+`<name>.corrupt-<time>` with an error, and a fresh one started), and after every commit the path
+must still name the open file. A spool deleted or replaced while open makes `append` raise
+SpoolError (nothing is acknowledged that is not in a file on disk) and `problem()` say so; what
+it still held is drained from the open (deleted) file meanwhile, and named as lost in the log if
+the gateway stops first. When the directory exists again, a fresh spool file is started there and
+what the deleted one still held is carried over into it. A missing directory is not recreated by
+the gateway (it may be an unmounted volume): recreate it and the spool resumes by itself.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 import threading
 import time
@@ -24,6 +37,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from gridverse.historian.sqlitefile import FileWatch, open_sqlite
+
+log = logging.getLogger(__name__)
 
 Policy = Literal["reject_new", "drop_oldest"]
 
@@ -75,25 +92,112 @@ class Spool:
         self.max_points = max_points
         self.policy = policy
         self.warn_fraction = warn_fraction
+        self.synchronous = synchronous
         self.dropped = 0  # points dropped by drop_oldest
         self.refused = 0  # points refused by reject_new
+        self.lost_files = 0  # times the file was found deleted or replaced while open
         self._lock = threading.Lock()
+        self._problem: str | None = None  # deleted, replaced or unwritable: nothing is accepted
+        self._gone = False  # the open file is no longer at self.path
+        self._checked = 0.0
+        self._conn = self._open()
+        row = self._conn.execute("SELECT COALESCE(SUM(n), 0) FROM spool").fetchone()
+        self._depth = int(row[0])  # points in the spool, kept in memory to avoid a SUM per call
+
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
+        conn.executescript(_SCHEMA)
+
+    def _open(self) -> sqlite3.Connection:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
-            self._conn.executescript(_SCHEMA)
-            row = self._conn.execute("SELECT COALESCE(SUM(n), 0) FROM spool").fetchone()
+            conn = open_sqlite(self.path, "spool", self._setup)
+            self._watch = FileWatch.of(self.path)
         except (sqlite3.Error, OSError) as exc:
             raise SpoolError(
                 f"spool {self.path}: cannot open ({exc}); check that gateway.spool.path is on a writable disk"
             ) from exc
-        self._depth = int(row[0])  # points in the spool, kept in memory to avoid a SUM per call
+        return conn
+
+    # -- the file ---------------------------------------------------------------------------
+    def check(self, force: bool = False) -> str | None:
+        """Whether the file is still the one open (at most once a second unless forced); the
+        problem, or None. Called by the committer's loop, so a deletion is noticed without traffic."""
+        with self._lock:
+            now = time.monotonic()
+            if force or now - self._checked >= 1.0:
+                self._checked = now
+                if self._gone:
+                    self._recover_locked()
+                else:
+                    self._check_locked()
+            return self._problem
+
+    def problem(self) -> str | None:
+        """What keeps the spool from taking points durably (file deleted, replaced, unwritable)."""
+        return self.check()
+
+    def _check_locked(self) -> None:
+        problem = self._watch.problem()
+        if problem is None:
+            return
+        self._gone = True
+        self.lost_files += 1
+        self._problem = (
+            f"spool {problem}; new points are refused (MQTT messages stay unacknowledged) until "
+            f"{self.path.parent} exists again"
+        )
+        log.error(
+            "%s. %d acknowledged points not yet in the historian are only in the deleted file, still open: they "
+            "are drained from it meanwhile and carried over to the new file, but are LOST if the gateway stops "
+            "before",
+            self._problem,
+            self._depth,
+        )
+
+    def _recover_locked(self) -> None:
+        """Start a fresh file at the path once its directory exists, carrying over what the old
+        (deleted) one still holds."""
+        if not self.path.parent.is_dir():
+            return
+        try:
+            new = open_sqlite(self.path, "spool", self._setup)
+            watch = FileWatch.of(self.path)
+            carried = 0
+            new.execute("BEGIN IMMEDIATE")
+            for created, n, source, body in self._conn.execute(
+                "SELECT created_ns, n, source, body FROM spool ORDER BY id"
+            ):
+                new.execute(
+                    "INSERT INTO spool (created_ns, n, source, body) VALUES (?, ?, ?, ?)", (created, n, source, body)
+                )
+                carried += n
+            new.executemany(
+                "INSERT INTO rejected (rejected_ns, reason, body) VALUES (?, ?, ?)",
+                self._conn.execute("SELECT rejected_ns, reason, body FROM rejected ORDER BY id").fetchall(),
+            )
+            new.execute("COMMIT")
+            depth = int(new.execute("SELECT COALESCE(SUM(n), 0) FROM spool").fetchone()[0])
+        except (sqlite3.Error, OSError) as exc:
+            self._problem = f"spool {self.path}: cannot start a fresh file ({exc}); retrying"
+            return
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.close()
+        self._conn, self._watch, self._depth = new, watch, depth
+        self._gone, self._problem = False, None
+        log.error(
+            "spool %s: started a fresh file after the old one was deleted; carried over the %d points it still "
+            "held (nothing lost); points refused meanwhile are redelivered by the broker (MQTT) or were counted "
+            "as refused (polls)",
+            self.path,
+            carried,
+        )
 
     # -- writing ----------------------------------------------------------------------------
     def append(self, batches: Sequence[tuple[int, str, bytes]]) -> None:
-        """Store (points, source, encoded body) batches durably in one transaction (all or none)."""
+        """Store (points, source, encoded body) batches durably in one transaction (all or none).
+        Raises SpoolFull (reject_new, and the spool is not empty) or SpoolError (file deleted,
+        replaced or unwritable); then nothing was made durable and nothing may be acknowledged."""
         batches = [b for b in batches if b[0]]
         if not batches:
             return
@@ -101,27 +205,40 @@ class Spool:
         now = time.time_ns()
         rows = [(now, n, source, body) for n, source, body in batches]
         with self._lock:
-            if self._depth + incoming > self.max_points and self.policy == "reject_new":
+            if self._gone:
+                if time.monotonic() - self._checked >= 1.0:
+                    self._checked = time.monotonic()
+                    self._recover_locked()
+                if self._gone:
+                    raise SpoolError(self._problem or f"spool {self.path}: file gone")
+            full = self._depth + incoming > self.max_points
+            if full and self.policy == "reject_new" and self._depth > 0:
                 self.refused += incoming
                 raise SpoolFull(
-                    f"spool {self.path}: full ({self._depth} of {self.max_points} points) while the store "
-                    "is unreachable; new points are refused (and MQTT messages left unacknowledged for "
-                    "redelivery); raise gateway.spool.max_points or bring the historian back"
+                    f"spool {self.path}: full ({self._depth} of {self.max_points} points, "
+                    f"{self._depth / self.max_points:.0%}); {incoming} new points refused (MQTT messages left "
+                    "unacknowledged for redelivery); raise gateway.spool.max_points if this is not an outage"
                 )
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
-                if self._depth + incoming > self.max_points:  # drop_oldest
+                if full and self.policy == "drop_oldest":
                     self._drop_oldest_locked(self._depth + incoming - self.max_points)
                 self._conn.executemany("INSERT INTO spool (created_ns, n, source, body) VALUES (?, ?, ?, ?)", rows)
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
-                raise SpoolError(f"spool {self.path}: write failed ({exc}); is the disk full?") from exc
+                self._problem = f"spool {self.path}: write failed ({exc}); is the disk full or the file read-only?"
+                raise SpoolError(self._problem) from exc
             self._depth += incoming
+            self._checked = time.monotonic()
+            self._check_locked()  # after the commit: only a file still at its path counts as durable
+            if self._gone:
+                raise SpoolError(self._problem or f"spool {self.path}: file gone")
+            self._problem = None
 
     def _drop_oldest_locked(self, need: int) -> None:
         freed = 0
-        for row_id, n in self._conn.execute("SELECT id, n FROM spool ORDER BY id"):
+        for row_id, n in self._conn.execute("SELECT id, n FROM spool ORDER BY id").fetchall():
             if freed >= need:
                 break
             self._conn.execute("DELETE FROM spool WHERE id = ?", (row_id,))
@@ -162,12 +279,16 @@ class Spool:
             self._depth -= sum(b.points for b in batches)
 
     def set_aside(self, body: bytes, reason: str) -> None:
-        """Keep what the store refused (4xx) with the reason; it is not retried."""
+        """Keep what the store refused (4xx, or a row it can never hold) with the reason; it is not
+        retried."""
         with self._lock:
-            self._conn.execute(
-                "INSERT INTO rejected (rejected_ns, reason, body) VALUES (?, ?, ?)",
-                (time.time_ns(), reason[:500], body),
-            )
+            try:
+                self._conn.execute(
+                    "INSERT INTO rejected (rejected_ns, reason, body) VALUES (?, ?, ?)",
+                    (time.time_ns(), reason[:500], body),
+                )
+            except sqlite3.Error as exc:
+                raise SpoolError(f"spool {self.path}: cannot set a rejected batch aside ({exc})") from exc
 
     def rejected(self) -> list[tuple[str, bytes]]:
         """(reason, encoded body) of everything the store refused."""
@@ -191,4 +312,10 @@ class Spool:
 
     def close(self) -> None:
         with self._lock:
+            if self._gone and self._depth:
+                log.error(
+                    "spool %s: closing while its file is deleted: the %d points it still held are lost",
+                    self.path,
+                    self._depth,
+                )
             self._conn.close()
