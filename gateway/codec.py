@@ -36,6 +36,15 @@ class DecodeError(ValueError):
     """A register image that cannot be a valid reading (wrong length, NaN, out of range)."""
 
 
+class EncodeError(DecodeError):
+    """An SI value the point's registers cannot hold exactly (not finite, out of range, between
+    two steps of its scale), or a scale factor the read path would refuse."""
+
+
+#: Scale factors the read path accepts (SunSpec: -10 … +10); a write uses the same range.
+SCALE_FACTOR_RANGE = (-10, 10)
+
+
 def _order_words(words: list[int], profile: DeviceProfile) -> list[int]:
     if profile.byte_order == "little":
         words = [((w & 0xFF) << 8) | (w >> 8) for w in words]
@@ -54,7 +63,7 @@ def to_si(point: ProfilePoint, raw: float | int, profile: DeviceProfile, scale_f
     """A raw register number → value in SI units (see `decode`)."""
     value = raw * point.scale + point.offset
     if scale_factor is not None:
-        if not -10 <= scale_factor <= 10:
+        if not SCALE_FACTOR_RANGE[0] <= scale_factor <= SCALE_FACTOR_RANGE[1]:
             raise DecodeError(f"{profile.name}/{point.name}: scale factor {scale_factor} is not a SunSpec scale factor")
         value *= 10.0**scale_factor
     return value * point.si_factor
@@ -159,3 +168,79 @@ def encode(point: ProfilePoint, value: float, profile: DeviceProfile, scale_fact
         packed = struct.pack(">" + code, raw)
     words = [int.from_bytes(packed[i : i + 2], "big") for i in range(0, len(packed), 2)]
     return _order_words(words, profile)  # the ordering is its own inverse
+
+
+def _num(x: float) -> str:
+    return f"{x:.12g}"
+
+
+def _int_range(point: ProfilePoint) -> tuple[int, int]:
+    bits = 16 * point.width
+    return (0, 2**bits - 1) if _STRUCT[point.type] in "HIQ" else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+
+
+def encode_exact(
+    point: ProfilePoint, value: float, profile: DeviceProfile, scale_factor: int | None = None
+) -> list[int]:
+    """SI value → registers for a write, refusing (EncodeError) anything the registers cannot hold
+    exactly: a value that is not finite, outside the type's range, or between two steps of the
+    point's scale and scale factor (the message names the nearest values that can be written),
+    and a scale factor the read path would refuse. Never rounds silently: a setpoint of 60 % at
+    scale factor +2 is refused, not written as 100 %."""
+    where = f"{profile.name}/{point.name}"
+    unit = point.si_unit
+    u = f" {unit}" if unit else ""
+    if point.type in (DataType.BIT, DataType.STRING):
+        raise EncodeError(f"{where}: {point.type.value} points are not written as numbers")
+    if not math.isfinite(value):
+        raise EncodeError(f"{where}: {value} is not a value a register can hold; give a finite number")
+    lo_sf, hi_sf = SCALE_FACTOR_RANGE
+    if scale_factor is not None and not lo_sf <= scale_factor <= hi_sf:
+        raise EncodeError(
+            f"{where}: scale factor {scale_factor} is outside {lo_sf} … {hi_sf}, which the read path accepts; "
+            f"nothing is written (check the device's scale-factor register {point.scale_register})"
+        )
+    how = f"scale factor {scale_factor:+d}" if scale_factor is not None else f"scale {_num(point.scale)}"
+    if scale_factor is not None and point.scale != 1:
+        how = f"scale {_num(point.scale)} and {how}"
+    if point.offset:
+        how += f", offset {_num(point.offset)}"
+    multiplier = point.si_factor * (10.0**scale_factor if scale_factor is not None else 1.0)
+    raw = (value / multiplier - point.offset) / point.scale
+    code = _STRUCT[point.type]
+    if code in "fd":
+        outside = f"{where}: {_num(value)}{u} is outside what {point.type.value} at {how} can hold"
+        try:
+            packed = struct.pack(">" + code, raw)
+        except OverflowError:
+            raise EncodeError(outside) from None
+        if not math.isfinite(raw):
+            raise EncodeError(outside)
+        back = to_si(point, struct.unpack(">" + code, packed)[0], profile, scale_factor)
+        if not math.isclose(back, value, rel_tol=1e-6 if code == "f" else 1e-12):
+            raise EncodeError(
+                f"{where}: {_num(value)}{u} cannot be held by {point.type.value} at {how}: nearest {_num(back)}{u}"
+            )
+    else:
+        lo, hi = _int_range(point)
+        step = abs(point.scale * multiplier)
+        if not lo - 0.5 < raw < hi + 0.5:
+            ends = sorted((to_si(point, lo, profile, scale_factor), to_si(point, hi, profile, scale_factor)))
+            raise EncodeError(
+                f"{where}: {_num(value)}{u} is outside what {point.type.value} at {how} can hold "
+                f"({_num(ends[0])} … {_num(ends[1])}{u})"
+            )
+        nearest = round(raw)
+        if (
+            not math.isclose(to_si(point, nearest, profile, scale_factor), value, rel_tol=1e-9, abs_tol=step * 1e-6)
+            or not lo <= nearest <= hi
+        ):
+            below, above = max(lo, math.floor(raw)), min(hi, math.ceil(raw))
+            near = sorted({to_si(point, below, profile, scale_factor), to_si(point, above, profile, scale_factor)})
+            raise EncodeError(
+                f"{where}: {_num(value)}{u} cannot be written at {how} (steps of {_num(step)}{u}): "
+                f"nearest {' or '.join(_num(n) + u for n in near)}"
+            )
+        packed = struct.pack(">" + code, nearest)
+    words = [int.from_bytes(packed[i : i + 2], "big") for i in range(0, len(packed), 2)]
+    return _order_words(words, profile)
