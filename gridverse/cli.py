@@ -107,15 +107,21 @@ def cmd_gateway_test(args: argparse.Namespace) -> int:
 
 
 def cmd_gateway_write(args: argparse.Namespace) -> int:
-    """Write one value to a device point (refused unless profile and operator both allow it)."""
-    from gateway.writes import WriteRefused, write_point
+    """Write one value to a device point (refused unless profile and operator both allow it), and
+    read it back. Exit codes: 5 not allowed, 6 value not representable, 7 device down or refusing,
+    8 read-back differs."""
+    import logging
 
+    from gateway.writes import WriteError, WriteRefused, write_point
+
+    settings = _settings(args)
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # our one-line error says it all
     try:
-        written = asyncio.run(write_point(_settings(args), args.device, args.point, args.value))
-    except WriteRefused as exc:
-        print(f"write refused: {exc}", file=sys.stderr)
-        return 5
-    print(f"wrote {args.device}/{args.point} = {args.value} ({written})")
+        written = asyncio.run(write_point(settings, args.device, args.point, args.value))
+    except WriteError as exc:
+        print(f"write {'refused' if isinstance(exc, WriteRefused) else 'failed'}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(f"wrote {args.device}/{args.point} = {args.value} ({written}), read back")
     return 0
 
 
