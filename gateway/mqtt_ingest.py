@@ -215,7 +215,7 @@ class MqttIngest:
         self._state_ms = 0
         self.sparkplug = SparkplugHost(
             site,
-            lambda t, body: self.client.publish(t, body, qos=0),
+            self._publish_command,
             max_future_s=gw.max_future_s,
             max_past_s=gw.max_past_s,
         )
@@ -242,6 +242,9 @@ class MqttIngest:
         self._redeliver_thread: threading.Thread | None = None
         self._log_rejection = Throttled(log, 10.0)
         self._log_failure = Throttled(log, 60.0)
+
+    def _publish_command(self, topic: str, body: bytes) -> None:
+        self.client.publish(topic, body, qos=0)
 
     # -- session ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -271,7 +274,8 @@ class MqttIngest:
         if getattr(rc, "is_failure", False):
             log.error("MQTT broker refused the gateway: %s", rc)
             return
-        client.subscribe([(s, self.settings.mqtt.qos) for s in self.subscriptions])
+        qos: int = self.settings.mqtt.qos
+        client.subscribe([(s, qos) for s in self.subscriptions])
         if self.state_topic is not None:  # after subscribing, as the spec orders it
             client.publish(self.state_topic, self._state(True), qos=1, retain=True)
         if not self.connected.is_set() and not self._reconnecting:
@@ -317,7 +321,9 @@ class MqttIngest:
                     self.client.disconnect()
                     self.client.loop_stop()
                     self._connect()
-                    self.client.loop_start()
+                    if self.client.loop_start() != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS:
+                        self.client.loop_stop()  # someone (a watchdog) started a loop in between
+                        self.client.loop_start()
                 except Exception as exc:  # paho refused: its own reconnect loop is the fallback
                     log.error("MQTT: reconnect for redelivery failed (%s: %s)", type(exc).__name__, exc)
                 connected = self.connected.wait(10)
@@ -446,12 +452,16 @@ class MqttIngest:
         self.sink(rows, on_durable)
 
     def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        mid, qos = msg.mid, msg.qos
-        ack = (lambda: client.ack(mid, qos)) if qos > 0 else None
+        mid, qos, payload = msg.mid, msg.qos, bytes(msg.payload)
+
+        def ack() -> None:
+            client.ack(mid, qos)
+
+        on_durable = ack if qos > 0 else None
         try:
             topic = msg.topic  # decoded from UTF-8 by paho: may raise
         except Exception as exc:
             topic = msg._topic.decode("utf-8", "backslashreplace")
-            self._set_aside_failure(topic, msg.payload, exc, ack)
+            self._set_aside_failure(topic, payload, exc, on_durable)
             return
-        self.handle_safely(topic, msg.payload, ack)
+        self.handle_safely(topic, payload, on_durable)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 # Sparkplug B datatypes (the spec's DataType enum)
@@ -44,7 +45,7 @@ class Metric:
     value: float | int | bool | str | None = None
     # the value fields as they came (field number → value), to read them again once the datatype
     # is known: a DATA metric may carry no datatype and take it from its birth (Sparkplug 3.0)
-    raw: dict[int, object] = field(default_factory=dict, repr=False, compare=False)
+    raw: dict[int, int | bytes] = field(default_factory=dict, repr=False, compare=False)
 
     def resolve(self, datatype: int) -> None:
         """Read the value again as `datatype` (the one its birth declared)."""
@@ -80,7 +81,7 @@ _PAYLOAD_WIRE = {1: 0, 2: 2, 3: 0}
 _METRIC_WIRE = {1: 2, 2: 0, 3: 0, 4: 0, 7: 0, 10: 0, 11: 0, 12: 5, 13: 1, 14: 0, 15: 2}
 
 
-def _fields(buf: bytes, wire_of: dict[int, int]):
+def _fields(buf: bytes, wire_of: dict[int, int]) -> Iterator[tuple[int, int, int | bytes]]:
     """(field number, wire type, value) of each field; a field we read with the wrong wire type
     breaks the frame (protobuf refuses it too), an unknown one is skipped."""
     pos = 0
@@ -90,6 +91,7 @@ def _fields(buf: bytes, wire_of: dict[int, int]):
         number, wire = key >> 3, key & 7
         if number == 0:
             raise FrameError(f"field number 0 at byte {pos}")
+        value: int | bytes
         if wire == 0:
             value, pos = _varint(buf, pos)
         elif wire == 1:
@@ -118,22 +120,34 @@ def _signed(value: int, bits: int) -> int:
     return value - (1 << bits) if value >= 1 << (bits - 1) else value
 
 
+def _int(value: int | bytes) -> int:
+    if not isinstance(value, int):  # _fields checked the wire type: this cannot happen
+        raise FrameError("a length-delimited field where a number is due")
+    return value
+
+
+def _bytes(value: int | bytes) -> bytes:
+    if isinstance(value, int):
+        raise FrameError("a number where a length-delimited field is due")
+    return value
+
+
 def _decode_metric(buf: bytes) -> Metric:
     m = Metric()
-    raw: dict[int, object] = {}
-    for number, wire, value in _fields(buf, _METRIC_WIRE):
-        if number == 1 and wire == 2:
+    raw: dict[int, int | bytes] = {}
+    for number, _wire, value in _fields(buf, _METRIC_WIRE):
+        if number == 1:
             try:
-                m.name = bytes(value).decode("utf-8")  # type: ignore[arg-type]
+                m.name = _bytes(value).decode("utf-8")
             except UnicodeDecodeError:
                 raise FrameError("metric name is not UTF-8") from None
-        elif number == 2 and wire == 0:
-            m.alias = int(value)  # type: ignore[arg-type]
-        elif number == 3 and wire == 0:
-            m.timestamp = int(value)  # type: ignore[arg-type]
-        elif number == 4 and wire == 0:
-            m.datatype = int(value)  # type: ignore[arg-type]
-        elif number == 7 and wire == 0:
+        elif number == 2:
+            m.alias = _int(value)
+        elif number == 3:
+            m.timestamp = _int(value)
+        elif number == 4:
+            m.datatype = _int(value)
+        elif number == 7:
             m.is_null = bool(value)
         elif 10 <= number <= 15:
             raw[number] = value
@@ -142,41 +156,42 @@ def _decode_metric(buf: bytes) -> Metric:
     return m
 
 
-def _metric_value(m: Metric, raw: dict[int, object]) -> float | int | bool | str | None:
+def _metric_value(m: Metric, raw: dict[int, int | bytes]) -> float | int | bool | str | None:
     if m.is_null:
         return None
     dt = m.datatype
     if dt in (INT8, INT16, INT32, UINT8, UINT16, UINT32) and 10 in raw:
-        v = int(raw[10])  # type: ignore[arg-type]
+        v = _int(raw[10])
         return _signed(v, _INT_TYPES[dt]) if dt in _INT_TYPES else v & 0xFFFFFFFF
     if dt in (INT64, UINT64, DATETIME) and 11 in raw:
-        v = int(raw[11])  # type: ignore[arg-type]
+        v = _int(raw[11])
         return _signed(v, 64) if dt == INT64 else v
-    if dt == FLOAT and 12 in raw and len(raw[12]) == 4:  # type: ignore[arg-type]
-        return struct.unpack("<f", raw[12])[0]  # type: ignore[arg-type]
-    if dt == DOUBLE and 13 in raw and len(raw[13]) == 8:  # type: ignore[arg-type]
-        return struct.unpack("<d", raw[13])[0]  # type: ignore[arg-type]
+    if dt == FLOAT and 12 in raw:
+        return float(struct.unpack("<f", _bytes(raw[12]))[0])
+    if dt == DOUBLE and 13 in raw:
+        return float(struct.unpack("<d", _bytes(raw[13]))[0])
     if dt == BOOLEAN and 14 in raw:
         return bool(raw[14])
     if dt in (STRING, TEXT) and 15 in raw:
         try:
-            return bytes(raw[15]).decode("utf-8")  # type: ignore[arg-type]
+            return _bytes(raw[15]).decode("utf-8")
         except UnicodeDecodeError:
             raise FrameError(f"metric {m.name or m.alias}: string value is not UTF-8") from None
     return None  # no value for its datatype (datasets, templates, ...): carried, not read
 
 
 def decode_payload(frame: bytes) -> Payload:
+    """A Sparkplug B payload from its protobuf bytes, or FrameError saying where it broke."""
     if len(frame) > MAX_FRAME_BYTES:
         raise FrameError(f"frame of {len(frame)} bytes exceeds {MAX_FRAME_BYTES}")
     p = Payload()
-    for number, wire, value in _fields(frame, _PAYLOAD_WIRE):
-        if number == 1 and wire == 0:
-            p.timestamp = int(value)  # type: ignore[arg-type]
-        elif number == 2 and wire == 2:
-            p.metrics.append(_decode_metric(value))  # type: ignore[arg-type]
-        elif number == 3 and wire == 0:
-            p.seq = int(value)  # type: ignore[arg-type]
+    for number, _wire, value in _fields(bytes(frame), _PAYLOAD_WIRE):
+        if number == 1:
+            p.timestamp = _int(value)
+        elif number == 2:
+            p.metrics.append(_decode_metric(_bytes(value)))
+        elif number == 3:
+            p.seq = _int(value)
     return p
 
 
