@@ -38,8 +38,7 @@ def render_substation(settings: Settings, substation: str, states: dict[str, Ass
         scene.set_background([0.93, 0.95, 0.98, 1.0])
         parts = [ground()]
         for asset in assets:
-            colour = COLOURS[states.get(asset.name, AssetState.UNKNOWN)]
-            parts += asset_parts(asset, colour)
+            parts += asset_parts(asset, states.get(asset.name, AssetState.UNKNOWN))  # its kind's colour
         for i, part in enumerate(parts):
             part.mesh.compute_vertex_normals()
             material = rendering.MaterialRecord()

@@ -1,4 +1,5 @@
-"""Procedural 3D equipment: each asset kind becomes a few primitives, placed on the substation plot."""
+"""Procedural 3D equipment: each asset becomes the primitives its kind's description lists
+(`inspection/equipment/<kind>.py`), placed on the substation plot."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 import open3d as o3d
 
-from gridverse.config import AssetConfig, AssetKind
-
-Rgb = tuple[float, float, float]
+from gridverse.config import AssetConfig
+from inspection.equipment import ColourRole, PartSpec, Primitive, equipment_kind
+from inspection.state import AssetState, Rgb
 
 
 @dataclass
@@ -25,7 +26,7 @@ def _box(w: float, d: float, h: float, at: tuple[float, float, float]) -> o3d.ge
     return mesh
 
 
-def _cylinder(r: float, h: float, at: tuple[float, float, float], axis: str = "z"):
+def _cylinder(r: float, h: float, at: tuple[float, float, float], axis: str = "z") -> o3d.geometry.TriangleMesh:
     mesh = o3d.geometry.TriangleMesh.create_cylinder(radius=r, height=h, resolution=16)
     if axis == "x":
         mesh.rotate(mesh.get_rotation_matrix_from_xyz((0, np.pi / 2, 0)), center=(0, 0, 0))
@@ -33,37 +34,38 @@ def _cylinder(r: float, h: float, at: tuple[float, float, float], axis: str = "z
     return mesh
 
 
-def asset_parts(asset: AssetConfig, colour: Rgb) -> list[Part]:
-    """The primitives for one asset; the state colour goes on the part a technician looks at."""
+def _sphere(r: float, at: tuple[float, float, float]) -> o3d.geometry.TriangleMesh:
+    mesh = o3d.geometry.TriangleMesh.create_sphere(radius=r)
+    mesh.translate(at)
+    return mesh
+
+
+def part_mesh(spec: PartSpec, x: float, y: float) -> o3d.geometry.TriangleMesh:
+    """The mesh of one described part for an asset standing at (x, y)."""
+    at = (x + spec.offset[0], y + spec.offset[1], spec.offset[2])
+    size = spec.size
+    if spec.primitive is Primitive.BOX:
+        return _box(size[0], size[1], size[2], at)
+    if spec.primitive is Primitive.CYLINDER:
+        return _cylinder(size[0], size[1], at, spec.axis)
+    return _sphere(size[0], at)
+
+
+def asset_parts(asset: AssetConfig, colour: Rgb | AssetState) -> list[Part]:
+    """The primitives for one asset; the state colour goes on the part a technician looks at.
+
+    `colour` is the asset's state (coloured by its kind's mapping) or an explicit colour."""
+    kind = equipment_kind(asset.kind)
+    state_colour = kind.colour_of(colour) if isinstance(colour, AssetState) else colour
     x, y = asset.position
-    grey: Rgb = (0.55, 0.57, 0.6)
-    if asset.kind == AssetKind.TRANSFORMER:
-        parts = [Part(f"{asset.name}/tank", _box(4.0, 2.6, 3.0, (x, y, 0)), colour)]
-        parts += [
-            Part(f"{asset.name}/radiator{i}", _box(0.15, 2.2, 2.4, (x + s, y, 0.3)), grey)
-            for i, s in enumerate((-2.3, -2.6, 2.3, 2.6))
-        ]
-        parts += [
-            Part(f"{asset.name}/bushing{i}", _cylinder(0.18, 1.6, (x + dx, y, 3.8)), grey)
-            for i, dx in enumerate((-1.2, 0.0, 1.2))
-        ]
-        return parts
-    if asset.kind == AssetKind.BREAKER:
-        return [
-            Part(f"{asset.name}/frame", _box(0.6, 0.6, 2.0, (x, y, 0)), grey),
-            Part(f"{asset.name}/pole", _box(1.4, 0.9, 1.4, (x, y, 2.0)), colour),
-        ]
-    if asset.kind == AssetKind.BUSBAR:
-        return [
-            Part(f"{asset.name}/conductor", _cylinder(0.12, asset.length, (x, y, 5.0), "x"), colour),
-            *[
-                Part(f"{asset.name}/post{i}", _cylinder(0.15, 5.0, (x + dx, y, 2.5)), grey)
-                for i, dx in enumerate(np.linspace(-asset.length / 2, asset.length / 2, 4))
-            ],
-        ]
-    sphere = o3d.geometry.TriangleMesh.create_sphere(radius=0.45)
-    sphere.translate((x, y, 3.4))
-    return [Part(f"{asset.name}/sensor", sphere, colour)]
+    return [
+        Part(
+            f"{asset.name}/{spec.name}",
+            part_mesh(spec, x, y),
+            state_colour if spec.colour is ColourRole.STATE else kind.structure_colour,
+        )
+        for spec in kind.parts_for(asset)
+    ]
 
 
 def ground(extent: float = 40.0) -> Part:

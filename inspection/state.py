@@ -6,14 +6,16 @@ from enum import StrEnum
 
 from gridverse.config import ElementKind, Settings
 from gridverse.historian import Historian
-from gridverse.points import TELEMETRY, Point, Quality
+from gridverse.points import Point, Quality
+from gridverse.schema import ALARM, TELEMETRY, TWIN_BRANCH
 
 Rgb = tuple[float, float, float]
 
 
 class AssetState(StrEnum):
     NORMAL = "normal"
-    WARNING = "warning"  # loading above 70 %
+    WARNING = "warning"  # loaded: at or above its kind's warning loading (gridverse.schema, 50 %)
+    OVERLOADED = "overloaded"  # at or above its kind's alarm loading (80 %)
     ALARM = "alarm"  # an active alarm names the device
     OPEN = "open"  # breaker open
     UNKNOWN = "unknown"  # no data or the device does not answer
@@ -22,6 +24,7 @@ class AssetState(StrEnum):
 COLOURS: dict[AssetState, Rgb] = {
     AssetState.NORMAL: (0.20, 0.70, 0.30),
     AssetState.WARNING: (0.95, 0.65, 0.10),
+    AssetState.OVERLOADED: (0.90, 0.12, 0.10),
     AssetState.ALARM: (0.90, 0.12, 0.10),
     AssetState.OPEN: (0.35, 0.35, 0.40),
     AssetState.UNKNOWN: (0.70, 0.30, 0.80),
@@ -29,6 +32,9 @@ COLOURS: dict[AssetState, Rgb] = {
 
 
 def asset_states(settings: Settings, historian: Historian, substation: str, since_ns: int) -> dict[str, AssetState]:
+    """Each asset's state: alarm, no data, open, or how loaded its branch is (its kind's thresholds)."""
+    from inspection.equipment import equipment_kind  # the kinds import this module's states
+
     site = settings.site.name
     points = [
         Point.from_record(r)
@@ -37,11 +43,11 @@ def asset_states(settings: Settings, historian: Historian, substation: str, sinc
     by_device: dict[str, list[Point]] = {}
     for p in points:
         by_device.setdefault(p.device, []).append(p)
-    alarms = historian.latest("alarm", tags={"site": site})
+    alarms = historian.latest(ALARM, tags={"site": site})
     alarmed = {r.tags["device"] for r in alarms if int(r.fields.get("active", 0)) == 1}
     loading = {
         (r.tags["kind"], int(r.tags["index"])): float(r.fields["loading_percent"])
-        for r in historian.latest("twin_branch", tags={"site": site}, start_ns=since_ns)
+        for r in historian.latest(TWIN_BRANCH, tags={"site": site}, start_ns=since_ns)
     }
     elements = {d.name: d.element for sub in settings.site.substations for d in sub.devices}
     elements.update({s.name: s.element for s in settings.site.sensors})
@@ -61,8 +67,6 @@ def asset_states(settings: Settings, historian: Historian, substation: str, sinc
             state = AssetState.NORMAL
             element = elements.get(asset.device)
             if element is not None and element.kind != ElementKind.BUS:
-                pct = loading.get((element.kind.value, element.index))
-                if pct is not None and pct > 70:
-                    state = AssetState.WARNING
+                state = equipment_kind(asset.kind).loading_state(loading.get((element.kind.value, element.index)))
         states[asset.name] = state
     return states

@@ -1,0 +1,34 @@
+"""Equipment kinds, one file each: a module here that calls `register(EquipmentKind(...))`
+describes how one `AssetKind` is drawn (its parts), the colour of each state and its loading
+thresholds. Adding a kind is adding its `AssetKind` value and one file here."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from inspection.config import AssetKind
+from inspection.equipment.base import ColourRole, EquipmentKind, PartSpec, Primitive, register
+
+__all__ = ["ColourRole", "EquipmentKind", "PartSpec", "Primitive", "equipment_kind", "equipment_kinds", "register"]
+
+
+def equipment_kinds() -> dict[AssetKind, EquipmentKind]:
+    """Every registered kind, after importing each module of this package."""
+    for module in pkgutil.iter_modules(__path__):
+        if not module.name.startswith("_") and module.name != "base":
+            importlib.import_module(f"{__name__}.{module.name}")
+    from inspection.equipment.base import _REGISTRY
+
+    return dict(_REGISTRY)
+
+
+def equipment_kind(kind: AssetKind) -> EquipmentKind:
+    """The description of one kind; a kind without a file is an error naming the remedy."""
+    kinds = equipment_kinds()
+    if kind not in kinds:
+        raise LookupError(
+            f"no equipment description for asset kind {kind.value!r}: add inspection/equipment/{kind.value}.py "
+            f"that registers an EquipmentKind (known: {', '.join(sorted(k.value for k in kinds))})"
+        )
+    return kinds[kind]
