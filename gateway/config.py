@@ -163,6 +163,17 @@ class ProfilePoint(Strict):
             raise ValueError("a string point needs `length` (registers), and only a string point takes one")
         return self
 
+    @model_validator(mode="after")
+    def _within_address_space(self) -> ProfilePoint:
+        last = self.address + self.width - 1
+        if last > LAST_ADDRESS:
+            raise ValueError(
+                f"point {self.name}: a {self.type.value} at {self.table.value} register {self.address} would need "
+                f"registers up to {last}, past the last Modbus address {LAST_ADDRESS}; "
+                "move it or check the register map's offset"
+            )
+        return self
+
     @property
     def width(self) -> int:
         return self.length if self.type == DataType.STRING else REGISTER_WIDTH[self.type]
@@ -222,12 +233,7 @@ class DeviceProfile(Strict):
             seen_names.add(p.name)
             last = p.address + p.width - 1
             if last > LAST_ADDRESS:
-                problems.append(
-                    f"profile {self.name}, point {p.name}: a {p.type.value} at {p.table.value} register {p.address} "
-                    f"would need registers up to {last}, past the last Modbus address {LAST_ADDRESS}; "
-                    "move it or check the register map's offset"
-                )
-                continue
+                continue  # refused by the point itself
             bit = p.table in (RegisterTable.COIL, RegisterTable.DISCRETE)
             limit = self.max_bits if bit else self.max_registers
             if p.width > limit:
@@ -270,6 +276,9 @@ class GatewayConfig(Strict):
     spool: SpoolConfig = SpoolConfig()
     metrics_port: int | None = Field(
         default=None, ge=1, le=65535, description="serve /metrics and /health here (Prometheus); off when null"
+    )
+    metrics_address: str = Field(
+        default="127.0.0.1", min_length=1, description="address /metrics and /health bind (0.0.0.0: every network)"
     )
     rtu_host: str | None = Field(
         default=None, description="reach every RTU through this host (e.g. a simulator container)"
