@@ -187,8 +187,8 @@ class Spool:
         self._gone, self._problem = False, None
         log.error(
             "spool %s: started a fresh file after the old one was deleted; carried over the %d points it still "
-            "held (nothing lost); points refused meanwhile are redelivered by the broker (MQTT) or were counted "
-            "as refused (polls)",
+            "held (nothing lost); points that arrived meanwhile were kept in memory, or refused and counted (MQTT "
+            "messages stay unacknowledged for redelivery)",
             self.path,
             carried,
         )
@@ -211,6 +211,9 @@ class Spool:
                     self._recover_locked()
                 if self._gone:
                     raise SpoolError(self._problem or f"spool {self.path}: file gone")
+            self._check_locked()  # before the commit too: write nothing into a file already deleted
+            if self._gone:
+                raise SpoolError(self._problem or f"spool {self.path}: file gone")
             full = self._depth + incoming > self.max_points
             if full and self.policy == "reject_new" and self._depth > 0:
                 self.refused += incoming

@@ -9,11 +9,23 @@ Two threads:
   logged once when it goes and once when it comes back); a store that refuses data (HTTP 4xx)
   has the offending points isolated by bisection and set aside with the reason, never retried
   forever.
+
+Neither thread dies of what it meets. A write that fails with a data error (the store's
+HistorianRejected, or a TypeError/ValueError/OverflowError from a row it cannot convert) is
+bisected and the bad rows set aside; any other exception counts as the store being down (retried
+with back-off, logged once). A submission that cannot even be encoded is set aside at intake and
+acknowledged. `problem()` says what is wrong (a thread stopped, the drainer failing, the spool
+full or its file gone) for /health, and `last_drain_ns` when the drainer last succeeded.
+
+A full spool (`reject_new`) is logged once when refusing starts and once when it ends; then
+`on_room` is called (once, on its own thread) so the MQTT side can ask the broker to redeliver
+the messages it left unacknowledged.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +40,18 @@ log = logging.getLogger(__name__)
 OnDurable = Callable[[], None]
 
 
+#: exceptions from a write that say the data, not the store, is the problem: bisect, set aside
+_DATA_ERRORS = (
+    TypeError,
+    ValueError,
+    OverflowError,
+    EOFError,
+    sqlite3.DataError,
+    sqlite3.IntegrityError,
+    sqlite3.InterfaceError,
+)
+
+
 class HistorianWriter:
     def __init__(
         self,
@@ -38,6 +62,7 @@ class HistorianWriter:
         commit_interval_s: float = 0.01,
         batch_points: int = 20_000,
         max_backoff_s: float = 5.0,
+        max_memory_points: int = 100_000,
     ) -> None:
         self.max_backoff_s = max_backoff_s
         self.historian = historian
@@ -45,21 +70,37 @@ class HistorianWriter:
         self.flush_interval_s = flush_interval_s
         self.commit_interval_s = commit_interval_s
         self.batch_points = batch_points
+        self.max_memory_points = max_memory_points  # held in memory while the spool file fails
         self._queue: list[tuple[list[Record], OnDurable | None]] = []
         self._queued_points = 0
         self._lock = threading.Lock()
         self._submitted = threading.Event()
         self._committed = threading.Event()
         self._stop = threading.Event()
+        self._started = False
         self._committer = threading.Thread(target=self._commit_loop, name="spool-committer", daemon=True)
         self._drainer = threading.Thread(target=self._drain_loop, name="historian-drainer", daemon=True)
         self.written: dict[str, int] = {}  # points the historian accepted, by source
         self.set_aside = 0  # points the store rejected, kept in the spool's rejected table
+        self.unencodable = 0  # submissions that could not be encoded, set aside at intake
         self.store_up = True
+        self.store_down_since: float | None = None  # time.time() of the failure, while down
         # (batches, write started ns, write finished ns), for metrics and latency measurement
         self.on_written: Callable[[Sequence[SpoolBatch], int, int], None] | None = None
+        #: called once (on its own thread) when the spool has room again after refusing
+        self.on_room: Callable[[], None] | None = None
+        self.refusals = 0  # commits refused (spool full, or its file failing beyond memory)
+        self.memory_refused = 0  # points refused because the spool failed and memory was full
+        self.commit_failures = 0  # commits that could not reach the spool file
+        self.drain_failures = 0  # drain rounds that failed with an unexpected exception
+        self.last_drain_ns = 0  # when the drainer last finished a round without an unexpected error
+        self._refusing: str | None = None  # why new points are refused, until there is room
+        self._spool_failing: str | None = None
+        self._unexpected: str | None = None  # the drainer's last unexpected error, until it succeeds
+        self._poison_logged = 0.0
 
     def start(self) -> None:
+        self._started = True
         self._committer.start()
         self._drainer.start()
 
@@ -73,8 +114,9 @@ class HistorianWriter:
 
     @property
     def refused(self) -> int:
-        """Points the spool refused (full, policy reject_new)."""
-        return self.spool.refused
+        """Points refused: by the spool (full, policy reject_new) or, while its file failed, by
+        the writer's bounded memory."""
+        return self.spool.refused + self.memory_refused
 
     def pending(self) -> int:
         """Points not yet in the historian (queued for the spool, or spooled)."""
@@ -82,39 +124,86 @@ class HistorianWriter:
             queued = self._queued_points
         return queued + self.spool.depth()
 
+    def problem(self) -> str | None:
+        """What keeps points from reaching the historian safely, for /health; None when all is
+        well (a store that is down while the spool takes the points is not a problem: store_up)."""
+        parts: list[str] = []
+        if self._started and not self._stop.is_set():
+            for thread in (self._committer, self._drainer):
+                if not thread.is_alive():
+                    parts.append(f"the {thread.name} thread has stopped; restart the gateway")
+        spool = self.spool.problem()
+        if spool is not None:
+            parts.append(spool)
+        elif self._spool_failing is not None:
+            parts.append(self._spool_failing)
+        store = self.historian.problem()
+        if store is not None:
+            parts.append(store)
+        if self._unexpected is not None:
+            parts.append(
+                f"the historian drainer fails ({self._unexpected}; {self.drain_failures} failed rounds); "
+                "points stay spooled"
+            )
+        if self._refusing is not None:
+            parts.append(self._refusing)
+        return "; ".join(parts) or None
+
     # -- committer --------------------------------------------------------------------------
     def _commit_loop(self) -> None:
+        failing = False
         while not self._stop.is_set():
             self._submitted.wait(0.5)
             self._submitted.clear()
-            self.commit()
+            try:
+                self.spool.check()  # at most once a second: notices a deleted file without traffic
+                self.commit()
+                if failing:
+                    log.info("spool committer recovered")
+                failing = False
+            except Exception:  # never seen; must not stop the committer
+                self.commit_failures += 1
+                if not failing:
+                    log.exception("spool committer: unexpected failure; retrying")
+                failing = True
+                self._stop.wait(1.0)
             time.sleep(self.commit_interval_s)  # let a group gather: one transaction, many messages
-        self.commit()
+        try:
+            self.commit()
+        except Exception:
+            log.exception("spool committer: the last commit at shutdown failed")
 
     def commit(self) -> None:
         with self._lock:
             items, self._queue, self._queued_points = self._queue, [], 0
         if not items:
             return
+        encode = self.historian.encode
+        batches: list[tuple[int, str, bytes]] = []
+        kept: list[tuple[list[Record], OnDurable | None]] = []
+        for records, on_durable in items:
+            if not records:
+                kept.append((records, on_durable))
+                continue
+            try:
+                batches.append((len(records), records[0].tags.get("source", records[0].measurement), encode(records)))
+            except Exception as exc:  # a submission the store's format cannot express: set aside, go on
+                if not self._set_aside_unencodable(records, exc):
+                    self.memory_refused += len(records)  # not acknowledged: the spool cannot take it now
+                    continue
+            kept.append((records, on_durable))
         try:
-            encode = self.historian.encode
-            self.spool.append(
-                [
-                    (len(records), records[0].tags.get("source", records[0].measurement), encode(records))
-                    for records, _ in items
-                    if records
-                ]
-            )
+            self.spool.append(batches)
         except SpoolFull as exc:  # the spool counts what it refused
-            log.error("%s", exc)
+            self._refused(str(exc))
             return  # callbacks not called: MQTT messages stay unacknowledged and are redelivered
         except SpoolError as exc:
-            log.error("%s; %d points kept in memory for the next attempt", exc, sum(len(r) for r, _ in items))
-            with self._lock:
-                self._queue[:0] = items
-                self._queued_points += sum(len(r) for r, _ in items)
+            self._spool_failed(str(exc), items)
             return
-        for _records, on_durable in items:
+        if self._spool_failing is not None:
+            log.info("spool %s takes points again", self.spool.path)
+            self._spool_failing = None
+        for _records, on_durable in kept:
             if on_durable is not None:
                 try:
                     on_durable()
@@ -122,11 +211,104 @@ class HistorianWriter:
                     log.exception("acknowledging a durable batch failed")
         self._committed.set()
 
+    def _set_aside_unencodable(self, records: list[Record], exc: Exception) -> bool:
+        """Keep a submission that cannot be encoded in the rejected table; True when it is there."""
+        body = repr(records).encode("utf-8", "backslashreplace")[:100_000]
+        try:
+            self.spool.set_aside(body, f"cannot encode for the store: {type(exc).__name__}: {exc}")
+        except SpoolError:
+            return False
+        self.unencodable += 1
+        now = time.monotonic()
+        if now - self._poison_logged > 60:
+            self._poison_logged = now
+            log.error(
+                "a submission of %d points cannot be encoded for the historian (%s: %s); set aside in the spool's "
+                "rejected table (%d so far, logged at most once a minute)",
+                len(records),
+                type(exc).__name__,
+                exc,
+                self.unencodable,
+            )
+        return True
+
+    def _refused(self, message: str) -> None:
+        self.refusals += 1
+        if self._refusing is None:
+            down_s = time.time() - (self.store_down_since or time.time())
+            store = "the historian is up and draining" if self.store_up else f"the historian is down for {down_s:.0f} s"
+            self._refusing = f"{message}; {store}"
+            log.error("%s (logged once; another line when there is room again)", self._refusing)
+
+    def _spool_failed(self, message: str, items: list[tuple[list[Record], OnDurable | None]]) -> None:
+        """Keep the points in memory for the next attempt, up to max_memory_points; refuse the rest
+        (not acknowledged, so MQTT messages are redelivered)."""
+        self.commit_failures += 1
+        with self._lock:
+            room = self.max_memory_points - self._queued_points
+            keep: list[tuple[list[Record], OnDurable | None]] = []
+            for records, on_durable in items:
+                if len(records) <= room:
+                    keep.append((records, on_durable))
+                    room -= len(records)
+                else:
+                    self.memory_refused += len(records)
+                    self._refusing = self._refusing or (
+                        f"the spool cannot take points ({message}) and {self.max_memory_points} are held in "
+                        "memory; newer points are refused"
+                    )
+            self._queue[:0] = keep
+            self._queued_points += sum(len(r) for r, _ in keep)
+        if self._spool_failing is None:
+            self._spool_failing = message
+            log.error("%s; up to %d points kept in memory meanwhile (logged once)", message, self.max_memory_points)
+
+    def _check_room(self) -> None:
+        """After a refusal: once the spool is below its warning level again (and its file is
+        fine), log it and call on_room on its own thread."""
+        if self._refusing is None or self._spool_failing is not None or self.spool.problem() is not None:
+            return
+        depth = self.spool.depth()
+        if depth and depth >= self.spool.warn_fraction * self.spool.max_points:
+            return
+        log.info(
+            "spool has room again (%d of %d points); %d points were refused in %d commits while full",
+            depth,
+            self.spool.max_points,
+            self.refused,
+            self.refusals,
+        )
+        self._refusing = None
+        callback = self.on_room
+        if callback is not None:
+            threading.Thread(target=self._call_on_room, args=(callback,), name="spool-on-room", daemon=True).start()
+
+    @staticmethod
+    def _call_on_room(callback: Callable[[], None]) -> None:
+        try:
+            callback()
+        except Exception:
+            log.exception("the spool's on_room callback failed")
+
     # -- drainer ----------------------------------------------------------------------------
     def _drain_loop(self) -> None:
         backoff = self.flush_interval_s
         while not self._stop.is_set():
-            moved = self.flush()
+            try:
+                moved = self.flush()
+                self._check_room()
+            except Exception as exc:  # never seen: the drainer must not die; treated as the store down
+                self.drain_failures += 1
+                if self._unexpected is None:
+                    log.exception("historian drainer: unexpected failure; points stay spooled, retrying with back-off")
+                self._unexpected = f"{type(exc).__name__}: {exc}"
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
+                continue
+            self.last_drain_ns = time.time_ns()
+            if self._unexpected is not None:
+                log.info("historian drainer recovered after %d failed rounds", self.drain_failures)
+                self._unexpected = None
             if self.store_up:
                 backoff = self.flush_interval_s
                 if not moved:
@@ -145,40 +327,66 @@ class HistorianWriter:
                 break
             points = sum(b.points for b in batches)
             started = time.time_ns()
+            aside = self.set_aside
             try:
                 self._write([b.body for b in batches])
             except HistorianError as exc:
                 if self.store_up:
                     log.error("historian unavailable, spooling (%d points waiting): %s", self.spool.depth(), exc)
+                    self.store_down_since = time.time()
                 self.store_up = False
                 return moved
+            if self.set_aside > aside:
+                log.error(
+                    "the historian refused %d rows of a batch of %d points (kept aside in the spool's rejected "
+                    "table, %d so far): %s",
+                    self.set_aside - aside,
+                    points,
+                    self.set_aside,
+                    self._last_rejection,
+                )
             if not self.store_up:
                 log.info("historian back; draining %d spooled points", self.spool.depth())
             self.store_up = True
+            self.store_down_since = None
             self._forget(batches)
             moved += points
             for b in batches:
                 self.written[b.source] = self.written.get(b.source, 0) + b.points
             if self.on_written is not None:
-                self.on_written(batches, started, time.time_ns())
+                try:
+                    self.on_written(batches, started, time.time_ns())
+                except Exception:
+                    log.exception("the writer's on_written callback failed")
         return moved
 
+    _last_rejection = ""
+
     def _write(self, bodies: list[bytes]) -> None:
-        """Write, isolating what the store rejects by bisection (it is set aside, not retried)."""
+        """Write, isolating what the store rejects by bisection (it is set aside, not retried).
+        A data error is a rejection; any other unexpected exception counts as the store down."""
         try:
             self.historian.write_encoded(bodies)
-        except HistorianRejected as exc:
-            if len(bodies) == 1:
-                units = self.historian.split_encoded(bodies[0])
-                if len(units) == 1:
-                    self.spool.set_aside(bodies[0], str(exc))
-                    self.set_aside += 1
-                    log.error("historian rejected a point (kept aside in the spool's rejected table): %s", exc)
-                    return
-                bodies = units
-            half = len(bodies) // 2
-            self._write(bodies[:half])
-            self._write(bodies[half:])
+            return
+        except HistorianError as exc:
+            if not isinstance(exc, HistorianRejected):
+                raise
+            reason = str(exc)
+        except _DATA_ERRORS as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:
+            raise HistorianError(f"historian write failed unexpectedly ({type(exc).__name__}: {exc})") from exc
+        if len(bodies) == 1:
+            units = self.historian.split_encoded(bodies[0])
+            if len(units) == 1:
+                self.spool.set_aside(bodies[0], reason)
+                self.set_aside += 1
+                self._last_rejection = reason
+                return
+            bodies = units
+        half = len(bodies) // 2
+        self._write(bodies[:half])
+        self._write(bodies[half:])
 
     def _forget(self, batches: Sequence[SpoolBatch]) -> None:
         try:
@@ -196,6 +404,9 @@ class HistorianWriter:
         self._committer.join(timeout)
         self._drainer.join(timeout)
         deadline = time.monotonic() + timeout
-        while self.spool.depth() and self.store_up and time.monotonic() < deadline:
-            if not self.flush(max_rounds=1):
-                break
+        try:
+            while self.spool.depth() and self.store_up and time.monotonic() < deadline:
+                if not self.flush(max_rounds=1):
+                    break
+        except Exception:
+            log.exception("draining at shutdown failed; what is left stays in the spool for the next start")
