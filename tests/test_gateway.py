@@ -296,9 +296,14 @@ def test_each_bad_answer_has_its_quality_and_is_logged_once(caplog: pytest.LogCa
         alive = not task.done()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        polls = poller.status.polls
+        task = asyncio.create_task(poller.run())  # a watchdog restarts the same poller: it polls on
+        await asyncio.sleep(0.5)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
         poller.connection.close()
         server.close()
-        return alive
+        return alive and poller.status.polls > polls
 
     with caplog.at_level(logging.WARNING, logger="gateway.modbus_poller"):
         alive = asyncio.run(scenario())
