@@ -176,7 +176,9 @@ class ProfilePoint(Strict):
 
     @property
     def width(self) -> int:
-        return self.length if self.type == DataType.STRING else REGISTER_WIDTH[self.type]
+        if self.type == DataType.STRING:
+            return self.length or 0  # a string point always has one (validated above)
+        return REGISTER_WIDTH[self.type]
 
     @property
     def ln_class(self) -> str:
