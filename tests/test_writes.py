@@ -189,3 +189,40 @@ def test_a_device_that_is_down_is_one_line_with_its_own_exit_code(
     assert rc == 6 and "nan is not a value" in capsys.readouterr().err
     rc = main(["--config", str(main_file), "gateway", "write", "INV1", "MMXU1.TotW", "5"])
     assert rc == 5
+
+
+def test_a_coil_takes_zero_or_one_and_is_read_back(base: Settings) -> None:
+    from gridverse.config import DeviceProfile
+
+    breaker = DeviceProfile(
+        name="breaker",
+        points=[{"name": "XCBR1.Pos", "table": "coil", "address": 5, "type": "bit", "writable": True}],
+    )
+
+    async def scenario() -> tuple[list[int] | bool, bool]:
+        port = free_port()
+        coils = [SimData(0, values=[False] * 16, datatype=SimType.BITS)]
+        invalid = [SimData(0, count=1, datatype=SimType.INVALID)]
+        server = ModbusTcpServer(
+            [SimDevice(id=3, simdata=(coils, coils, invalid, invalid))], address=("127.0.0.1", port)
+        )
+        await server.serve_forever(background=True)
+        settings = _settings(port, base)
+        sub = settings.site.substations[0]
+        dev = sub.devices[0].model_copy(update={"profile": "breaker"})
+        site = settings.site.model_copy(update={"substations": [sub.model_copy(update={"devices": [dev]})]})
+        settings = settings.model_copy(update={"site": site, "profiles": {"breaker": breaker}})
+        try:
+            with pytest.raises(NotRepresentable, match="a bit takes 0"):
+                await write_point(settings, "INV1", "XCBR1.Pos", 0.5)
+            written = await write_point(settings, "INV1", "XCBR1.Pos", 1.0)
+            client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=1)
+            await client.connect()
+            held = (await client.read_coils(5, count=1, device_id=3)).bits[0]
+            client.close()
+            return written, held
+        finally:
+            await server.shutdown()
+
+    written, held = asyncio.run(scenario())
+    assert written is True and held is True
