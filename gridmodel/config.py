@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from gridverse.configbase import Strict
+from gridverse.configbase import ReadableFile, Strict
 
 
 class EstimatorKind(StrEnum):
@@ -19,7 +20,25 @@ class EstimatorKind(StrEnum):
 
 class NetworkConfig(Strict):
     simbench_code: str | None = "1-MV-rural--1-sw"
-    file: Path | None = None
+    file: ReadableFile | None = Field(default=None, description="a pandapower JSON file (pandapower.to_json)")
+
+    @field_validator("file")
+    @classmethod
+    def _json_file(cls, v: Path | None) -> Path | None:
+        if v is not None and v.suffix.lower() != ".json":
+            raise ValueError(
+                f"{str(v)!r} is not a pandapower JSON file; save the network with pandapower.to_json(net, "
+                "'grid.json') (converters: pandapower.converter.from_mpc, from_cim, …) and name that file"
+            )
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _file_replaces_default_code(cls, data: Any) -> Any:
+        """`network: {file: grid.json}` means that file, not the default SimBench code as well."""
+        if isinstance(data, dict) and data.get("file") is not None and "simbench_code" not in data:
+            return {**data, "simbench_code": None}
+        return data
 
     @model_validator(mode="after")
     def _one_source(self) -> NetworkConfig:

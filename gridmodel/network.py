@@ -7,6 +7,7 @@ import functools
 import logging
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandapower as pp
 import pandas as pd
@@ -32,11 +33,7 @@ class GridData:
 def _load_cached(config: NetworkConfig) -> GridData:
     warnings.filterwarnings("ignore", message=".*numba.*")
     if config.file is not None:
-        try:
-            net = pp.from_json(str(config.file))
-        except (OSError, ValueError) as exc:
-            raise NetworkLoadError(f"network.file {config.file}: cannot load a pandapower network ({exc})") from exc
-        return GridData(net=net, profiles={})
+        return GridData(net=_load_file(config.file), profiles={})
     import simbench as sb
 
     try:
@@ -49,6 +46,27 @@ def _load_cached(config: NetworkConfig) -> GridData:
     profiles = sb.get_absolute_values(net, profiles_instead_of_study_cases=True)
     log.info("loaded network", extra={"code": config.simbench_code, "buses": len(net.bus)})
     return GridData(net=net, profiles=profiles)
+
+
+def _load_file(path: Path) -> pp.pandapowerNet:
+    """A pandapower JSON network, or NetworkLoadError naming the file and the remedy."""
+    remedy = (
+        "give a network saved with pandapower.to_json(net, path) (other formats: pandapower.converter), "
+        "or set site.network.simbench_code instead"
+    )
+    if not path.is_file():
+        raise NetworkLoadError(f"{path}: file not found (working directory {Path.cwd()}); {remedy}")
+    try:
+        # pandapower reads a string that is not a file as JSON text: hand it the open file instead
+        with path.open(encoding="utf-8") as handle:
+            net = pp.from_json(handle)
+    except Exception as exc:  # pandapower raises UserWarning, AttributeError, KeyError … for foreign files
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise NetworkLoadError(f"{path}: not a pandapower network ({reason}); {remedy}") from None
+    if not isinstance(net, pp.pandapowerNet) or "bus" not in net or len(net.bus) == 0:
+        raise NetworkLoadError(f"{path}: holds no buses, so it is not a usable pandapower network; {remedy}")
+    log.info("loaded network", extra={"file": str(path), "buses": len(net.bus)})
+    return net
 
 
 def load_grid(config: NetworkConfig) -> GridData:

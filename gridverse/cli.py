@@ -30,12 +30,23 @@ def _emit_json(document: dict, path: Path | None, what: str) -> None:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    """Validate every file; also open a network file, which is only read when the twin starts."""
     settings = _settings(args)
+    network = settings.site.network
+    if network.file is not None:
+        from gridmodel.network import NetworkLoadError, load_grid
+
+        try:
+            load_grid(network)
+        except NetworkLoadError as exc:
+            source = args.config or "the main configuration file"
+            raise ConfigError(f"{source}: site.network.file: {exc}") from None
     n_dev = sum(len(s.devices) for s in settings.site.substations)
+    inspected = settings.inspection.substation if settings.inspection else "nothing"
     print(
         f"configuration OK: site {settings.site.name}, {len(settings.site.substations)} "
         f"substations, {n_dev} devices, {len(settings.site.sensors)} sensors, "
-        f"{len(settings.profiles)} profiles"
+        f"{len(settings.profiles)} profiles, inspection renders {inspected}"
     )
     return 0
 
@@ -46,56 +57,81 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """Everything on this machine; SIGTERM or Ctrl-C stops every part (the UI too) within seconds."""
+    from gridverse.demo import DemoStack
     from gridverse.logs import setup_logging
     from gridverse.stack import run_stack
 
     setup_logging(args.log_level)
     settings = _settings(args)
     headless = args.seconds is not None
+    with_ui = not headless and not args.no_ui
     if not headless:
+        ui = f"UI at http://{settings.ui.address}:{settings.ui.port}  " if with_ui else ""
         print(
-            f"gridverse demo: UI at http://127.0.0.1:{settings.ui.port}  "
+            f"gridverse demo: {ui}"
             f"(MQTT on {settings.mqtt.host or '127.0.0.1'}:{settings.mqtt.port}, "
             f"Modbus RTUs on ports {[s.port for s in settings.site.substations]}, "
             f"historian {settings.historian.path}); Ctrl-C stops",
             flush=True,
         )
-    try:
-        summary = asyncio.run(run_stack(settings, seconds=args.seconds, with_ui=not headless and not args.no_ui))
-    except KeyboardInterrupt:
+    stack = DemoStack(settings, with_ui=with_ui, config_path=args.config)
+    summary = asyncio.run(run_stack(stack, seconds=args.seconds))
+    if summary.pop("stopped_by_signal", False):
         print("stopped", file=sys.stderr)
-        return 0
+        if args.summary is None:
+            return 0
     _emit_json(summary, args.summary, "summary")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """One or more parts as a long-running service (what each docker-compose service runs)."""
+    """One or more parts as a long-running service (what each docker-compose service runs);
+    SIGTERM or SIGINT stops them (and the UI child) within seconds, exit code 0."""
     from gridverse.logs import setup_logging
-    from gridverse.stack import run_stack
+    from gridverse.stack import Stack, run_stack
 
     setup_logging(args.log_level)
     settings = _settings(args)
     parts = tuple(p for p in args.parts if p != "ui")
-    try:
-        asyncio.run(run_stack(settings, seconds=None, with_ui="ui" in args.parts, progress=False, parts=parts))
-    except KeyboardInterrupt:
-        return 0
+    stack = Stack(settings, with_ui="ui" in args.parts, parts=parts, config_path=args.config)
+    asyncio.run(run_stack(stack, seconds=None, progress=False))
     return 0
 
 
+#: How far past this machine's clock `--at` may point (clock skew between machines); the
+#: historian holds nothing later.
+_FUTURE_SLACK_NS = 3600 * 10**9
+
+
 def _parse_time(text: str) -> int:
-    """ISO 8601 (UTC when no zone is given) or integer nanoseconds → UTC nanoseconds."""
+    """ISO 8601 (UTC when no zone is given) or integer nanoseconds → UTC nanoseconds, between the
+    epoch and now; anything else is refused with one line saying what to give."""
+    import time
+
     import pandas as pd
 
-    if text.lstrip("-").isdigit():
-        return int(text)
-    try:
-        stamp = pd.Timestamp(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--at {text!r}: not a time; use e.g. 2026-11-24T10:15:00Z") from exc
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return int(stamp.value)
+    hint = "give an ISO time such as 2026-11-24T10:15:00Z (UTC when no zone is given) or nanoseconds since 1970"
+    if text.strip().lstrip("-").isdigit():
+        value = int(text)
+    else:
+        try:
+            stamp = pd.Timestamp(text.strip())
+            if pd.isna(stamp):
+                raise ValueError("empty")
+            stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+            value = int(stamp.as_unit("ns").value)
+        except (ValueError, TypeError, OverflowError):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a time; {hint}") from None
+    now = time.time_ns()
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is before 1970; {hint}")
+    if value > now + _FUTURE_SLACK_NS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is in the future (this machine's clock says {pd.Timestamp(now, tz='UTC'):%Y-%m-%dT%H:%M:%SZ}); "
+            "the historian holds nothing after now"
+        )
+    return value
 
 
 def cmd_gateway_test(args: argparse.Namespace) -> int:
@@ -233,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except KeyboardInterrupt:  # Ctrl-C before the stack took over the signals (e.g. while loading)
+        print("stopped", file=sys.stderr)
+        return 130
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2

@@ -3,11 +3,13 @@ section from its `<part>/config.py`, composed into `Settings`, which cross-check
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from anomaly.config import AnomalyConfig, LimitRule, Severity
 from fieldsim.config import FaultConfig, FaultKind, SimulatorConfig
@@ -22,7 +24,7 @@ from gateway.config import (
     SpoolConfig,
 )
 from gridmodel.config import EstimatorKind, NetworkConfig, TwinConfig
-from gridverse.configbase import Strict
+from gridverse.configbase import Port, ReadableFile, Strict
 from gridverse.elements import ElementKind, ElementRef, Measurand
 from inspection.config import AssetConfig, AssetKind, InspectionConfig
 from ui.config import UiConfig
@@ -52,8 +54,11 @@ __all__ = [
     "MqttConfig",
     "MqttTls",
     "NetworkConfig",
+    "Port",
     "ProfilePoint",
+    "ReadableFile",
     "RegisterTable",
+    "RetentionConfig",
     "SensorConfig",
     "SensorKind",
     "Settings",
@@ -65,6 +70,7 @@ __all__ = [
     "SubstationConfig",
     "TwinConfig",
     "UiConfig",
+    "reference_problems",
 ]
 
 
@@ -80,8 +86,8 @@ class DeviceConfig(Strict):
 class SubstationConfig(Strict):
     name: str
     host: str = "127.0.0.1"
-    port: int = Field(ge=0, le=65535, description="Modbus TCP port of the substation RTU")
-    devices: list[DeviceConfig]
+    port: Port = Field(description="Modbus TCP port of the substation RTU")
+    devices: list[DeviceConfig] = Field(default_factory=list, description="none: a substation with sensors only")
 
 
 class SensorKind(StrEnum):
@@ -99,22 +105,27 @@ class SensorConfig(Strict):
 class SiteConfig(Strict):
     name: str
     network: NetworkConfig = NetworkConfig()
-    substations: list[SubstationConfig]
+    substations: list[SubstationConfig] = Field(default_factory=list, description="none: a site without Modbus RTUs")
     sensors: list[SensorConfig] = []
 
 
 class MqttTls(Strict):
     """TLS to the broker; client certificate optional (mutual TLS)."""
 
-    ca_file: Path
-    cert_file: Path | None = None
-    key_file: Path | None = None
+    ca_file: ReadableFile
+    cert_file: ReadableFile | None = None
+    key_file: ReadableFile | None = None
     insecure_skip_hostname: bool = False
 
 
 class MqttConfig(Strict):
     host: str | None = Field(default=None, description="none: start an embedded broker")
-    port: int = 1883
+    port: Port = 1883
+    embedded_bind: str = Field(
+        default="127.0.0.1",
+        description="address the embedded broker listens on; loopback keeps it to this machine. It lets "
+        "anonymous clients in only when no mqtt.username is set",
+    )
     username: str | None = None
     password: SecretStr | None = None
     topic_prefix: str = "gridverse"
@@ -125,7 +136,21 @@ class MqttConfig(Strict):
     )
     client_suffix: str = Field(default="", description="tells gateway processes of one site apart (client ids)")
     sparkplug_groups: list[str] = Field(default_factory=list, description="Sparkplug B groups to host (spBv1.0)")
+    sparkplug_host_id: str | None = Field(
+        default=None,
+        pattern=r"^[^/+#]+$",
+        description="Sparkplug host application id, published on spBv1.0/STATE/<id>; default gridverse-<site>",
+    )
     tls: MqttTls | None = None
+
+    @model_validator(mode="after")
+    def _embedded_auth(self) -> MqttConfig:
+        if self.host is None and self.username and self.password is None:
+            raise ValueError(
+                "mqtt.username is set, so the embedded broker admits only that user: set its password in "
+                "GRIDVERSE_MQTT__PASSWORD (or remove mqtt.username for an anonymous loopback-only broker)"
+            )
+        return self
 
 
 class InfluxConfig(Strict):
@@ -141,11 +166,42 @@ class InfluxConfig(Strict):
     password: SecretStr | None = None
     timeout_s: float = 10.0
 
+    @field_validator("url")
+    @classmethod
+    def _plain_url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("give an http:// or https:// URL with a host, e.g. http://127.0.0.1:8086")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(
+                "credentials in the URL are not accepted (they would show in logs and output): remove the "
+                "user:password@ part, set historian.influx.username and GRIDVERSE_HISTORIAN__INFLUX__PASSWORD "
+                "(or GRIDVERSE_HISTORIAN__INFLUX__TOKEN)"
+            )
+        try:
+            parts.port  # noqa: B018 - urlsplit checks the range only when asked
+        except ValueError:
+            raise ValueError("the port in the URL must be 1-65535") from None
+        if parts.port == 0:
+            raise ValueError("the port in the URL must be 1-65535")
+        return v
+
+
+class RetentionConfig(Strict):
+    """How long the embedded historian keeps raw points and their 1-minute and 15-minute
+    aggregates (min/mean/max/count per series and field), like InfluxDB retention policies."""
+
+    raw_days: float = Field(default=2.0, gt=0, description="raw points older than this become 1-minute aggregates")
+    minute_days: float = Field(default=30.0, gt=0, description="1-minute aggregates older than this become 15-minute")
+    quarter_days: float = Field(default=730.0, gt=0, description="15-minute aggregates older than this are deleted")
+    every_s: float = Field(default=60.0, gt=0, description="how often the writer runs the retention job")
+
 
 class HistorianConfig(Strict):
     backend: Literal["embedded", "influxdb"] = "embedded"
     path: Path = Path("var/gridverse.db")
     influx: InfluxConfig = InfluxConfig()
+    retention: RetentionConfig = RetentionConfig()
 
 
 class Settings(Strict):
@@ -159,51 +215,27 @@ class Settings(Strict):
     gateway: GatewayConfig = GatewayConfig()
     twin: TwinConfig = TwinConfig()
     anomaly: AnomalyConfig = AnomalyConfig()
-    inspection: InspectionConfig
+    inspection: InspectionConfig | None = Field(default=None, description="none: nothing to render")
     assets: dict[str, list[AssetConfig]] = Field(
         default_factory=dict, description="per substation name, from configs/assets.yaml"
     )
     ui: UiConfig = UiConfig()
 
     @model_validator(mode="after")
-    def _references(self) -> Settings:
-        names: set[str] = set()
-        subs = {s.name for s in self.site.substations}
-        for si, sub in enumerate(self.site.substations):
-            units: set[int] = set()
-            for di, dev in enumerate(sub.devices):
-                where = f"site.substations[{si}].devices[{di}]"
-                if dev.profile not in self.profiles:
-                    raise ValueError(
-                        f"{where}.profile: unknown profile {dev.profile!r}; "
-                        f"known: {sorted(self.profiles)} (files in configs/profiles/)"
-                    )
-                if dev.name in names:
-                    raise ValueError(f"{where}.name: device name {dev.name!r} is used twice")
-                if dev.unit_id in units:
-                    raise ValueError(f"{where}.unit_id: {dev.unit_id} is used twice on {sub.name}")
-                names.add(dev.name)
-                units.add(dev.unit_id)
-                branch = dev.element is not None and dev.element.kind != ElementKind.BUS
-                if branch and dev.element.side is None:  # type: ignore[union-attr]
-                    raise ValueError(
-                        f"{where}.element.side: a device on a {dev.element.kind.value} "  # type: ignore[union-attr]
-                        "measures one end of it; say which (from/to or hv/lv)"
-                    )
-        for i, sensor in enumerate(self.site.sensors):
-            if sensor.substation not in subs:
-                raise ValueError(f"site.sensors[{i}].substation: unknown {sensor.substation!r}")
-        for sub_name, assets in self.assets.items():
-            if sub_name not in subs:
-                raise ValueError(f"assets.{sub_name}: no substation of that name in the site")
-            for ai, asset in enumerate(assets):
-                if asset.device is not None and asset.device not in names | {s.name for s in self.site.sensors}:
-                    raise ValueError(f"assets.{sub_name}[{ai}].device: unknown {asset.device!r}")
-        if self.inspection.substation not in subs:
-            raise ValueError(f"inspection.substation: unknown {self.inspection.substation!r}")
-        for i, fault in enumerate(self.simulator.faults):
-            if fault.device is not None and fault.device not in names | {s.name for s in self.site.sensors}:
-                raise ValueError(f"simulator.faults[{i}].device: unknown {fault.device!r}")
+    def _references(self, info: ValidationInfo) -> Settings:
+        """Cross-checks between sections; every problem at once. `load_settings` runs them itself
+        (context `defer_references`) so that each problem names the file that holds its key."""
+        if info.context and info.context.get("defer_references"):
+            return self
+        problems = reference_problems(
+            site=self.site,
+            profile_names=self.profiles,
+            assets=self.assets,
+            inspection=self.inspection,
+            simulator=self.simulator,
+        )
+        if problems:
+            raise ValueError("; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in problems))
         return self
 
     def device(self, name: str) -> tuple[SubstationConfig, DeviceConfig]:
@@ -220,3 +252,91 @@ SERVICE_PARTS = ("simulator", "gateway", "twin", "detectors", "inspection")
 
 #: Dotted key paths that hold secrets: accepted only from the environment, redacted in output.
 SECRET_PATHS = ("mqtt.password", "historian.influx.token", "historian.influx.password")
+
+
+Loc = tuple[str | int, ...]
+
+
+def reference_problems(
+    *,
+    site: SiteConfig,
+    profile_names: Collection[str],
+    assets: Mapping[str, list[AssetConfig]] | None,
+    inspection: InspectionConfig | None,
+    simulator: SimulatorConfig | None,
+) -> list[tuple[Loc, str]]:
+    """Every broken reference between sections (device → profile, sensor → substation, asset →
+    device, …) as (key path, message), like power-grid-model's `validate_input_data`. A section
+    given as None failed its own validation and is not cross-checked."""
+    problems: list[tuple[Loc, str]] = []
+    sub_names = [s.name for s in site.substations]
+    known_subs = ", ".join(sub_names) or "none"
+    seen_subs: set[str] = set()
+    for si, sub in enumerate(site.substations):
+        if sub.name in seen_subs:
+            problems.append((("site", "substations", si, "name"), f"substation name {sub.name!r} is used twice"))
+        seen_subs.add(sub.name)
+    devices: set[str] = set()
+    for si, sub in enumerate(site.substations):
+        units: set[int] = set()
+        for di, dev in enumerate(sub.devices):
+            loc: Loc = ("site", "substations", si, "devices", di)
+            if dev.profile not in profile_names:
+                problems.append(
+                    (
+                        (*loc, "profile"),
+                        f"unknown profile {dev.profile!r}; known: {sorted(profile_names)} (files in profiles/ "
+                        "beside the main file)",
+                    )
+                )
+            if dev.name in devices:
+                problems.append(((*loc, "name"), f"device name {dev.name!r} is used twice; names must be unique"))
+            if dev.unit_id in units:
+                problems.append(((*loc, "unit_id"), f"unit id {dev.unit_id} is used twice on substation {sub.name}"))
+            devices.add(dev.name)
+            units.add(dev.unit_id)
+            if dev.element is not None and dev.element.kind != ElementKind.BUS and dev.element.side is None:
+                problems.append(
+                    (
+                        (*loc, "element", "side"),
+                        f"a device on a {dev.element.kind.value} measures one end of it; say which (from/to or hv/lv)",
+                    )
+                )
+    sensors: set[str] = set()
+    for i, sensor in enumerate(site.sensors):
+        if sensor.substation not in seen_subs:
+            problems.append(
+                (("site", "sensors", i, "substation"), f"unknown substation {sensor.substation!r}; known: {known_subs}")
+            )
+        if sensor.name in devices or sensor.name in sensors:
+            problems.append((("site", "sensors", i, "name"), f"name {sensor.name!r} is already used by another"))
+        sensors.add(sensor.name)
+    sources = devices | sensors
+    for sub_name, entries in (assets or {}).items():
+        if sub_name not in seen_subs:
+            problems.append(
+                (
+                    ("assets", sub_name),
+                    f"no substation {sub_name!r} in site.substations (known: {known_subs}); rename or remove it",
+                )
+            )
+            continue  # its devices belong to some other site: one problem, not one per asset
+        for ai, asset in enumerate(entries):
+            if asset.device is not None and asset.device not in sources:
+                problems.append(
+                    (("assets", sub_name, ai, "device"), f"unknown device or sensor {asset.device!r} (see site)")
+                )
+    if inspection is not None and inspection.substation not in seen_subs:
+        problems.append(
+            (
+                ("inspection", "substation"),
+                f"unknown substation {inspection.substation!r} (known: {known_subs}); name one, or remove the "
+                "inspection section to render nothing",
+            )
+        )
+    for i, fault in enumerate(simulator.faults if simulator is not None else []):
+        if fault.device is not None and fault.device not in sources:
+            problems.append(
+                (("simulator", "faults", i, "device"), f"unknown device or sensor {fault.device!r} (see site)")
+            )
+    return problems
