@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import socket
 from pathlib import Path
@@ -80,32 +81,99 @@ def port_is_open(host: str, port: int, timeout: float = 0.5) -> bool:
 
 
 class EmbeddedBroker:
-    """A pure-Python MQTT broker (amqtt) for one machine, when no broker is configured."""
+    """A pure-Python MQTT broker (amqtt) for one machine, when no broker is configured.
 
-    def __init__(self, host: str, port: int) -> None:
+    It listens on `mqtt.embedded_bind` (loopback by default, so only this machine reaches it).
+    With `mqtt.username` set it admits only that user with `GRIDVERSE_MQTT__PASSWORD`; without,
+    it admits anonymous clients, which is acceptable only on loopback (the single-machine demo)."""
+
+    def __init__(self, host: str, port: int, *, username: str | None = None, password: str | None = None) -> None:
         self.host, self.port = host, port
+        self.username, self._password = username, password
         self._broker = None
+
+    @classmethod
+    def from_config(cls, config: MqttConfig) -> EmbeddedBroker:
+        password = config.password.get_secret_value() if config.password else None
+        return cls(config.embedded_bind, config.port, username=config.username, password=password)
+
+    @property
+    def anonymous(self) -> bool:
+        return self.username is None
 
     async def start(self) -> None:
         from amqtt.broker import Broker
 
-        if port_is_open(self.host, self.port):
+        probe = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+        if port_is_open(probe, self.port):
             raise OSError(
                 f"embedded MQTT broker: {self.host}:{self.port} is already in use; set mqtt.host "
                 "to use that broker, or mqtt.port to another port"
             )
-        self._broker = Broker(
-            {
-                "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
-                "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        if self.anonymous:
+            auth: dict[str, dict[str, object]] = {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
             }
+        else:
+            auth = {f"{__name__}.PasswordAuth": {"username": self.username, "password": self._password or ""}}
+        self._broker = Broker(
+            {"listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}}, "plugins": auth}
         )
         await self._broker.start()
-        log.info("embedded MQTT broker listening on %s:%s", self.host, self.port)
+        if self.anonymous and self.host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning(
+                "embedded MQTT broker on %s:%s admits anonymous clients from the network: anyone there can publish "
+                "fake telemetry or alarms; set mqtt.username and GRIDVERSE_MQTT__PASSWORD",
+                self.host,
+                self.port,
+            )
+        log.info(
+            "embedded MQTT broker listening on %s:%s (%s)",
+            self.host,
+            self.port,
+            "anonymous clients allowed" if self.anonymous else f"user {self.username} only",
+        )
 
     async def stop(self) -> None:
         if self._broker is not None:
             await self._broker.shutdown()
+
+
+def _password_auth_plugin() -> type:
+    """The amqtt plugin class, built on first use so that importing this module never imports amqtt."""
+    from dataclasses import dataclass
+
+    from amqtt.plugins.base import BaseAuthPlugin
+
+    class _PasswordAuth(BaseAuthPlugin):
+        """Admit only the configured user and password (compared in constant time)."""
+
+        @dataclass
+        class Config:
+            username: str
+            password: str
+
+        async def authenticate(self, *, session) -> bool:  # type: ignore[no-untyped-def,override]
+            user = session.username or ""
+            given = session.password or ""
+            if isinstance(given, bytes):
+                given = given.decode("utf-8", "replace")
+            ok_user = hmac.compare_digest(user.encode(), self.config.username.encode())
+            ok_password = hmac.compare_digest(given.encode(), self.config.password.encode())
+            return bool(ok_user and ok_password and self.config.password)
+
+    _PasswordAuth.__qualname__ = _PasswordAuth.__name__ = "PasswordAuth"
+    _PasswordAuth.__module__ = __name__
+    return _PasswordAuth
+
+
+def __getattr__(name: str) -> type:
+    # amqtt loads plugins by dotted name ("gridverse.mqtt.PasswordAuth")
+    if name == "PasswordAuth":
+        cls = _password_auth_plugin()
+        globals()["PasswordAuth"] = cls
+        return cls
+    raise AttributeError(name)
 
 
 def stop_client(client: mqtt.Client) -> None:

@@ -27,7 +27,7 @@ def test_compose_file_validates_with_docker_compose() -> None:
     cmd = _compose_command()
     if cmd is None:
         unavailable("no docker compose client: apt-get install docker-compose")
-    env = dict(os.environ, INFLUX_TOKEN="t", INFLUX_PASSWORD="p")
+    env = dict(os.environ, INFLUX_TOKEN="t", INFLUX_PASSWORD="p", MQTT_PASSWORD="mq-pw")
     result = subprocess.run(
         [*cmd, "-f", str(COMPOSE), "config"], capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=60
     )
@@ -35,6 +35,22 @@ def test_compose_file_validates_with_docker_compose() -> None:
     config = yaml.safe_load(result.stdout)
     assert {"influxdb", "mosquitto", "simulator", "gateway", "twin", "ui"} <= set(config["services"])
     assert config["services"]["influxdb"]["image"].startswith("influxdb:2")
+    # the broker's password and the gateway's come from the same environment variable
+    assert config["services"]["mosquitto"]["environment"]["MQTT_PASSWORD"] == "mq-pw"
+    gateway_env = config["services"]["gateway"]["environment"]
+    assert gateway_env["GRIDVERSE_MQTT__PASSWORD"] == "mq-pw" and gateway_env["GRIDVERSE_MQTT__USERNAME"] == "gridverse"
+
+
+def test_compose_refuses_to_start_without_an_mqtt_password() -> None:
+    cmd = _compose_command()
+    if cmd is None:
+        unavailable("no docker compose client: apt-get install docker-compose")
+    env = {k: v for k, v in os.environ.items() if k != "MQTT_PASSWORD"}
+    env.update(INFLUX_TOKEN="t", INFLUX_PASSWORD="p")
+    result = subprocess.run(
+        [*cmd, "-f", str(COMPOSE), "config"], capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=60
+    )
+    assert result.returncode != 0 and "MQTT_PASSWORD" in result.stderr
 
 
 def test_every_service_command_is_a_gridverse_command() -> None:
