@@ -28,6 +28,8 @@ def _renderer(width: int, height: int) -> rendering.OffscreenRenderer:
 def render_substation(settings: Settings, substation: str, states: dict[str, AssetState], path: Path) -> Path:
     """Draw every asset of `substation` in its state colour and write the image to `path`."""
     cfg = settings.inspection
+    if cfg is None:
+        raise ValueError("the configuration has no `inspection` section: nothing to render")
     assets = settings.assets.get(substation)
     if not assets:
         raise ValueError(f"assets.yaml has no equipment for substation {substation!r}")
