@@ -418,7 +418,7 @@ class MqttIngest:
     def _handle_state(self, topic: str, payload: bytes) -> None:
         """A host application's STATE: if it is ours and says offline while we run (a stale will
         delivered late, a session taken over), say online again."""
-        if topic != self.state_topic or not self.connected.is_set():
+        if topic != self.state_topic or not self.connected.is_set() or self._stopping:
             return
         try:
             doc = json.loads(payload)
