@@ -372,3 +372,58 @@ def test_max_registers_keeps_reads_within_what_the_meter_accepts() -> None:
     assert {p.quality for p in refused} == {Quality.INVALID}
     assert all(p.quality is Quality.GOOD for p in accepted) and len(accepted) == 20
     assert {p.name: p.value for p in accepted}["GGIO1.AnIn19"] == 19.5
+
+
+@hsettings(max_examples=40, deadline=None)
+@given(
+    body=st.one_of(
+        st.binary(max_size=12),
+        st.builds(lambda n, data: bytes([3, n]) + data, st.integers(0, 255), st.binary(max_size=10)),
+        st.builds(lambda code: bytes([0x83, code]), st.integers(0, 255)),
+    )
+)
+def test_any_modbus_reply_gives_points_with_a_quality(body: bytes) -> None:
+    """Whatever a device sends back (any PDU bytes under a valid MBAP header), one poll gives one
+    point per profile point: a finite value with quality good, or no value with invalid/comm_fail."""
+    profile = DeviceProfile(
+        name="any",
+        points=[
+            {"name": "GGIO1.AnIn1", "table": "holding", "address": 0, "type": "f32"},
+            {"name": "GGIO1.AnIn2", "table": "holding", "address": 2, "type": "i16"},
+        ],
+    )
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            tid, _proto, length, unit = struct.unpack(">HHHB", await reader.readexactly(7))
+            await reader.readexactly(length - 1)
+            writer.write(struct.pack(">HHHB", tid, 0, len(body) + 1, unit) + body)
+            await writer.drain()
+            await reader.read()  # hold the connection until the client closes it
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def scenario() -> list[Point]:
+        server = await asyncio.start_server(reply, "127.0.0.1", 0)
+        poller = _one_device_poller(server.sockets[0].getsockname()[1], profile, timeout_s=0.1)
+        try:
+            return await poller.poll_once()
+        finally:
+            poller.connection.close()
+            server.close()
+
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    points = asyncio.run(scenario())
+    assert sorted(p.name for p in points) == ["GGIO1.AnIn1", "GGIO1.AnIn2"]
+    for p in points:
+        if p.quality is Quality.GOOD:
+            assert p.value is not None and math.isfinite(p.value)
+        else:
+            assert p.quality in (Quality.INVALID, Quality.COMM_FAIL) and p.value is None
+    if len(body) == 2 and body[0] == 0x83:  # an exception answer: the device answered ...
+        expected = Quality.COMM_FAIL if body[1] in (10, 11) else Quality.INVALID  # ... unless a gateway says it did not
+        assert {p.quality for p in points} == {expected}
+    if len(body) >= 2 and body[0] == 3 and body[1] == len(body) - 2 and body[1] % 2 == 0 and body[1] != 6:
+        assert {p.quality for p in points} == {Quality.INVALID}  # a well-formed reply with the wrong count
