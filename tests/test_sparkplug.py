@@ -3,6 +3,9 @@ frames set aside with a reason (property-based), and a rebirth request seen on a
 
 from __future__ import annotations
 
+import json
+import socket
+import struct
 import time
 from pathlib import Path
 
@@ -160,3 +163,139 @@ def test_a_gap_on_a_real_broker_brings_a_rebirth_request(tmp_path: Path) -> None
     assert commands[0].metrics[0].name == "Node Control/Rebirth"
     assert len([r for r in got if r.tags["point"] == "MMXU1.TotW"]) == 2  # birth + the in-sequence data
     assert Point.from_record(got[0]).source.value == "sparkplug"
+
+
+def _metric_without_datatype(alias: int | None, name: str, field: int, raw: bytes) -> bytes:
+    """A metric as edge libraries send it in DATA: no datatype field (Sparkplug 3.0: SHOULD NOT)."""
+    out = bytearray()
+    if name:
+        out += b"\x0a" + bytes([len(name)]) + name.encode()
+    if alias is not None:
+        out += b"\x10" + bytes([alias])
+    return bytes(out) + raw if field == 0 else bytes(out) + bytes([field]) + raw
+
+
+def test_data_without_datatypes_takes_them_from_the_birth() -> None:
+    """DDATA/NDATA by alias (or by name) with no datatype: the birth's datatype reads the value
+    (a float in 4 bytes, a negative INT16 in two's complement); before, they were dropped."""
+    import struct
+
+    host = SparkplugHost("rural1", Wire(), rebirth_every_s=0)
+    host.handle(
+        "spBv1.0/primary/NBIRTH/rtu7", encode_payload(Payload(T, 0, [Metric("bdSeq", None, None, INT64, value=1)])), NOW
+    )
+    dbirth = Payload(
+        T,
+        1,
+        [
+            Metric("MMXU1/Hz", 20, T, FLOAT, value=50.0),
+            Metric("YLTC1/TapPos", 21, T, INT16, value=0),
+            Metric("MMXU1/TotW", 22, T, DOUBLE, value=0.0),
+        ],
+    )
+    host.handle("spBv1.0/primary/DBIRTH/rtu7/inv1", encode_payload(dbirth), NOW)
+    metrics = [
+        _metric_without_datatype(20, "", 0x65, struct.pack("<f", 49.5)),  # alias, float_value
+        _metric_without_datatype(21, "", 0x50, bytes([0xFC, 0xFF, 0xFF, 0xFF, 0x0F])),  # alias, int_value -4
+        _metric_without_datatype(None, "MMXU1/TotW", 0x69, struct.pack("<d", -7.5e5)),  # name only
+    ]
+    frame = encode_payload(Payload(T + 1000, 2, [])) + b"".join(b"\x12" + bytes([len(m)]) + m for m in metrics)
+    rows, reasons = host.handle("spBv1.0/primary/DDATA/rtu7/inv1", frame, NOW)
+    assert reasons == []
+    assert {r.tags["point"]: r.fields["value"] for r in rows} == {
+        "MMXU1.Hz": 49.5,
+        "YLTC1.TapPos": -4.0,
+        "MMXU1.TotW": -7.5e5,
+    }
+    assert all(r.tags["device"] == "inv1" for r in rows)
+
+
+def test_a_metric_that_is_not_an_iec_61850_name_is_set_aside_with_the_remedy() -> None:
+    """`Inverter/Power` used to become point `Inverter.Power` of LN class `rter`; now it gets the
+    profiles' check and is set aside, naming the metric and how to name it, the others kept."""
+    host = SparkplugHost("rural1", Wire(), rebirth_every_s=0)
+    birth = Payload(
+        T,
+        0,
+        [
+            Metric("Inverter/Power", 1, T, DOUBLE, value=1.0),
+            Metric("Inverter/MMXU1/TotW", 2, T, DOUBLE, value=2.0),
+        ],
+    )
+    rows, reasons = host.handle("spBv1.0/primary/NBIRTH/rtu7", encode_payload(birth), NOW)
+    assert [(r.tags["point"], r.tags["ln_class"]) for r in rows] == [("MMXU1.TotW", "MMXU")]
+    assert len(reasons) == 1 and "'Inverter/Power'" in reasons[0] and "e.g. Inverter/MMXU1/TotW" in reasons[0]
+
+
+def test_times_a_store_cannot_hold_are_set_aside_per_metric() -> None:
+    host = SparkplugHost("rural1", Wire(), rebirth_every_s=0)
+    birth = Payload(
+        T,
+        0,
+        [
+            Metric("MMXU1/TotW", 1, 9_999_999_999_999, DOUBLE, value=1.0),  # year 2286: beyond int64 ns
+            Metric("MMXU1/Hz", 2, T + 3_600_000, DOUBLE, value=50.0),  # an hour ahead of the clock
+            Metric("MMXU1/A", 3, T, DOUBLE, value=10.0),
+        ],
+    )
+    rows, reasons = host.handle("spBv1.0/primary/NBIRTH/rtu7", encode_payload(birth), NOW)
+    assert [r.tags["point"] for r in rows] == ["MMXU1.A"]
+    assert "int64" in reasons[0] and "ahead of the gateway clock" in reasons[1] and "max_future_s" in reasons[1]
+
+
+def test_edge_node_waiting_for_the_primary_host_gets_its_state_and_is_heard(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An edge node configured to wait for a primary host (Sparkplug 3.0) sends its NBIRTH only once
+    spBv1.0/STATE/<host> says online; its data, by alias and without datatypes, is then stored. The
+    start-up log names every subscription. A connection lost without DISCONNECT fires the will
+    (online false, the birth's timestamp), and the reconnect says online again, later."""
+    with mosquitto(tmp_path) as port:
+        base = load_settings()
+        settings = base.model_copy(
+            update={
+                "mqtt": MqttConfig(
+                    host="127.0.0.1", port=port, sparkplug_groups=["primary"], sparkplug_host_id="scada-a"
+                )
+            }
+        )
+        got: list = []
+        states: list[dict] = []
+        edge = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="edge-waits")
+
+        def on_state(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+            state = json.loads(msg.payload)
+            states.append(state)
+            if state["online"] and len([s for s in states if s["online"]]) == 1:  # the first online: birth
+                edge.publish("spBv1.0/primary/NBIRTH/rtu9", _birth(), qos=0)
+                body = _metric_without_datatype(10, "", 0x69, struct.pack("<d", 4.2e6))
+                edge.publish(
+                    "spBv1.0/primary/NDATA/rtu9",
+                    encode_payload(Payload(T, 1, [])) + b"\x12" + bytes([len(body)]) + body,
+                )
+
+        edge.on_message = on_state
+        edge.connect("127.0.0.1", port)
+        edge.subscribe("spBv1.0/STATE/scada-a", qos=1)
+        edge.loop_start()
+        time.sleep(0.3)
+        assert states == []  # nothing retained yet: the edge node waits
+        ingest = MqttIngest(
+            settings, lambda rows, ack: (got.extend(rows), ack and ack()), lambda rows, ack: ack and ack()
+        )
+        with caplog.at_level("INFO", logger="gateway.mqtt_ingest"):
+            ingest.start()
+            assert ingest.connected.wait(10)
+            wait_for(
+                lambda: len([r for r in got if r.tags.get("bay") == "rtu9"]) >= 3, "the waiting edge node's points"
+            )
+        assert "subscribed to gridverse/rural1/+/+/telemetry, spBv1.0/primary/#, spBv1.0/STATE/scada-a" in caplog.text
+        values = sorted(r.fields["value"] for r in got if r.tags["point"] == "MMXU1.TotW")
+        assert values == [1.0e6, 4.2e6]
+        first = states[-1]
+        ingest.client.socket().shutdown(socket.SHUT_RDWR)  # the connection breaks, no DISCONNECT sent
+        wait_for(lambda: len(states) >= 3, "will, then online again", timeout=15)
+        assert states[1] == {"online": False, "timestamp": first["timestamp"]}
+        assert states[2]["online"] is True and states[2]["timestamp"] > first["timestamp"]
+        ingest.stop()
+        edge.loop_stop()
