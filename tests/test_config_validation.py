@@ -285,3 +285,12 @@ def test_an_invalid_secret_from_the_environment_is_never_echoed(tmp_path: Path) 
 def test_embedded_broker_with_a_user_needs_a_password(tmp_path: Path) -> None:
     message = _problems(config_dir(tmp_path), {"GRIDVERSE_MQTT__USERNAME": "gw"})
     assert "mqtt" in message and "GRIDVERSE_MQTT__PASSWORD" in message
+
+
+def test_non_pandapower_network_file_at_twin_start_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    bogus = tmp_path / "grid.json"
+    bogus.write_text("[1, 2, 3]")
+    main = config_dir(tmp_path, lambda d: d["site"].update(network={"file": str(bogus)}))
+    result = _cli(main, "run", "twin")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert f"network error: {bogus}: not a pandapower network" in result.stderr
