@@ -120,3 +120,18 @@ def test_production_mosquitto_requires_the_password_from_the_environment() -> No
         proc.terminate()
         proc.wait(10)
         shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_the_stack_embeds_a_broker_that_asks_for_the_configured_user(tmp_path: Path) -> None:
+    from gridverse.settings import load_settings
+    from gridverse.stack import Stack
+    from tests.helpers import config_dir
+
+    env = {"GRIDVERSE_MQTT__USERNAME": "gw", "GRIDVERSE_MQTT__PASSWORD": "stack-pw"}
+    stack = Stack(load_settings(config_dir(tmp_path), environ=env), parts=("detectors",))
+    try:
+        assert stack.broker is not None and stack.broker.host == "127.0.0.1"
+        assert stack.broker.username == "gw" and not stack.broker.anonymous
+    finally:
+        if stack.historian is not None:
+            stack.historian.close()
