@@ -153,6 +153,7 @@ class EmbeddedHistorian(Historian):
             conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only takes effect before the first table
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA journal_size_limit=67108864")  # the WAL is cut back to 64 MB after a burst
         conn.executescript(_SCHEMA)
         old = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'records'").fetchone()
         if old:
@@ -390,7 +391,7 @@ class EmbeddedHistorian(Historian):
         free = conn.execute("PRAGMA freelist_count").fetchone()[0]
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
         if free > 0.1 * pages:
-            conn.execute("PRAGMA incremental_vacuum")
+            conn.executescript("PRAGMA incremental_vacuum;")  # execute() would free one page only
 
     # -- reading ------------------------------------------------------------------------------
     def _series_where(
