@@ -84,7 +84,7 @@ def replay(settings: Settings, at_ns: int, *, store: bool = False, estimator: st
                         for r in rep.results
                         if r.measurement.device
                     ),
-                    key=lambda d: -abs(d["normalised"] or 0),
+                    key=lambda d: -abs(float(d["normalised"] or 0)),
                 )[:10],
             }
         )

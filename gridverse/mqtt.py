@@ -6,6 +6,7 @@ import hmac
 import logging
 import socket
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 
@@ -90,7 +91,7 @@ class EmbeddedBroker:
     def __init__(self, host: str, port: int, *, username: str | None = None, password: str | None = None) -> None:
         self.host, self.port = host, port
         self.username, self._password = username, password
-        self._broker = None
+        self._broker: Any = None
 
     @classmethod
     def from_config(cls, config: MqttConfig) -> EmbeddedBroker:
@@ -116,10 +117,10 @@ class EmbeddedBroker:
             }
         else:
             auth = {f"{__name__}.PasswordAuth": {"username": self.username, "password": self._password or ""}}
-        self._broker = Broker(
-            {"listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}}, "plugins": auth}
-        )
-        await self._broker.start()
+        listener = {"type": "tcp", "bind": f"{self.host}:{self.port}"}
+        broker = Broker({"listeners": {"default": listener}, "plugins": auth})
+        await broker.start()
+        self._broker = broker
         if self.anonymous and self.host not in ("127.0.0.1", "localhost", "::1"):
             log.warning(
                 "embedded MQTT broker on %s:%s admits anonymous clients from the network: anyone there can publish "
@@ -153,7 +154,7 @@ def _password_auth_plugin() -> type:
             username: str
             password: str
 
-        async def authenticate(self, *, session) -> bool:  # type: ignore[no-untyped-def,override]
+        async def authenticate(self, *, session: Any) -> bool:
             user = session.username or ""
             given = session.password or ""
             if isinstance(given, bytes):

@@ -77,7 +77,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         super().__init__(stream)
         self.duplicates: list[tuple[Any, int, int]] = []
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:  # type: ignore[override]
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         first_line: dict[Any, int] = {}
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
@@ -240,7 +240,7 @@ def _section(tree: Mapping[str, Any], name: str) -> Any:
     if name not in tree:
         return None if field.is_required() else field.get_default(call_default_factory=True)
     try:
-        return TypeAdapter(field.annotation).validate_python(tree[name])
+        return TypeAdapter(field.annotation).validate_python(tree[name])  # type: ignore[arg-type]
     except ValidationError:
         return None
 
