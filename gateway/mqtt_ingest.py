@@ -120,7 +120,7 @@ class JsonTelemetry:
                 time_ns = check_time_ns(
                     t_ns, time.time_ns(), max_future_s=self.max_future_s, max_past_s=self.max_past_s
                 )
-            except TimeError as exc:
+            except (TimeError, OverflowError) as exc:  # OverflowError: a float time times 1e6 is infinite
                 raise PayloadError(f'"time" {t!r:.40} (epoch ms): {exc}') from None
         else:
             raise PayloadError(f'"time" must be epoch milliseconds, got {t!r:.40}')

@@ -168,6 +168,13 @@ def test_a_point_far_in_the_future_is_refused_before_it_reaches_the_store(live: 
         parser.parse_records(b'{"time": 1, "points": {"YPTR1.TmpOil": {"value": 1.0}}}', 0)
 
 
+@pytest.mark.parametrize("t", ["1.7e308", "-1.7e308", "1e400", "9223372036854775807", "-1", "0", "1e-300", "NaN"])
+def test_an_extreme_time_is_a_payload_error_not_a_crash(live: Live, t: str) -> None:
+    parser = JsonTelemetry(SITE, live.settings.site.sensors[0])
+    with pytest.raises(PayloadError, match='"time"'):
+        parser.parse_records(('{"time": ' + t + ', "points": {"YPTR1.TmpOil": {"value": 1}}}').encode(), 0)
+
+
 # ------------------------------------------------------------------ property tests
 _names = st.one_of(
     st.sampled_from(["YPTR1.TmpOil", "MMXU1.TotW", "Inverter.Power", "tmp", "YPTR1.", ".TmpOil", "YPTR1.Tmp Oil"]),
@@ -180,7 +187,7 @@ _numbers = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
 )
 _times = st.one_of(
-    st.sampled_from([9999999999999, 0, -1, 2**63, 2**64, 10**30, 1e14, 1e300, -1e300]),
+    st.sampled_from([9999999999999, 0, -1, 2**63, 2**64, 10**30, 1e14, 1e300, -1e300, 1.7e308, -1.7e308]),
     _numbers,
     st.text(max_size=8),
     st.none(),
@@ -402,3 +409,15 @@ def test_request_redelivery_brings_back_what_was_never_acknowledged(tmp_path: Pa
         assert states[-1]["timestamp"] == states[-2]["timestamp"]  # birth and death of one session
         pub.loop_stop()
         watcher.loop_stop()
+
+
+def test_a_flood_of_bad_messages_is_one_log_line_not_one_per_message(caplog: pytest.LogCaptureFixture) -> None:
+    settings = load_settings()
+    kept: list = []
+    ingest = MqttIngest(settings, lambda rows, ack: None, lambda rows, ack: kept.extend(rows))
+    with caplog.at_level(logging.WARNING, logger="gateway.mqtt_ingest"):
+        for _ in range(500):
+            ingest.handle_safely(JSON_TOPIC, _value("9" * 401))
+            ingest.handle_safely(f"spBv1.0/{GROUP}/NBIRTH/edge20", NBIRTH_20_BYTES)
+    assert len(kept) == 1000 and ingest.rejected == 1000 and ingest.failures == 0  # each one kept
+    assert len(caplog.records) == 1  # the first logged; the rest counted in the next line, 10 s on
