@@ -35,12 +35,12 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     network = settings.site.network
     if network.file is not None:
         from gridmodel.network import NetworkLoadError, load_grid
+        from gridverse.settings import default_config_path
 
         try:
             load_grid(network)
         except NetworkLoadError as exc:
-            source = args.config or "the main configuration file"
-            raise ConfigError(f"{source}: site.network.file: {exc}") from None
+            raise ConfigError(f"{args.config or default_config_path()}: site.network.file: {exc}") from None
     n_dev = sum(len(s.devices) for s in settings.site.substations)
     inspected = settings.inspection.substation if settings.inspection else "nothing"
     print(
