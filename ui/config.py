@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gridverse.configbase import Strict
+from gridverse.configbase import Port, Strict
 
 
 class UiConfig(Strict):
-    port: int = 8501
+    port: Port = 8501
     refresh_s: float = 3.0

@@ -11,9 +11,14 @@ from ui import data
 
 def page() -> None:
     settings = data.settings()
-    name = settings.inspection.substation
+    inspection = settings.inspection
+    if inspection is None:  # a site without an inspection section renders nothing
+        st.title("Substation")
+        st.info("No substation is rendered: the configuration has no `inspection` section.")
+        return
+    name = inspection.substation
     st.title(f"Substation {name}")
-    image = Path(settings.inspection.output_dir) / f"{name}.png"
+    image = Path(inspection.output_dir) / f"{name}.png"
 
     @st.fragment(run_every=settings.ui.refresh_s)
     def live() -> None:
@@ -22,7 +27,7 @@ def page() -> None:
                 str(image), caption=f"{name}: green normal, amber loaded > 70 %, red alarm, grey open, violet no data"
             )
         else:
-            st.info(f"No render yet at {image}: the demo renders every {settings.inspection.every_s:.0f} s.")
+            st.info(f"No render yet at {image}: the demo renders every {inspection.every_s:.0f} s.")
         assets = settings.assets.get(name, [])
         st.dataframe(
             [{"asset": a.name, "kind": a.kind.value, "device": a.device or ""} for a in assets], hide_index=True
