@@ -45,3 +45,24 @@ def test_twin_runs_on_a_site_without_optional_sections(tmp_path: Path) -> None:
     text = log.read_text()
     assert "Traceback" not in text, text[-3000:]
     assert code == 0, text[-3000:]
+
+
+def _substation_page() -> None:
+    from ui.views.substation import page
+
+    page()
+
+
+def test_substation_page_without_an_inspection_section_says_so(tmp_path: Path, monkeypatch) -> None:
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    main = config_dir(tmp_path, lambda d: d.pop("inspection"))
+    monkeypatch.setenv("GRIDVERSE_CONFIG", str(main))
+    st.cache_resource.clear()  # the UI caches its settings per process
+    try:
+        at = AppTest.from_function(_substation_page, default_timeout=60).run()
+        assert not at.exception
+        assert "no `inspection` section" in at.info[0].value
+    finally:
+        st.cache_resource.clear()
