@@ -9,16 +9,17 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout as a script
 
-from ui.views import overview, substation, twin
+from ui.views import PAGES
 
 st.set_page_config(page_title="gridverse", layout="wide")
-navigation = st.navigation(
-    {
-        "Operators": [
-            st.Page(overview.page, title="Panoramic view", url_path="overview", default=True),
-            st.Page(twin.page, title="Grid twin", url_path="twin"),
-        ],
-        "Field technicians": [st.Page(substation.page, title="Substation", url_path="substation")],
-    }
+pages = [st.Page(p.render, title=p.title, icon=p.icon, url_path=p.url_path) for p in PAGES]
+sections: dict[str, list] = {}
+for spec, page in zip(PAGES, pages, strict=True):
+    sections.setdefault(spec.section, []).append(page)
+# Streamlit serves its default page only at the root URL (`/overview` would be "Page not found"),
+# so the default is a hidden page that opens the first one at its own URL.
+root = st.Page(
+    lambda: st.switch_page(pages[0]), title=PAGES[0].title, url_path="start", default=True, visibility="hidden"
 )
-navigation.run()
+sections.setdefault(PAGES[0].section, []).insert(0, root)
+st.navigation(sections).run()

@@ -11,6 +11,15 @@ import streamlit as st
 from gridmodel.network import load_grid
 from gridverse.config import Settings
 from gridverse.historian import Historian, open_historian
+from gridverse.schema import (
+    ALARM,
+    SIM_CLOCK,
+    TWIN_BRANCH,
+    TWIN_BUS,
+    TWIN_CYCLE,
+    TWIN_OBSERVABILITY,
+    TWIN_RESIDUAL,
+)
 from gridverse.settings import load_settings
 
 
@@ -42,17 +51,17 @@ def latest_estimate(max_age_s: float = 60.0) -> tuple[pd.Series, pd.Series, int 
     site = settings().site.name
     h = historian()
     since = time.time_ns() - int(max_age_s * 1e9)
-    cycles = h.latest("twin_cycle", tags={"site": site}, start_ns=since)
+    cycles = h.latest(TWIN_CYCLE, tags={"site": site}, start_ns=since)
     if not cycles:
         return pd.Series(dtype=float), pd.Series(dtype=float), None
     t = cycles[0].time_ns
     vm = {
         int(r.tags["bus"]): float(r.fields["vm_pu"])
-        for r in h.latest("twin_bus", tags={"site": site}, start_ns=t, end_ns=t)
+        for r in h.latest(TWIN_BUS, tags={"site": site}, start_ns=t, end_ns=t)
     }
     loading = {
         int(r.tags["index"]): float(r.fields["loading_percent"])
-        for r in h.latest("twin_branch", tags={"site": site, "kind": "line"}, start_ns=t, end_ns=t)
+        for r in h.latest(TWIN_BRANCH, tags={"site": site, "kind": "line"}, start_ns=t, end_ns=t)
     }
     return pd.Series(vm, dtype=float), pd.Series(loading, dtype=float), t
 
@@ -68,7 +77,7 @@ def active_alarms() -> pd.DataFrame:
             "point": r.tags["point"],
             "message": r.fields.get("message", ""),
         }
-        for r in historian().latest("alarm", tags={"site": site})
+        for r in historian().latest(ALARM, tags={"site": site})
         if int(r.fields.get("active", 0)) == 1
     ]
     columns = ["time", "severity", "rule", "device", "point", "message"]
@@ -78,7 +87,7 @@ def active_alarms() -> pd.DataFrame:
 def latest_cycle(max_age_s: float = 60.0) -> dict | None:
     """The newest twin cycle's fields (engine, timings, chi-square, suspects), or None."""
     since = time.time_ns() - int(max_age_s * 1e9)
-    cycles = historian().latest("twin_cycle", tags={"site": settings().site.name}, start_ns=since)
+    cycles = historian().latest(TWIN_CYCLE, tags={"site": settings().site.name}, start_ns=since)
     return {**cycles[0].fields, "time_ns": cycles[0].time_ns} if cycles else None
 
 
@@ -95,7 +104,7 @@ def latest_residuals() -> pd.DataFrame:
             "abs": abs(float(r.fields["normalised"])),
             "suspect": bool(int(r.fields.get("suspect", 0))),
         }
-        for r in historian().latest("twin_residual", tags={"site": settings().site.name}, start_ns=t, end_ns=t)
+        for r in historian().latest(TWIN_RESIDUAL, tags={"site": settings().site.name}, start_ns=t, end_ns=t)
         if "normalised" in r.fields
     ]
     return pd.DataFrame(rows, columns=columns)
@@ -103,7 +112,7 @@ def latest_residuals() -> pd.DataFrame:
 
 def observability_notes(max_age_s: float = 300.0) -> list[str]:
     since = time.time_ns() - int(max_age_s * 1e9)
-    rows = historian().query("twin_observability", tags={"site": settings().site.name}, start_ns=since)
+    rows = historian().query(TWIN_OBSERVABILITY, tags={"site": settings().site.name}, start_ns=since)
     return [str(r.fields["message"]) for r in rows[-5:]]
 
 
@@ -115,7 +124,7 @@ def run_n1(progress) -> tuple[pd.DataFrame, float]:
     cfg = settings()
     grid = load_grid(cfg.site.network)
     if grid.profiles:
-        clock = historian().latest("sim_clock", tags={"site": cfg.site.name})
+        clock = historian().latest(SIM_CLOCK, tags={"site": cfg.site.name})
         when = pd.Timestamp(int(clock[0].fields["sim_time_ns"]) if clock else time.time_ns(), tz="UTC")
         apply_profiles(grid.net, profile_values(grid.profiles, when))
     frame, _results, seconds = n_minus_1(

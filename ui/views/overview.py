@@ -5,17 +5,15 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
+from gridverse.schema import loading_band
 from ui import data
+
+#: Line colour by loading band (thresholds shared with the substation render, gridverse.schema).
+LOADING_COLOURS = {"unknown": "#9aa0a6", "normal": "#2e7d32", "warning": "#f9a825", "alarm": "#c62828"}
 
 
 def _loading_colour(pct: float | None) -> str:
-    if pct is None or pct != pct:
-        return "#9aa0a6"
-    if pct < 50:
-        return "#2e7d32"
-    if pct < 80:
-        return "#f9a825"
-    return "#c62828"
+    return LOADING_COLOURS[loading_band(pct)]
 
 
 def network_figure() -> go.Figure:

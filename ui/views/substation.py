@@ -6,7 +6,13 @@ from pathlib import Path
 
 import streamlit as st
 
+from gridverse.schema import LOADING_ALARM_PERCENT, LOADING_WARNING_PERCENT
 from ui import data
+
+CAPTION = (
+    f"{{name}}: green normal, amber loaded ≥ {LOADING_WARNING_PERCENT:.0f} %, "
+    f"red alarm or loaded ≥ {LOADING_ALARM_PERCENT:.0f} %, grey open, violet no data"
+)
 
 
 def page() -> None:
@@ -23,9 +29,7 @@ def page() -> None:
     @st.fragment(run_every=settings.ui.refresh_s)
     def live() -> None:
         if image.exists():
-            st.image(
-                str(image), caption=f"{name}: green normal, amber loaded > 70 %, red alarm, grey open, violet no data"
-            )
+            st.image(str(image), caption=CAPTION.format(name=name))
         else:
             st.info(f"No render yet at {image}: the demo renders every {inspection.every_s:.0f} s.")
         assets = settings.assets.get(name, [])
