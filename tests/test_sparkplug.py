@@ -299,3 +299,36 @@ def test_edge_node_waiting_for_the_primary_host_gets_its_state_and_is_heard(
         assert states[2]["online"] is True and states[2]["timestamp"] > first["timestamp"]
         ingest.stop()
         edge.loop_stop()
+
+
+#: frames encoded by a third-party Sparkplug B library (pysparkplug 0.6.1 on protobuf 7.36, by
+#: `NBirth(...).encode(include_dtypes=True)` and `NData(...).encode(include_dtypes=False)`, its
+#: client's default for DATA), timestamps T: a real protobuf encoder, not ours
+PYSPARKPLUG_NBIRTH = bytes.fromhex(
+    "0880d8c1a28c3412120a0562645365711880d8c1a28c342004580312290a13496e7665727465722f4d4d5855312f546f"
+    "745710011880d8c1a28c34200a690000000060e3364112230a11496e7665727465722f4d4d5855312f487a10021880d8"
+    "c1a28c342009650000484212260a15496e7665727465722f594c5443312f546170506f7310031880d8c1a28c34200250"
+    "fdff0312290a15496e7665727465722f4c504844312f5068794e616d10041880d8c1a28c34200c7a05494e562d371224"
+    "0a0e496e7665727465722f506f77657210051880d8c1a28c34200a69000000000000f03f1800"
+)
+PYSPARKPLUG_NDATA_WITHOUT_DATATYPES = bytes.fromhex(
+    "08e8dfc1a28c341212100118e8dfc1a28c346900000000006a3841120e100218e8dfc1a28c34659a994742120d100318"
+    "e8dfc1a28c3450fcff031801"
+)
+
+
+def test_frames_of_a_third_party_edge_library_are_read_as_it_meant_them() -> None:
+    host = SparkplugHost("rural1", Wire(), rebirth_every_s=0)
+    rows, reasons = host.handle("spBv1.0/primary/NBIRTH/inv7", PYSPARKPLUG_NBIRTH, NOW)
+    assert {r.tags["point"]: r.fields for r in rows} == {
+        "MMXU1.TotW": {"quality": "good", "value": 1.5e6},
+        "MMXU1.Hz": {"quality": "good", "value": 50.0},
+        "YLTC1.TapPos": {"quality": "good", "value": -3.0},
+        "LPHD1.PhyNam": {"quality": "good", "text": "INV-7"},  # a string metric is kept as text
+    }
+    assert len(reasons) == 1 and "'Inverter/Power'" in reasons[0]
+    rows, reasons = host.handle("spBv1.0/primary/NDATA/inv7", PYSPARKPLUG_NDATA_WITHOUT_DATATYPES, NOW)
+    assert reasons == []
+    values = {r.tags["point"]: r.fields["value"] for r in rows}
+    assert values == {"MMXU1.TotW": 1.6e6, "MMXU1.Hz": pytest.approx(49.9), "YLTC1.TapPos": -4.0}
+    assert {r.time_ns for r in rows} == {(T + 1000) * 1_000_000}
