@@ -11,7 +11,9 @@ from anomaly.alarms import AlarmBook
 from anomaly.detectors import Snapshot, run_detectors
 from gridverse.config import Settings
 from gridverse.historian import Historian
+from gridverse.mqtt import broker_host, stop_client
 from gridverse.points import TELEMETRY, Point
+from gridverse.watchdog import DEFAULT_MISSES, Watchdog, Worker
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,7 @@ class Detectors:
         self._last_seen: dict[tuple[str, str], int] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.worker = Worker("detector evaluation", logger=log)  # the watchdog's once started
 
     def evaluate(self) -> None:
         now = time.time_ns()
@@ -64,18 +67,49 @@ class Detectors:
         conditions = run_detectors(snapshot, self.settings.anomaly)
         self.alarms.update(conditions, now)
 
-    def start(self) -> None:
+    def start(self, watchdog: Watchdog | None = None) -> None:
+        """Evaluate every `interval_s` in a thread of its own and publish alarms over MQTT;
+        `watchdog` (when given) restarts what ends and reports a loop that stopped evaluating."""
+        client = self.alarms.client
+        if client is not None:
+            cfg = self.settings.mqtt
+            client.connect_async(broker_host(cfg), cfg.port)
+            client.loop_start()
+        if watchdog is not None:
+            stuck_after = max(DEFAULT_MISSES * self.interval_s, 30.0)
+            self.worker = watchdog.add("detectors", alive=self._alive, restart=self._spawn, stuck_after_s=stuck_after)
+            if client is not None:  # paho's network thread ends when a callback raises
+                watchdog.add(
+                    "alarm-mqtt-loop",
+                    alive=lambda: getattr(client, "_thread", None) is not None,
+                    restart=client.loop_start,
+                )
+        self._spawn()
+
+    def _alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _spawn(self) -> None:
+        if self._alive():
+            return
         self._thread = threading.Thread(target=self._run, name="detectors", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        delay = self.interval_s
+        while not self._stop.wait(delay):
             try:
                 self.evaluate()
-            except Exception:
-                log.exception("detector evaluation failed")
+            except Exception as exc:  # logged once, counted, backed off; logged again on recovery
+                delay = self.worker.failed(exc, self.interval_s)
+                continue
+            delay = self.interval_s
+            self.worker.ok()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop after the evaluation under way; disconnect the alarm publisher."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(10)
+            self._thread.join(timeout)
+        if self.alarms.client is not None:
+            stop_client(self.alarms.client)

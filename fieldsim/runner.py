@@ -15,6 +15,7 @@ from gridverse.config import FaultKind, Settings
 from gridverse.historian import Historian
 from gridverse.mqtt import broker_host, make_client, stop_client, topic
 from gridverse.points import Record
+from gridverse.watchdog import DEFAULT_MISSES, Watchdog, Worker, in_daemon_thread
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +35,15 @@ class FieldSimulator:
         self._mqtt = make_client(settings.mqtt, f"gridverse-fieldsim-{settings.site.name}")
         self._task: asyncio.Task[None] | None = None
         self._t0 = 0.0
+        self.worker = Worker("simulation step (previous readings kept)", logger=log)  # the watchdog's once started
         self._last_sim_time = None
         self.published = 0
 
-    async def start(self) -> None:
-        grid = await asyncio.to_thread(load_grid, self.settings.site.network)
+    async def start(self, watchdog: Watchdog | None = None) -> None:
+        """Load the grid, serve the RTUs, connect the sensors' publisher and step the grid every
+        `simulator.step_s`; `watchdog` (when given) restarts the step loop or the publisher's
+        network thread when they end, and reports a loop that stopped stepping."""
+        grid = await in_daemon_thread(load_grid, self.settings.site.network)
         self.sim = GridSimulator(grid, self.settings.simulator)
         for sub in self.settings.site.substations:
             for dev in sub.devices:
@@ -54,17 +59,36 @@ class FieldSimulator:
         cfg = self.settings.mqtt
         self._mqtt.connect_async(broker_host(cfg), cfg.port)
         self._mqtt.loop_start()
-        self._task = asyncio.create_task(self._loop())
+        loop = asyncio.get_running_loop()
+        if watchdog is not None:
+            step_s = self.settings.simulator.step_s
+            self.worker = watchdog.add(
+                "step-loop",
+                alive=lambda: self._task is not None and not self._task.done(),
+                restart=lambda: loop.call_soon_threadsafe(self._start_loop),
+                stuck_after_s=max(DEFAULT_MISSES * step_s, 30.0),
+            )
+            mqtt = self._mqtt
+            watchdog.add("mqtt-loop", alive=lambda: getattr(mqtt, "_thread", None) is not None, restart=mqtt.loop_start)
+        self._start_loop()
         log.info("field simulator running: %d RTUs, %d sensors", len(self.servers), len(self.settings.site.sensors))
+
+    def _start_loop(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="simulator")
 
     async def _loop(self) -> None:
         step_s = self.settings.simulator.step_s
+        delay = step_s
         while True:
-            await asyncio.sleep(step_s)
+            await asyncio.sleep(delay)
             try:
                 await asyncio.to_thread(self._step)
-            except Exception:  # a failed power flow must not end the simulation
-                log.exception("simulation step failed; keeping the previous readings")
+            except Exception as exc:  # a failed power flow must not end the simulation: logged once
+                delay = self.worker.failed(exc, step_s)
+                continue
+            delay = step_s
+            self.worker.ok()
 
     def _step(self) -> Truth:
         assert self.sim is not None

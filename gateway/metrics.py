@@ -1,30 +1,23 @@
-"""Prometheus `/metrics` and a `/health` endpoint for the gateway (prometheus_client).
+"""The gateway's Prometheus metrics and its part of `/health` (served by `gridverse.watchdog`).
 
-Metric names follow ARCHITECTURE.md: `gridverse_gateway_<what>_<unit>`. Gauges that describe
-state (spool depth and age, device up, store up) are read when scraped, so they are never stale.
+Metric names follow `gridverse_gateway_<what>_<unit>`. Gauges that describe state (spool depth
+and age, device up, store up) are read when scraped, so they are never stale. The watchdog adds
+`gridverse_gateway_worker_up{worker}` and `..._worker_restarts_total{worker}`.
 """
 
 from __future__ import annotations
 
-import json
-import threading
-from typing import TYPE_CHECKING
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
     from gateway.service import Gateway
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 class GatewayMetrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.points_in = Counter(
             "gridverse_gateway_points_in_total", "points received, by source", ["source"], registry=r
@@ -70,44 +63,36 @@ class GatewayMetrics:
             self.device_up.labels(poller.device.name).set_function(lambda s=status: float(bool(s.up)))
 
 
-def health(gateway: Gateway) -> tuple[bool, dict]:
-    """Healthy while the spool is below its warning level and the store or the spool is taking
-    points; devices that are down are reported but do not make the gateway unhealthy."""
+def health(gateway: Gateway) -> tuple[bool, dict[str, Any]]:
+    """Healthy while the spool is below its warning level, every gateway worker (paho's network
+    thread, each device's poll task, the writer's threads) runs, and neither the spool, the writer
+    nor the historian reports a problem; devices that are down are reported but do not make the
+    gateway unhealthy (the device is at fault, not the gateway)."""
     spool = gateway.spool
     down = [p.device.name for p in gateway.pollers if p.status.up is False]
     filling = spool.filling()
+    problems = []
+    if filling:
+        problems.append(f"spool: {spool.depth()} of {spool.max_points} points, above its warning level")
+    for what, owner in (("spool", spool), ("writer", gateway.writer), ("historian", gateway.writer.historian)):
+        problem = getattr(owner, "problem", None)  # offered by their owners; absent on older ones
+        found = problem() if callable(problem) else None
+        if found:
+            problems.append(f"{what}: {found}")
+    problems += [f"gateway worker {name}: {what}" for name, what in gateway.watchdog.problems().items()]
     body = {
-        "status": "ok" if not filling else "spool_filling",
+        "status": _status(problems, filling),
         "store_up": gateway.writer.store_up,
         "spool_depth_points": spool.depth(),
         "spool_fill_ratio": round(spool.depth() / spool.max_points, 4),
         "mqtt_connected": gateway.mqtt.connected.is_set(),
         "devices_down": down,
+        "problems": problems,
     }
-    return not filling, body
+    return not problems, body
 
 
-class MetricsServer:
-    """`/metrics` (Prometheus text format) and `/health` (JSON, 200 or 503) on one port."""
-
-    def __init__(self, gateway: Gateway, host: str, port: int) -> None:
-        self.gateway = gateway
-        metrics_app = make_wsgi_app(gateway.metrics.registry)
-
-        def app(environ: dict, start_response):
-            if environ.get("PATH_INFO") == "/health":
-                ok, body = health(gateway)
-                start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "application/json")])
-                return [json.dumps(body).encode()]
-            return metrics_app(environ, start_response)
-
-        self._server: WSGIServer = make_server(host, port, app, handler_class=_QuietHandler)
-        self.port = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+def _status(problems: list[str], filling: bool) -> str:
+    if not problems:
+        return "ok"
+    return "spool_filling" if filling and len(problems) == 1 else "failing"

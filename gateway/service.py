@@ -1,13 +1,18 @@
-"""The gateway service: pollers and the MQTT subscriber feeding one historian writer."""
+"""The gateway service: pollers and the MQTT subscriber feeding one historian writer, each of its
+long-running threads and tasks supervised by a watchdog (dead or stuck: reported, restarted)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
-from gateway.metrics import GatewayMetrics, MetricsServer
+from prometheus_client import CollectorRegistry
+
+from gateway.metrics import GatewayMetrics
 from gateway.modbus_poller import DevicePoller, RtuConnection
 from gateway.mqtt_ingest import MqttIngest
 from gateway.northbound import normalised_messages
@@ -17,12 +22,13 @@ from gridverse.config import Settings
 from gridverse.historian import Historian
 from gridverse.points import Record
 from gridverse.schema import Alarm, alarm_message, alarm_record
+from gridverse.watchdog import DEFAULT_MISSES, Watchdog, Worker
 
 log = logging.getLogger(__name__)
 
 
 class Gateway:
-    def __init__(self, settings: Settings, historian: Historian) -> None:
+    def __init__(self, settings: Settings, historian: Historian, *, registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
         cfg = settings.gateway
         sp = cfg.spool
@@ -40,7 +46,7 @@ class Gateway:
             RtuConnection(sub.model_copy(update={"host": cfg.rtu_host}) if cfg.rtu_host else sub, cfg)
             for sub in settings.site.substations
         ]
-        self.metrics = GatewayMetrics()
+        self.metrics = GatewayMetrics(registry)
         self.pollers = [
             DevicePoller(
                 settings.site.name,
@@ -56,10 +62,14 @@ class Gateway:
             for dev in sub.devices
         ]
         self.mqtt = MqttIngest(settings, self._sink_records, self._reject)
+        self.writer.on_room = self.mqtt.request_redelivery  # what a full spool refused comes again
         self.writer.on_written = self._count_out
         self.metrics.bind(self)
-        self.server: MetricsServer | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self.watchdog = Watchdog("gateway", registry=self.metrics.registry)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._workers: dict[str, Worker] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._started = False
         self._spool_alarm = False
 
     def _sink_records(self, records: list[Record], on_durable: OnDurable | None = None) -> None:
@@ -89,21 +99,102 @@ class Gateway:
 
     def _observe_poll(self, device: str, seconds: float) -> None:
         self.metrics.poll_latency.labels(device).observe(seconds)
+        worker = self._workers.get(f"poller:{device}")
+        if worker is not None:
+            worker.ok()
 
     def _count_out(self, batches: Sequence[SpoolBatch], _started_ns: int, _written_ns: int) -> None:
         for b in batches:
             self.metrics.points_out.labels(b.source).inc(b.points)
 
     async def start(self) -> None:
+        """Start the writer, the MQTT subscriber, one task per device and the spool watch, each
+        registered with the watchdog (started by the caller, or by `supervise()`)."""
+        self._loop = asyncio.get_running_loop()
+        self._started = True
         self.writer.start()
         self.mqtt.start()
-        self._tasks = [asyncio.create_task(p.run(), name=p.device.name) for p in self.pollers]
-        self._tasks.append(asyncio.create_task(self._watch_spool(), name="spool-watch"))
-        port = self.settings.gateway.metrics_port
-        if port is not None:
-            self.server = MetricsServer(self, "0.0.0.0", port)
-            self.server.start()
-            log.info("gateway metrics on :%d/metrics, health on :%d/health", port, port)
+        self._supervise_threads()
+        for poller in self.pollers:
+            self._supervise_task(
+                f"poller:{poller.device.name}", lambda p=poller: p.run(), stuck_after_s=self._poll_budget_s(poller)
+            )
+        self._supervise_task("spool-watch", self._watch_spool, stuck_after_s=None)
+
+    def supervise(self) -> None:
+        """Start checking the workers (the stack does this for every part at once)."""
+        self.watchdog.start()
+
+    def _supervise_threads(self) -> None:
+        client = self.mqtt.client
+
+        def restart_mqtt_loop() -> None:
+            client.loop_start()  # paho clears its thread when it dies; this starts a new one
+            redeliver = getattr(self.mqtt, "request_redelivery", None)
+            if callable(redeliver):  # what the dead loop had received unacknowledged comes again
+                redeliver()
+
+        # paho's network thread: a callback that raised ends it, and nothing else would notice
+        paho_alive = lambda: _alive(getattr(client, "_thread", None))  # noqa: E731
+        self.watchdog.add("mqtt-loop", alive=paho_alive, restart=restart_mqtt_loop)
+        threads = getattr(self.writer, "threads", None)
+        named = threads() if callable(threads) else {}
+        if not named:  # the writer's own two threads (it offers no accessor for them yet)
+            named = {"spool-committer": getattr(self.writer, "_committer", None)}
+            named["historian-drainer"] = getattr(self.writer, "_drainer", None)
+        restart = getattr(self.writer, "restart", None)  # only through a public method of its owner
+        restart = restart if callable(restart) else None
+        for name, thread in named.items():
+            if thread is not None:
+                self.watchdog.add(name, alive=lambda t=thread: _alive(t), restart=restart)
+
+    def _poll_budget_s(self, poller: DevicePoller) -> float:
+        """How long a device's poll may take at worst: every block of every device on its RTU
+        (they take turns on one connection) timing out on every retry, plus a few periods."""
+        cfg = self.settings.gateway
+        same_rtu = [p for p in self.pollers if p.connection is poller.connection]
+        blocks = sum(sum(len(b) for b in p._group_blocks.values()) for p in same_rtu)
+        periods = [poller.profile.period_of(g, cfg.poll_interval_s) for g in poller._group_blocks] or [1.0]
+        return DEFAULT_MISSES * min(periods) + blocks * (cfg.retries + 1) * cfg.timeout_s
+
+    def _supervise_task(self, name: str, make: Callable[[], Coroutine[Any, Any, None]], stuck_after_s: float | None):
+        """Run `make()` as a task; a task that ends (it never should) is logged with its traceback,
+        counted and restarted with back-off by the watchdog; a stuck one is cancelled and restarted."""
+        assert self._loop is not None
+        loop = self._loop
+
+        def spawn() -> None:
+            old = self._tasks.get(name)
+            if old is not None and not old.done():
+                old.cancel()
+            task = loop.create_task(make(), name=name)
+            task.add_done_callback(ended)
+            self._tasks[name] = task
+
+        def ended(task: asyncio.Task[None]) -> None:
+            if task.cancelled():
+                return  # stopped on purpose (shutdown, or a restart of a stuck one)
+            exc = task.exception()
+            reason = f"{type(exc).__name__}: {exc}" if exc else "returned"
+            if exc is not None:
+                worker.failed(exc)  # logged once with the traceback, counted
+            worker.died(reason)
+
+        def restart() -> None:  # called from the watchdog's thread
+            if loop.is_closed():
+                return
+            loop.call_soon_threadsafe(spawn)
+
+        worker = self.watchdog.add(
+            name,
+            alive=lambda: name in self._tasks and not self._tasks[name].done(),
+            restart=restart,
+            stuck_after_s=stuck_after_s,
+            restart_when_stuck=True,
+            logger=log,
+        )
+        self._workers[name] = worker
+        spawn()
 
     async def _watch_spool(self) -> None:
         """Alarm (log, spool, publish) once when the spool passes its warning level, clear once."""
@@ -128,16 +219,21 @@ class Gateway:
             self.writer.submit_records([record])
             self.mqtt.client.publish(*alarm_message(self.settings.mqtt, record), qos=1)
 
-    async def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-        for task in self._tasks:
+    async def stop(self, timeout: float = 3.0) -> None:
+        """Stop polling and subscribing, commit what was received, drain what the store takes
+        within `timeout` (the rest stays in the durable spool for the next start)."""
+        self.watchdog.stop()
+        if not self._started:  # stopped during the stack's start-up, before this part began
+            self.spool.close()
+            return
+        tasks = list(self._tasks.values())
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         for conn in self.connections:
             conn.close()
         await asyncio.to_thread(self.mqtt.stop)  # off the loop, which may host the embedded broker
-        await asyncio.to_thread(self.writer.stop)
+        await asyncio.to_thread(self.writer.stop, timeout)
         self.spool.close()
 
     def device_status(self) -> dict[str, dict[str, object]]:
@@ -150,3 +246,7 @@ class Gateway:
             }
             for p in self.pollers
         }
+
+
+def _alive(thread: threading.Thread | None) -> bool:
+    return thread is not None and thread.is_alive()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -20,6 +21,7 @@ from gridmodel.ppcmodel import ModelBuildError
 from gridverse.config import Settings
 from gridverse.historian import Historian, HistorianError
 from gridverse.points import TELEMETRY, Point, Quality, Record
+from gridverse.watchdog import DEFAULT_MISSES, Watchdog, Worker
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,8 @@ class Twin:
         self._cycle_points: dict[tuple[str, str], Point] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.worker = Worker("twin cycle", logger=log)  # replaced by the watchdog's in start()
+        self.on_cycle: Callable[[CycleResult], None] | None = None  # e.g. the demo's truth check
 
     # -- inputs -----------------------------------------------------------------------------
     def _latest_points(self, at_ns: int) -> dict[tuple[str, str], Point]:
@@ -312,18 +316,40 @@ class Twin:
         return out
 
     # -- loop -------------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, watchdog: Watchdog | None = None) -> None:
+        """Run `cycle()` every `twin.interval_s` in a thread of its own; `watchdog` (when given)
+        restarts the thread if it ends and reports it when no cycle completes for long."""
+        interval = self.settings.twin.interval_s
+        stuck_after = max(DEFAULT_MISSES * interval, 60.0)  # a cycle on a large grid takes seconds
+        if watchdog is not None:
+            self.worker = watchdog.add("twin-loop", alive=self._alive, restart=self._spawn, stuck_after_s=stuck_after)
+        self._spawn()
+
+    def _alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _spawn(self) -> None:
+        if self._alive():
+            return
         self._thread = threading.Thread(target=self._run, name="twin", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.settings.twin.interval_s):
+        interval = self.settings.twin.interval_s
+        delay = interval
+        while not self._stop.wait(delay):
             try:
-                self.cycle()
-            except Exception:
-                log.exception("twin cycle failed")
+                result = self.cycle()
+                if self.on_cycle is not None:
+                    self.on_cycle(result)
+            except Exception as exc:  # logged once, counted, backed off; logged again on recovery
+                delay = self.worker.failed(exc, interval)
+                continue
+            delay = interval
+            self.worker.ok()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop after the cycle under way (waiting up to `timeout` for it)."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(30)
+            self._thread.join(timeout)

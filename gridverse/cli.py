@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import sys
 from pathlib import Path
@@ -75,8 +76,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"historian {settings.historian.path}); Ctrl-C stops",
             flush=True,
         )
-    stack = DemoStack(settings, with_ui=with_ui, config_path=args.config)
-    summary = asyncio.run(run_stack(stack, seconds=args.seconds))
+    make = lambda: DemoStack(settings, with_ui=with_ui, config_path=args.config)  # noqa: E731
+    summary = asyncio.run(run_stack(make, seconds=args.seconds))
+    gc.freeze()  # exit without a last full collection over the networks' object graphs (seconds)
     if summary.pop("stopped_by_signal", False):
         print("stopped", file=sys.stderr)
         if args.summary is None:
@@ -94,8 +96,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
     settings = _settings(args)
     parts = tuple(p for p in args.parts if p != "ui")
-    stack = Stack(settings, with_ui="ui" in args.parts, parts=parts, config_path=args.config)
-    asyncio.run(run_stack(stack, seconds=None, progress=False))
+    make = lambda: Stack(settings, with_ui="ui" in args.parts, parts=parts, config_path=args.config)  # noqa: E731
+    asyncio.run(run_stack(make, seconds=None, progress=False))
+    gc.freeze()  # exit without a last full collection over the networks' object graphs (seconds)
     return 0
 
 

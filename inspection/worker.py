@@ -1,20 +1,48 @@
 """Open3D renders in a process of its own: its renderer must run on a main thread (it hangs when
-driven from a worker thread), and a renderer crash must not take the rest of the system down."""
+driven from a worker thread), and a renderer crash must not take the rest of the system down.
+`RenderService` renders the configured substation every `inspection.every_s`, supervised."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import multiprocessing as mp
+import os
 import queue
+import signal
+import threading
+import time
 from pathlib import Path
 
 from gridverse.config import Settings
-from inspection.state import AssetState
+from gridverse.historian import Historian
+from gridverse.watchdog import DEFAULT_MISSES, Watchdog, Worker, in_daemon_thread
+from inspection.state import AssetState, asset_states
+
+log = logging.getLogger(__name__)
+
+_STOPPING = ("stopping", "")
 
 
-def _serve(settings: Settings, jobs: mp.Queue, results: mp.Queue) -> None:
+def _exit_with_parent(parent: int) -> None:
+    """The render process ends when the stack's process does, even when that one was killed."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _serve(settings: Settings, jobs: mp.Queue, results: mp.Queue, parent: int) -> None:
+    # A terminal's Ctrl-C reaches the whole process group; the stack stops this process in order.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent(parent)
     try:
         from inspection.render import _renderer, render_substation
 
+        assert settings.inspection is not None
         _renderer(settings.inspection.width, settings.inspection.height)  # warm up before jobs
     except Exception as exc:
         results.put(("error", f"renderer cannot start: {type(exc).__name__}: {exc}"))
@@ -35,38 +63,137 @@ class RenderError(Exception):
 
 class RenderWorker:
     def __init__(self, settings: Settings) -> None:
-        ctx = mp.get_context("spawn")
-        self._jobs: mp.Queue = ctx.Queue()
-        self._results: mp.Queue = ctx.Queue()
-        self._process = ctx.Process(
-            target=_serve, args=(settings, self._jobs, self._results), name="gridverse-render", daemon=True
-        )
+        self.settings = settings
+        self._ctx = mp.get_context("spawn")
+        self._process: mp.process.BaseProcess | None = None
+        self._stopping = False
 
     def start(self, timeout: float = 180.0) -> None:
         """Start the process and wait until its renderer is up (imports take a while when cold)."""
+        self.spawn()
+        self.wait_ready(timeout)
+
+    def spawn(self) -> None:
+        """Start a fresh render process (also after the previous one died)."""
+        self._jobs: mp.Queue = self._ctx.Queue()
+        self._results: mp.Queue = self._ctx.Queue()
+        self._process = self._ctx.Process(
+            target=_serve,
+            args=(self.settings, self._jobs, self._results, os.getpid()),
+            name="gridverse-render",
+            daemon=True,
+        )
         self._process.start()
-        try:
-            status, detail = self._results.get(timeout=timeout)
-        except queue.Empty:
-            raise RenderError(f"render process not ready within {timeout:.0f} s") from None
+
+    def wait_ready(self, timeout: float = 180.0) -> None:
+        status, detail = self._answer(timeout, "render process not ready")
         if status != "ready":
             raise RenderError(detail)
 
-    def render(self, substation: str, states: dict[str, AssetState], path: Path, timeout: float = 120.0) -> Path:
-        if not self._process.is_alive():
-            raise RenderError(f"render process exited with code {self._process.exitcode}")
-        self._jobs.put((substation, dict(states), str(path)))
+    def _answer(self, timeout: float, what: str) -> tuple[str, str]:
         try:
             status, detail = self._results.get(timeout=timeout)
         except queue.Empty:
-            raise RenderError(f"no render of {substation} within {timeout:.0f} s") from None
+            raise RenderError(f"{what} within {timeout:.0f} s") from None
+        if (status, detail) == _STOPPING:
+            raise RenderError("render worker stopping")
+        return status, detail
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    def render(self, substation: str, states: dict[str, AssetState], path: Path, timeout: float = 120.0) -> Path:
+        if self._process is None or not self._process.is_alive():
+            code = self._process.exitcode if self._process is not None else None
+            raise RenderError(f"render process exited with code {code}")
+        self._jobs.put((substation, dict(states), str(path)))
+        deadline = time.monotonic() + timeout
+        status = "ready"
+        while status == "ready":  # a restarted process says so first
+            status, detail = self._answer(max(0.1, deadline - time.monotonic()), f"no render of {substation}")
         if status != "ok":
             raise RenderError(f"render of {substation} failed: {detail}")
         return Path(detail)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 2.0) -> None:
+        """Wake whoever waits for an answer, ask the process to finish, kill it when it does not."""
+        self._stopping = True
+        if self._process is None:
+            return
+        self._results.put(_STOPPING)
         if self._process.is_alive():
             self._jobs.put(None)
-            self._process.join(10)
+            self._process.join(timeout)
         if self._process.is_alive():
             self._process.kill()
+            self._process.join(1.0)
+
+
+class RenderService:
+    """Renders the configured substation every `inspection.every_s` (the first after 5 s), in the
+    render process; a failed render is logged once until one works again."""
+
+    def __init__(self, settings: Settings, historian: Historian) -> None:
+        self.settings = settings
+        self.historian = historian
+        self.renderer = RenderWorker(settings)
+        self.rendered: list[str] = []
+        self.worker = Worker("inspection render", logger=log)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def errors(self) -> int:
+        return self.worker.failures
+
+    async def start(self, watchdog: Watchdog | None = None) -> None:
+        cfg = self.settings.inspection
+        if cfg is None:
+            log.warning("inspection: no `inspection` section in the configuration; nothing to render")
+            return
+        self.renderer.spawn()  # from the caller's (main) thread: the child outlives no thread of ours
+        await in_daemon_thread(self.renderer.wait_ready)
+        if watchdog is not None:
+            self.worker = watchdog.add(
+                "render-loop",
+                alive=lambda: self._thread is not None and self._thread.is_alive(),
+                restart=self._spawn,
+                stuck_after_s=DEFAULT_MISSES * cfg.every_s + 120.0,  # one render may take up to 120 s
+            )
+            watchdog.add("render-process", alive=self.renderer.alive, restart=self._restart_process)
+        self._spawn()
+
+    def _restart_process(self) -> None:
+        if not self._stop.is_set():
+            self.renderer.spawn()  # the loop's next render waits for it to be ready
+
+    def _spawn(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._thread = threading.Thread(target=self._loop, name="render", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        cfg = self.settings.inspection
+        assert cfg is not None
+        delay = 5.0
+        while not self._stop.wait(delay):
+            try:
+                since = time.time_ns() - int(30e9)
+                states = asset_states(self.settings, self.historian, cfg.substation, since)
+                path = self.renderer.render(cfg.substation, states, cfg.output_dir / f"{cfg.substation}.png")
+            except Exception as exc:  # logged once, counted, backed off; logged again on recovery
+                if self._stop.is_set():
+                    return
+                delay = self.worker.failed(exc, cfg.every_s)
+                continue
+            delay = cfg.every_s
+            self.worker.ok()
+            if str(path) not in self.rendered:
+                self.rendered.append(str(path))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.to_thread(self.renderer.stop)
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 2.0)

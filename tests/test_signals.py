@@ -1,0 +1,124 @@
+"""SIGTERM (systemd, Docker) and Ctrl-C (SIGINT to the terminal's process group) stop every
+process of the stack, the Streamlit UI and the render process included, within 5 s and with exit
+code 0; the UI binds loopback, reads the `--config` it was given, and dies with a killed parent."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.helpers import config_dir
+from tests.services import free_port, port_open, wait_for
+
+STOP_WITHIN_S = 5.0
+
+
+def _start(tmp: Path, *args: str, mutate=None) -> tuple[subprocess.Popen[bytes], Path, int]:
+    ui_port = free_port()
+
+    def change(doc: dict) -> None:
+        doc["ui"]["port"] = ui_port
+        if mutate is not None:
+            mutate(doc)
+
+    config = config_dir(tmp, change)
+    log = tmp / "stack.log"
+    cmd = [sys.executable, "-m", "gridverse.cli", "--config", str(config), *args]
+    # its own session, as a shell gives a foreground job: SIGINT to the group is a terminal's Ctrl-C
+    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=tmp, start_new_session=True)
+    return proc, config, ui_port
+
+
+def _family(pid: int) -> list[psutil.Process]:
+    """The process and every descendant (the UI runs in a process group of its own)."""
+    parent = psutil.Process(pid)
+    return [parent, *parent.children(recursive=True)]
+
+
+def _stop_and_time(proc: subprocess.Popen[bytes], family: list[psutil.Process], how: str) -> float:
+    started = time.monotonic()
+    if how == "SIGTERM":
+        proc.send_signal(signal.SIGTERM)
+    else:
+        os.killpg(proc.pid, signal.SIGINT)
+    try:
+        code = proc.wait(STOP_WITHIN_S + 5)
+    finally:
+        for p in family:  # never leave a process behind, whatever the outcome
+            if p.is_running():
+                p.kill()
+    elapsed = time.monotonic() - started
+    gone, alive = psutil.wait_procs(family, timeout=max(0.1, STOP_WITHIN_S - elapsed))
+    assert not alive, f"still running after {how}: {[p.cmdline()[:6] for p in alive]}"
+    assert code == 0, f"exit code {code} after {how}"
+    return time.monotonic() - started
+
+
+def _ui_child(proc: subprocess.Popen[bytes], ui_port: int) -> psutil.Process:
+    wait_for(lambda: port_open(ui_port), "the Streamlit UI", timeout=60)
+    (ui,) = [p for p in _family(proc.pid)[1:] if "streamlit" in " ".join(p.cmdline())]
+    return ui
+
+
+def test_sigterm_stops_the_ui_it_started_which_binds_loopback_and_reads_the_given_config(tmp_path: Path) -> None:
+    proc, config, ui_port = _start(tmp_path, "run", "ui")
+    try:
+        ui = _ui_child(proc, ui_port)
+        cmdline = " ".join(ui.cmdline())
+        assert "--server.address=127.0.0.1" in cmdline
+        assert "--client.toolbarMode=minimal" in cmdline  # no Deploy button
+        assert ui.environ()["GRIDVERSE_CONFIG"] == str(config.resolve())  # what ui/data.py loads
+        listening = [c.laddr for c in ui.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN]
+        assert listening and {a.ip for a in listening if a.port == ui_port} == {"127.0.0.1"}
+        family = _family(proc.pid)
+    except BaseException:
+        proc.kill()
+        raise
+    assert _stop_and_time(proc, family, "SIGTERM") < STOP_WITHIN_S
+
+
+def test_the_ui_dies_with_its_parent_even_when_the_parent_is_killed(tmp_path: Path) -> None:
+    proc, _config, ui_port = _start(tmp_path, "run", "ui")
+    try:
+        ui = _ui_child(proc, ui_port)
+    finally:
+        proc.kill()  # SIGKILL: no handler runs, only the child's own parent-death watch helps
+        proc.wait(10)
+    gone, alive = psutil.wait_procs([ui], timeout=STOP_WITHIN_S)
+    for p in alive:
+        p.kill()
+    assert not alive, "the UI outlived its killed parent"
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM"])
+def test_the_demo_stops_every_process_within_5_s(tmp_path: Path, how: str) -> None:
+    """The whole demo (simulator, embedded broker, gateway, twin, detectors, the render process,
+    the UI); Ctrl-C took 33 s here because the render process died of the terminal's SIGINT and
+    the stack waited 30 s for an answer it would never get."""
+
+    def quick(doc: dict) -> None:
+        doc["mqtt"]["host"] = None  # the demo's embedded broker, on the test's free port
+        doc["inspection"]["every_s"] = 2
+
+    proc, _config, ui_port = _start(tmp_path, "demo", "--log-level", "INFO", mutate=quick)
+    log = tmp_path / "stack.log"
+    try:
+        _ui_child(proc, ui_port)
+        wait_for(lambda: "renders=1" in log.read_text(), "a first render", timeout=90)
+        family = _family(proc.pid)
+        assert any("multiprocessing" in " ".join(p.cmdline()) for p in family), "the render process runs"
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    elapsed = _stop_and_time(proc, family, how)
+    assert elapsed < STOP_WITHIN_S
+    text = log.read_text()
+    assert "Traceback" not in text
+    assert f"{how} received: stopping" in text
