@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from gridverse.demo import DemoStack
 from gridverse.points import TELEMETRY
 from gridverse.settings import load_settings
-from gridverse.stack import Stack
 from inspection.render import is_blank
 from tests.helpers import config_dir
 from tests.services import mosquitto
@@ -52,8 +52,8 @@ def test_stack_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         monkeypatch.setenv("GRIDVERSE_MQTT__PORT", str(port))
         settings = load_settings(main)
 
-        async def run() -> Stack:
-            stack = Stack(settings)
+        async def run() -> DemoStack:
+            stack = DemoStack(settings)  # the demo's stack: estimates checked against the simulator
             assert stack.broker is None, "the configured Mosquitto is used, not an embedded one"
             await stack.start()
             try:
