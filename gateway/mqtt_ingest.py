@@ -34,12 +34,10 @@ from gridverse.points import (
     is_ln_do_name,
     series_tags,
 )
-
-OnDurable = Callable[[], None]
+from gridverse.schema import REJECTED, OnDurable
 
 log = logging.getLogger(__name__)
 
-REJECTED = "rejected"
 MAX_PAYLOAD_BYTES = 64 * 1024
 
 
@@ -326,9 +324,9 @@ class MqttIngest:
                         self.client.loop_start()
                 except Exception as exc:  # paho refused: its own reconnect loop is the fallback
                     log.error("MQTT: reconnect for redelivery failed (%s: %s)", type(exc).__name__, exc)
-                connected = self.connected.wait(10)
-                self._reconnecting = False
-            if not connected:
+            connected = self.connected.wait(10)  # not holding the session lock: stop() may go on
+            self._reconnecting = False
+            if not connected and not self._stopping:
                 log.warning("MQTT: not reconnected within 10 s after a redelivery request; paho keeps trying")
             with self._redeliver_lock:
                 if not self._redeliver_pending or self._stopping:

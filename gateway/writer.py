@@ -34,10 +34,9 @@ from gateway.spool import Spool, SpoolBatch, SpoolError, SpoolFull
 from gridverse.historian import Historian, HistorianError
 from gridverse.historian.base import HistorianRejected
 from gridverse.points import Record
+from gridverse.schema import OnDurable
 
 log = logging.getLogger(__name__)
-
-OnDurable = Callable[[], None]
 
 
 #: exceptions from a write that say the data, not the store, is the problem: bisect, set aside
