@@ -47,8 +47,8 @@ REGISTER_WIDTH = {
 }
 
 
-#: Units a profile may use, and the factor to the SI unit the gateway emits (ARCHITECTURE.md:
-#: points are in SI). Unknown units are refused at validation, not passed through.
+#: Units a profile may use, and the factor to the SI unit the gateway emits (every point it
+#: stores or publishes is in SI units). Unknown units are refused at validation, not passed through.
 SI_UNITS: dict[str, tuple[str, float]] = {
     "": ("", 1.0),
     "W": ("W", 1.0),

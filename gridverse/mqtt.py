@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 
 
 def topic(config: MqttConfig, site: str, substation: str, device: str, kind: str) -> str:
-    """`gridverse/<site>/<substation>/<device>/<kind>` (ARCHITECTURE.md naming)."""
+    """`gridverse/<site>/<substation>/<device>/<kind>`: the one topic layout for JSON messages
+    (`telemetry`, `normalised`, `alarm`)."""
     return f"{config.topic_prefix}/{site}/{substation}/{device}/{kind}"
 
 
