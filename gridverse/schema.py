@@ -11,12 +11,13 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from gridverse.points import TELEMETRY, Record
 
 if TYPE_CHECKING:
-    from gridverse.config import MqttConfig
+    from gridverse.config import MqttConfig, SiteConfig
+    from gridverse.elements import ElementRef
 
 __all__ = [
     "ALARM",
@@ -35,10 +36,12 @@ __all__ = [
     "Alarm",
     "AlarmRule",
     "OnDurable",
+    "Placement",
     "Severity",
     "alarm_message",
     "alarm_record",
     "loading_band",
+    "placements",
 ]
 
 # Measurement names in the historian (one table or InfluxDB measurement each).
@@ -56,6 +59,20 @@ LOADING_ALARM_PERCENT = 80.0
 #: Called once the records handed over with it are durable (on disk), e.g. to acknowledge a QoS 1
 #: MQTT message only then.
 OnDurable = Callable[[], None]
+
+
+class Placement(NamedTuple):
+    """Where a device or sensor is: its substation and the network element it measures."""
+
+    substation: str
+    element: ElementRef | None
+
+
+def placements(site: SiteConfig) -> dict[str, Placement]:
+    """Every device and sensor of the site by name (the one lookup the parts share)."""
+    out = {d.name: Placement(sub.name, d.element) for sub in site.substations for d in sub.devices}
+    out.update({s.name: Placement(s.substation, s.element) for s in site.sensors})
+    return out
 
 
 def loading_band(pct: float | None) -> str:

@@ -7,7 +7,7 @@ from enum import StrEnum
 from gridverse.config import ElementKind, Settings
 from gridverse.historian import Historian
 from gridverse.points import Point, Quality
-from gridverse.schema import ALARM, TELEMETRY, TWIN_BRANCH
+from gridverse.schema import ALARM, TELEMETRY, TWIN_BRANCH, placements
 
 Rgb = tuple[float, float, float]
 
@@ -49,8 +49,7 @@ def asset_states(settings: Settings, historian: Historian, substation: str, sinc
         (r.tags["kind"], int(r.tags["index"])): float(r.fields["loading_percent"])
         for r in historian.latest(TWIN_BRANCH, tags={"site": site}, start_ns=since_ns)
     }
-    elements = {d.name: d.element for sub in settings.site.substations for d in sub.devices}
-    elements.update({s.name: s.element for s in settings.site.sensors})
+    where = placements(settings.site)
     states: dict[str, AssetState] = {}
     for asset in settings.assets.get(substation, []):
         if asset.device is None:
@@ -65,7 +64,7 @@ def asset_states(settings: Settings, historian: Historian, substation: str, sinc
             state = AssetState.OPEN
         else:
             state = AssetState.NORMAL
-            element = elements.get(asset.device)
+            element = where[asset.device].element if asset.device in where else None
             if element is not None and element.kind != ElementKind.BUS:
                 state = equipment_kind(asset.kind).loading_state(loading.get((element.kind.value, element.index)))
         states[asset.name] = state

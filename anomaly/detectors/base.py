@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, ClassVar, NamedTuple, Protocol, TypeVar, runti
 
 from anomaly.config import AnomalyConfig
 from gridverse.points import Point
-from gridverse.schema import Alarm
+from gridverse.schema import Alarm, placements
 
 if TYPE_CHECKING:
     from gridverse.config import Settings
@@ -60,9 +60,7 @@ class Snapshot:
 
 def substation_of(settings: Settings) -> dict[str, str]:
     """Device or sensor name → its substation, for every device and sensor of the site."""
-    out = {d.name: sub.name for sub in settings.site.substations for d in sub.devices}
-    out.update({s.name: s.substation for s in settings.site.sensors})
-    return out
+    return {name: at.substation for name, at in placements(settings.site).items()}
 
 
 @runtime_checkable
