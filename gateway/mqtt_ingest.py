@@ -206,7 +206,7 @@ class MqttIngest:
         ]
         # Sparkplug 3.0 host application: its STATE (retained, QoS 1) tells edge nodes that wait for
         # a primary host to send their births; the will says offline when the gateway goes away
-        self.host_id = cfg.sparkplug_host_id or f"gridverse-{site}"
+        self.host_id = cfg.sparkplug_host_id or f"gridverse-{site}{cfg.client_suffix}"  # one per process
         self.state_topic = f"{NAMESPACE}/STATE/{self.host_id}" if cfg.sparkplug_groups else None
         if self.state_topic is not None:
             self.subscriptions.append(self.state_topic)  # its own STATE, never shared (Sparkplug 3.0)
