@@ -124,6 +124,8 @@ def _parse_time(text: str) -> int:
                 raise ValueError("empty")
             stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
             value = int(stamp.as_unit("ns").value)
+        except pd.errors.OutOfBoundsDatetime:
+            raise argparse.ArgumentTypeError(f"{text!r} is outside the years 1970 to now; {hint}") from None
         except (ValueError, TypeError, OverflowError):
             raise argparse.ArgumentTypeError(f"{text!r} is not a time; {hint}") from None
     now = time.time_ns()

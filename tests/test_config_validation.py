@@ -107,7 +107,9 @@ def test_network_file_in_another_format_is_refused_at_load(tmp_path: Path) -> No
 # --- replay times ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", ["", "NaT", "nat", "garbage", "2200-01-01", "99999999999999999999999", "-5"])
+@pytest.mark.parametrize(
+    "value", ["", "NaT", "nat", "garbage", "2200-01-01", "2300-01-01", "99999999999999999999999", "-5"]
+)
 def test_replay_at_refuses_what_is_not_a_past_time(value: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         build_parser().parse_args(["twin", "replay", "--at", value])
