@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from gateway.mqtt_ingest import JsonTelemetry, MqttIngest, PayloadError
 from gateway.service import Gateway
-from gateway.sparkplug import DOUBLE, INT64, Metric, Payload, encode_payload
+from gateway.sparkplug import DOUBLE, INT64, FrameError, Metric, Payload, decode_payload, encode_payload
 from gridverse.config import MqttConfig, Settings
 from gridverse.historian import open_historian
 from gridverse.historian.embedded import EmbeddedHistorian
@@ -296,13 +296,23 @@ def _alias_only_double(alias: int, t_ms: int, value: float) -> bytes:
 def test_any_sparkplug_frames_before_a_valid_session_never_stop_it(
     live: Live, garbage: list[tuple[str, str, bytes]], n_data: int
 ) -> None:
+    before = len(live.rejected())
+    broken = 0  # frames that are not protobuf: each must be in the rejected table
     for kind, node, frame in garbage:
+        try:
+            decode_payload(frame)
+        except FrameError:
+            broken += 1
         live.publish(_frame_topic(kind, node), frame)
     first = live.next_mark() * 10  # this session's values are first..first+n_data: unique to it
     for topic, body in _valid_session(first, n_data):
         live.publish(topic, body)
     expected = {float(first + i) for i in range(n_data + 1)}
     live.wait_stored(expected, source="sparkplug", point="MMXU1.TotW")
+    wait_for(
+        lambda: len([r for r in live.rejected()[before:] if "bad Sparkplug B frame" in str(r["reason"])]) >= broken,
+        "every broken frame set aside",
+    )
     live.healthy()
 
 
