@@ -1,0 +1,124 @@
+"""Storage faults against a real gateway process and a real Mosquitto: the data directory (spool
+and embedded historian) deleted while it runs, and files damaged while it is stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+
+from gridverse.historian.embedded import EmbeddedHistorian
+from tests.helpers import config_dir
+from tests.services import mosquitto, wait_for
+
+POINTS = 10
+
+
+def _gateway(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "GRIDVERSE_MQTT__HOST": "127.0.0.1", "GRIDVERSE_MQTT__PORT": str(port)}
+    cmd = [sys.executable, "-m", "gridverse.cli", "--config", str(config), "gateway", "run", "--log-level", "INFO"]
+    return subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
+
+
+def _publish(port: int, ks: range, t0_ms: int) -> None:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{ks.start}")
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    infos = []
+    for k in ks:
+        points = {f"YPTR1.Tmp{i}": {"value": float(k * POINTS + i), "unit": "degC"} for i in range(POINTS)}
+        body = json.dumps({"time": t0_ms + k, "points": points}).encode()
+        infos.append(client.publish("gridverse/rural1/primary/T1-oil/telemetry", body, qos=1))
+    for info in infos:
+        info.wait_for_publish(30)  # the broker has it (queued for the gateway's session)
+    client.disconnect()
+    client.loop_stop()
+
+
+def _values(store: Path) -> set[float]:
+    if not store.exists():
+        return set()
+    h = EmbeddedHistorian(store)
+    try:
+        return {float(r.fields["value"]) for r in h.query("telemetry", tags={"source": "mqtt"}) if "value" in r.fields}
+    finally:
+        h.close()
+
+
+def _config(tmp: Path) -> Path:
+    def mutate(doc: dict) -> None:
+        doc["historian"]["path"] = str(tmp / "data" / "gridverse.db")
+        doc["gateway"]["spool"] = {"path": str(tmp / "data" / "spool.db")}
+
+    return config_dir(tmp, mutate)
+
+
+def test_deleting_the_data_directory_acknowledges_nothing_that_was_not_durable(tmp_path: Path) -> None:
+    """After `rm -rf data/` the gateway says so and acknowledges nothing more; killed then (kill -9)
+    and started again, it gets every message published since the deletion from the broker."""
+    config = _config(tmp_path)
+    store, log = tmp_path / "data" / "gridverse.db", tmp_path / "gateway.log"
+    t0_ms = int(time.time() * 1000) - 600_000
+    with mosquitto(tmp_path) as port:
+        gateway = _gateway(config, port, log)
+        try:
+            wait_for(lambda: "subscribed to" in log.read_text(), "gateway subscription", timeout=60)
+            _publish(port, range(0, 20), t0_ms)
+            wait_for(lambda: len(_values(store)) == 20 * POINTS, "first messages stored", timeout=30)
+            shutil.rmtree(tmp_path / "data")
+            time.sleep(1.5)  # the committer looks at the file at most once a second
+            _publish(port, range(20, 60), t0_ms)
+            wait_for(lambda: "spool" in log.read_text() and "was deleted while open" in log.read_text(), "said")
+            time.sleep(2.0)  # time enough to (wrongly) acknowledge them
+            assert gateway.poll() is None, "the gateway keeps running"
+            text = log.read_text()
+            assert "LOST if the gateway stops" in text  # the deleted spool still held nothing, or says what
+        finally:
+            gateway.send_signal(signal.SIGKILL)
+            gateway.wait(10)
+        assert not (tmp_path / "data").exists()  # the gateway did not write into a recreated directory
+        gateway = _gateway(config, port, log)
+        try:
+            after = {float(k * POINTS + i) for k in range(20, 60) for i in range(POINTS)}
+            wait_for(lambda: after <= _values(store), "every message since the deletion redelivered", timeout=60)
+        finally:
+            gateway.send_signal(signal.SIGINT)
+            gateway.wait(30)
+
+
+def test_a_truncated_historian_and_a_corrupt_spool_at_start_are_moved_aside(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    store, spool, log = tmp_path / "data" / "gridverse.db", tmp_path / "data" / "spool.db", tmp_path / "gateway.log"
+    t0_ms = int(time.time() * 1000) - 600_000
+    with mosquitto(tmp_path) as port:
+        gateway = _gateway(config, port, log)
+        try:
+            wait_for(lambda: "subscribed to" in log.read_text(), "gateway subscription", timeout=60)
+            _publish(port, range(0, 30), t0_ms)
+            wait_for(lambda: len(_values(store)) == 30 * POINTS, "first messages stored", timeout=30)
+        finally:
+            gateway.send_signal(signal.SIGINT)
+            gateway.wait(30)
+        assert not Path(f"{store}-wal").exists()
+        store.write_bytes(store.read_bytes()[: store.stat().st_size // 2])  # truncated to 50 %
+        spool.write_bytes(b"\x00" * 100 + spool.read_bytes()[100:])  # a corrupt header
+        gateway = _gateway(config, port, log)
+        try:
+            wait_for(lambda: log.read_text().count("subscribed to") == 2, "restart", timeout=60)
+            _publish(port, range(30, 40), t0_ms)
+            wait_for(lambda: len(_values(store)) == 10 * POINTS, "new messages in the fresh store", timeout=30)
+        finally:
+            gateway.send_signal(signal.SIGINT)
+            gateway.wait(30)
+    text = log.read_text()
+    assert "Traceback" not in text
+    for path in (store, spool):
+        [aside] = path.parent.glob(f"{path.name}.corrupt-*")
+        assert f"{path} is damaged" in text and str(aside) in text
