@@ -371,13 +371,15 @@ def test_an_unexpected_error_is_set_aside_acknowledged_and_logged_once(
 
 
 # ------------------------------------------------------------------ reject_new recovery, MQTT side
-def test_request_redelivery_brings_back_what_was_never_acknowledged(tmp_path: Path) -> None:
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+def test_request_redelivery_brings_back_what_was_never_acknowledged(tmp_path: Path, protocol: str) -> None:
     """Messages the spool refused (reject_new) stay unacknowledged, and Mosquitto resends them
     only when the session reconnects: request_redelivery does that, and every one comes back
     without a restart, while the Sparkplug host STATE stays online (a clean disconnect sends no will)."""
     with mosquitto(tmp_path) as port:
         base = load_settings()
-        settings = base.model_copy(update={"mqtt": MqttConfig(host="127.0.0.1", port=port, sparkplug_groups=[GROUP])})
+        mqtt_config = MqttConfig(host="127.0.0.1", port=port, sparkplug_groups=[GROUP], protocol=protocol)
+        settings = base.model_copy(update={"mqtt": mqtt_config})
         refusing = threading.Event()
         refusing.set()
         stored: dict[float, int] = {}
