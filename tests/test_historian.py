@@ -102,3 +102,45 @@ def test_influxdb_client_v2_write_reaches_victoria_metrics(tmp_path: Path) -> No
         assert series[0]["values"] == [0.0, 1000.0, 2000.0]
         assert series[0]["timestamps"][0] == t0 // 1_000_000
         h.close()
+
+
+def test_embedded_reads_a_file_written_in_the_first_layout(tmp_path: Path) -> None:
+    """A store written before retention (one `records` table repeating the tags on every row)
+    is moved to the compact layout at open, every row kept."""
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """CREATE TABLE records (measurement TEXT NOT NULL, series TEXT NOT NULL, time_ns INTEGER NOT NULL,
+        tags TEXT NOT NULL, fields TEXT NOT NULL, PRIMARY KEY (measurement, series, time_ns)) WITHOUT ROWID;
+        CREATE INDEX records_by_time ON records (measurement, time_ns);"""
+    )
+    t0 = time.time_ns()
+    conn.executemany(
+        "INSERT INTO records VALUES (?, ?, ?, ?, ?)",
+        [
+            (r.measurement, r.series_key(), r.time_ns, json.dumps(r.tags, sort_keys=True), json.dumps(r.fields))
+            for r in _points(t0)
+        ],
+    )
+    conn.commit()
+    conn.close()
+    h = EmbeddedHistorian(path)
+    assert h.count("telemetry") == 7
+    assert [r.fields["value"] for r in h.query("telemetry", tags={"device": "F1"})] == [0, 1000, 2000]
+    assert {r.tags["device"] for r in h.latest("telemetry")} == {"F1", "F2", "F3"}
+
+
+def test_embedded_refuses_a_row_it_can_never_hold_with_a_clear_error(tmp_path: Path) -> None:
+    from gridverse.historian.base import HistorianRejected
+
+    h = EmbeddedHistorian(tmp_path / "h.db")
+    good = _points(time.time_ns())
+    poisoned = good[0]._replace(time_ns=9999999999999 * 1_000_000)  # ms read as ms, then to ns: > int64
+    with pytest.raises(HistorianRejected, match="beyond int64"):
+        h.write([*good, poisoned])
+    with pytest.raises(HistorianRejected, match="type list"):
+        h.write([good[0]._replace(fields={"value": [1, 2]})])
+    h.write(good)  # the store is fine: only those rows are refused
+    assert h.count("telemetry") == 7 and h.problem() is None
