@@ -67,6 +67,7 @@ def test_messages_refused_by_a_full_spool_are_all_stored_once_the_store_is_back(
                 return gateway
 
             gw = asyncio.run_coroutine_threadsafe(start(), loop).result(30)
+            gw.supervise()  # with its watchdog, as the stack runs it (it also watches paho's thread)
             assert gw.mqtt.connected.wait(15)
             assert gw.writer.on_room == gw.mqtt.request_redelivery, "gateway/service.py wires the two"
             wait_for(lambda: gw.writer.pending() == 0, "the first poll's points drained", timeout=30)
@@ -85,6 +86,7 @@ def test_messages_refused_by_a_full_spool_are_all_stored_once_the_store_is_back(
             wait_for(lambda: len(_stored(url)) == MESSAGES, "every valid point stored", timeout=60)
             assert _stored(url) == {float(k) for k in range(MESSAGES)}
             assert gw.mqtt.redeliveries >= 1
+            assert gw.watchdog.workers["mqtt-loop"].restarts == 0  # the reconnect is not a dead thread
             assert gw.mqtt.connected.is_set()
             asyncio.run_coroutine_threadsafe(gw.stop(), loop).result(60)
         pub.loop_stop()
