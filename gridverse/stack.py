@@ -91,6 +91,7 @@ class Stack:
         self.detectors: Detectors | None = None
         self.server: HealthServer | None = None
         self._ui: subprocess.Popen[bytes] | None = None
+        self._stop_times: dict[str, float] = {}
 
     def _local_broker(self, settings: Settings) -> Settings:
         """No broker configured: use one already listening on the port, or embed one (on
@@ -172,6 +173,8 @@ class Stack:
             "--browser.gatherUsageStats=false",
             "--client.toolbarMode=minimal",  # no Deploy button, no developer menu
         ]
+        if self.config_path is not None:
+            cmd += ["--", "--config", env["GRIDVERSE_CONFIG"]]
         self._ui = spawn_child(cmd, env=env)
         log.info("UI on http://%s:%d (pid %d)", ui.address, ui.port, self._ui.pid)
 
@@ -230,13 +233,12 @@ class Stack:
         if self.broker is not None:
             await self._bounded(self.broker.stop(), "embedded MQTT broker", deadline)
         if ui_stopping is not None:
-            await ui_stopping
+            await self._bounded(ui_stopping, "ui", deadline + 1.0)
         if self.server is not None:
             self.server.stop()
-        log.info("stopped in %.1f s", time.monotonic() - started)
+        log.info("stopped in %.1f s (%s)", time.monotonic() - started, self._stop_times)
 
-    @staticmethod
-    async def _bounded(stopping: Any, what: str, deadline: float) -> None:
+    async def _bounded(self, stopping: Any, what: str, deadline: float) -> None:
         """A part that does not stop in time is logged and left behind, never waited on forever."""
         timeout = max(0.2, deadline - time.monotonic())
         started = time.monotonic()
@@ -247,7 +249,7 @@ class Stack:
         except Exception:  # one part failing to stop must not keep the others running
             log.exception("stopping %s failed; continuing shutdown", what)
         else:
-            log.debug("%s stopped in %.2f s", what, time.monotonic() - started)
+            self._stop_times[what] = round(time.monotonic() - started, 2)
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"parts": list(self.parts), "historian": self.settings.historian.backend}

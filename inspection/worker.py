@@ -115,8 +115,9 @@ class RenderWorker:
             raise RenderError(f"render of {substation} failed: {detail}")
         return Path(detail)
 
-    def stop(self, timeout: float = 2.0) -> None:
-        """Wake whoever waits for an answer, ask the process to finish, kill it when it does not."""
+    def stop(self, timeout: float = 0.5) -> None:
+        """Wake whoever waits for an answer, ask the process to finish, kill it when it does not
+        within `timeout` (it holds nothing to save; Open3D's own teardown takes over a second)."""
         self._stopping = True
         if self._process is None:
             return

@@ -1,13 +1,18 @@
-"""gridverse UI: `streamlit run ui/app.py` (the demo starts it for you)."""
+"""gridverse UI: `streamlit run ui/app.py [-- --config PATH]` (the demo starts it for you, with the
+`--config` it was given)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout as a script
+
+if "--config" in sys.argv[1:-1]:  # the pages load GRIDVERSE_CONFIG (ui/data.py: load_settings())
+    os.environ["GRIDVERSE_CONFIG"] = str(Path(sys.argv[sys.argv.index("--config", 1) + 1]).resolve())
 
 from ui.views import PAGES
 
