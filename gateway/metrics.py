@@ -74,10 +74,12 @@ def health(gateway: Gateway) -> tuple[bool, dict[str, Any]]:
     problems = []
     if filling:
         problems.append(f"spool: {spool.depth()} of {spool.max_points} points, above its warning level")
-    for what, owner in (("spool", spool), ("writer", gateway.writer), ("historian", gateway.writer.historian)):
+    said: list[str] = []  # the writer's problem includes the spool's and the store's: each said once
+    for what, owner in (("writer", gateway.writer), ("spool", spool), ("historian", gateway.writer.historian)):
         problem = getattr(owner, "problem", None)  # offered by their owners; absent on older ones
         found = problem() if callable(problem) else None
-        if found:
+        if found and not any(found in earlier for earlier in said):
+            said.append(found)
             problems.append(f"{what}: {found}")
     problems += [f"gateway worker {name}: {what}" for name, what in gateway.watchdog.problems().items()]
     body = {

@@ -135,7 +135,9 @@ class Gateway:
                 redeliver()
 
         # paho's network thread: a callback that raised ends it, and nothing else would notice
-        paho_alive = lambda: _alive(getattr(client, "_thread", None))  # noqa: E731
+        def paho_alive() -> bool:  # (a reconnect asked for by request_redelivery() stops it briefly)
+            return _alive(getattr(client, "_thread", None)) or bool(getattr(self.mqtt, "_reconnecting", False))
+
         self.watchdog.add("mqtt-loop", alive=paho_alive, restart=restart_mqtt_loop)
         threads = getattr(self.writer, "threads", None)
         named = threads() if callable(threads) else {}
