@@ -77,7 +77,9 @@ class Detectors:
             client.loop_start()
         if watchdog is not None:
             stuck_after = max(DEFAULT_MISSES * self.interval_s, 30.0)
-            self.worker = watchdog.add("detectors", alive=self._alive, restart=self._spawn, stuck_after_s=stuck_after)
+            self.worker = watchdog.add(
+                "detectors", alive=self._alive, restart=self._spawn, stuck_after_s=stuck_after, logger=log
+            )
             if client is not None:  # paho's network thread ends when a callback raises
                 watchdog.add(
                     "alarm-mqtt-loop",

@@ -15,11 +15,10 @@ from gridverse.config import FaultKind, Settings
 from gridverse.historian import Historian
 from gridverse.mqtt import broker_host, make_client, stop_client, topic
 from gridverse.points import Record
+from gridverse.schema import SIM_CLOCK, SIM_TRUTH
 from gridverse.watchdog import DEFAULT_MISSES, Watchdog, Worker, in_daemon_thread
 
 log = logging.getLogger(__name__)
-
-SIM_TRUTH = "sim_truth"
 
 
 class FieldSimulator:
@@ -67,6 +66,7 @@ class FieldSimulator:
                 alive=lambda: self._task is not None and not self._task.done(),
                 restart=lambda: loop.call_soon_threadsafe(self._start_loop),
                 stuck_after_s=max(DEFAULT_MISSES * step_s, 30.0),
+                logger=log,
             )
             mqtt = self._mqtt
             watchdog.add("mqtt-loop", alive=lambda: getattr(mqtt, "_thread", None) is not None, restart=mqtt.loop_start)
@@ -131,11 +131,11 @@ class FieldSimulator:
         now = time.time_ns()
         site = self.settings.site.name
         records = [
-            Record("sim_truth", {"site": site, "bus": str(bus)}, {"vm_pu": float(vm)}, now)
+            Record(SIM_TRUTH, {"site": site, "bus": str(bus)}, {"vm_pu": float(vm)}, now)
             for bus, vm in truth.res_bus.vm_pu.items()
             if vm == vm  # skip de-energised (NaN) buses
         ]
-        records.append(Record("sim_clock", {"site": site}, {"sim_time_ns": truth.sim_time.value}, now))
+        records.append(Record(SIM_CLOCK, {"site": site}, {"sim_time_ns": truth.sim_time.value}, now))
         self.truth_store.write(records)
 
     async def stop(self) -> None:

@@ -21,14 +21,20 @@ from gridmodel.ppcmodel import ModelBuildError
 from gridverse.config import Settings
 from gridverse.historian import Historian, HistorianError
 from gridverse.points import TELEMETRY, Point, Quality, Record
+from gridverse.schema import (  # the measurement names, defined once for every part
+    SIM_CLOCK,
+    TWIN_BRANCH,
+    TWIN_BUS,
+    TWIN_CYCLE,
+    TWIN_OBSERVABILITY,
+    TWIN_RESIDUAL,
+    TWIN_VIOLATION,
+)
 from gridverse.watchdog import DEFAULT_MISSES, Watchdog, Worker
 
 log = logging.getLogger(__name__)
 
 _ALL_RESIDUALS_UP_TO_BUSES = 2000
-
-TWIN_BUS, TWIN_BRANCH, TWIN_CYCLE = "twin_bus", "twin_branch", "twin_cycle"
-TWIN_RESIDUAL, TWIN_VIOLATION, TWIN_OBSERVABILITY = "twin_residual", "twin_violation", "twin_observability"
 
 
 @dataclass
@@ -74,7 +80,7 @@ class Twin:
 
     def _profile_time(self, at_ns: int) -> pd.Timestamp:
         """The moment the pseudo-measurements describe: the simulator's clock when one runs."""
-        clock = self.historian.latest("sim_clock", tags={"site": self.settings.site.name}, end_ns=at_ns)
+        clock = self.historian.latest(SIM_CLOCK, tags={"site": self.settings.site.name}, end_ns=at_ns)
         if clock:
             return pd.Timestamp(int(clock[0].fields["sim_time_ns"]), tz="UTC")
         return pd.Timestamp(at_ns, tz="UTC")
@@ -322,7 +328,9 @@ class Twin:
         interval = self.settings.twin.interval_s
         stuck_after = max(DEFAULT_MISSES * interval, 60.0)  # a cycle on a large grid takes seconds
         if watchdog is not None:
-            self.worker = watchdog.add("twin-loop", alive=self._alive, restart=self._spawn, stuck_after_s=stuck_after)
+            self.worker = watchdog.add(
+                "twin-loop", alive=self._alive, restart=self._spawn, stuck_after_s=stuck_after, logger=log
+            )
         self._spawn()
 
     def _alive(self) -> bool:

@@ -160,6 +160,7 @@ class RenderService:
                 alive=lambda: self._thread is not None and self._thread.is_alive(),
                 restart=self._spawn,
                 stuck_after_s=DEFAULT_MISSES * cfg.every_s + 120.0,  # one render may take up to 120 s
+                logger=log,
             )
             watchdog.add("render-process", alive=self.renderer.alive, restart=self._restart_process)
         self._spawn()

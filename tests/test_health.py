@@ -170,3 +170,47 @@ def test_a_failing_loop_logs_once_backs_off_counts_and_logs_its_recovery(caplog:
     assert "recovered after 20 failed attempt(s)" in lines[1].getMessage()
     assert delays[:4] == [1.0, 2.0, 4.0, 8.0] and max(delays) == 30.0
     assert worker.failures == 20 and worker.consecutive == 0
+
+
+def test_the_detector_loop_logs_a_failing_store_once_and_its_recovery_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: `log.exception` on every cycle while the store failed (a traceback every 2 s)."""
+    from anomaly.alarms import AlarmBook
+    from anomaly.service import Detectors
+    from gridverse.historian.embedded import EmbeddedHistorian
+
+    settings = load_settings(config_dir(tmp_path), environ={})
+    settings = settings.model_copy(update={"twin": settings.twin.model_copy(update={"interval_s": 0.02})})
+    store = EmbeddedHistorian(tmp_path / "h.db")
+    down = threading.Event()
+    down.set()
+    real_latest = store.latest
+
+    def latest(*args, **kwargs):
+        if down.is_set():
+            raise ConnectionError("historian unreachable")
+        return real_latest(*args, **kwargs)
+
+    store.latest = latest  # type: ignore[method-assign]
+    registry = CollectorRegistry()
+    dog = Watchdog("detectors", registry=registry)
+    detectors = Detectors(settings, store, AlarmBook(settings, store, None))
+    with caplog.at_level(logging.INFO, logger="anomaly.service"):
+        detectors.start(dog)
+        try:
+            deadline = time.monotonic() + 10
+            while detectors.worker.failures < 5 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            down.clear()
+            while detectors.worker.consecutive and time.monotonic() < deadline:
+                time.sleep(0.02)
+        finally:
+            detectors.stop(2.0)
+            store.close()
+    lines = [r for r in caplog.records if r.name == "anomaly.service"]
+    assert detectors.worker.failures >= 5
+    assert [r.levelno for r in lines] == [logging.ERROR, logging.INFO]  # once failing, once recovered
+    assert lines[0].exc_info and "recovered" in lines[1].getMessage()
+    failures = f'gridverse_detectors_worker_failures_total{{worker="detectors"}} {detectors.worker.failures}.0'
+    assert failures in generate_latest(registry).decode()
