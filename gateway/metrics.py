@@ -7,11 +7,13 @@ and age, device up, store up) are read when scraped, so they are never stale. Th
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
+    from gateway.modbus_poller import DeviceStatus
     from gateway.service import Gateway
 
 
@@ -60,7 +62,7 @@ class GatewayMetrics:
         self.mqtt_connected.set_function(lambda: float(gateway.mqtt.connected.is_set()))
         for poller in gateway.pollers:
             status = poller.status
-            self.device_up.labels(poller.device.name).set_function(lambda s=status: float(bool(s.up)))
+            self.device_up.labels(poller.device.name).set_function(partial(_up, status))
 
 
 def health(gateway: Gateway) -> tuple[bool, dict[str, Any]]:
@@ -92,6 +94,10 @@ def health(gateway: Gateway) -> tuple[bool, dict[str, Any]]:
         "problems": problems,
     }
     return not problems, body
+
+
+def _up(status: DeviceStatus) -> float:
+    return float(bool(status.up))
 
 
 def _status(problems: list[str], filling: bool) -> str:

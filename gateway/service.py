@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from functools import partial
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -116,9 +117,8 @@ class Gateway:
         self.mqtt.start()
         self._supervise_threads()
         for poller in self.pollers:
-            self._supervise_task(
-                f"poller:{poller.device.name}", lambda p=poller: p.run(), stuck_after_s=self._poll_budget_s(poller)
-            )
+            budget = self._poll_budget_s(poller)
+            self._supervise_task(f"poller:{poller.device.name}", poller.run, stuck_after_s=budget)
         self._supervise_task("spool-watch", self._watch_spool, stuck_after_s=None)
 
     def supervise(self) -> None:
@@ -148,7 +148,7 @@ class Gateway:
         restart = restart if callable(restart) else None
         for name, thread in named.items():
             if thread is not None:
-                self.watchdog.add(name, alive=lambda t=thread: _alive(t), restart=restart)
+                self.watchdog.add(name, alive=partial(_alive, thread), restart=restart)
 
     def _poll_budget_s(self, poller: DevicePoller) -> float:
         """How long a device's poll may take at worst: every block of every device on its RTU

@@ -299,7 +299,7 @@ class Twin:
     def _suspect_flags(self, report: BadDataReport) -> list[Record]:
         """Mark each suspect reading in the telemetry itself: same series and time, quality
         `suspect`, value kept (an idempotent overwrite of that one row)."""
-        out = []
+        out: list[Record] = []
         if not report.suspects:
             return out
         for bad in report.suspects:

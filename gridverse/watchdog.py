@@ -40,7 +40,7 @@ class Worker:
 
     name: str
     alive: Callable[[], bool] = lambda: True
-    restart: Callable[[], None] | None = None
+    restart: Callable[[], object] | None = None
     stuck_after_s: float | None = None
     max_backoff_s: float = 30.0
     logger: logging.Logger = field(default=log, repr=False)
@@ -141,7 +141,7 @@ class Watchdog:
         name: str,
         *,
         alive: Callable[[], bool] = lambda: True,
-        restart: Callable[[], None] | None = None,
+        restart: Callable[[], object] | None = None,
         stuck_after_s: float | None = None,
         max_backoff_s: float = 30.0,
         restart_when_stuck: bool = False,
@@ -302,7 +302,7 @@ class HealthServer:
     ) -> None:
         metrics_app = make_wsgi_app(registry)
 
-        def app(environ: dict, start_response):  # type: ignore[no-untyped-def]
+        def app(environ: dict, start_response: Callable[..., object]) -> list[bytes]:
             if environ.get("PATH_INFO") == "/health":
                 try:
                     ok, body = health()
