@@ -172,14 +172,13 @@ class Watchdog:
         for w in workers:
             problem = w.diagnose(now)
             if problem is not None and w.problem is None:
-                restartable = w.restart is not None and (not w.stuck or w.restart_when_stuck)
-                log.error(
-                    "%s worker %s is down: %s%s",
-                    self.part,
-                    w.name,
-                    problem,
-                    "; restarting it" if restartable else "; it cannot be restarted from here (restart the process)",
-                )
+                if w.restart is not None and (not w.stuck or w.restart_when_stuck):
+                    then = "; restarting it"
+                elif w.consecutive:
+                    then = "; it keeps retrying with back-off"
+                else:
+                    then = "; it cannot be restarted from here (restart the process)"
+                log.error("%s worker %s is down: %s%s", self.part, w.name, problem, then)
                 w._restart_at = now
             elif problem is None and w.problem is not None:
                 log.info("%s worker %s is up again", self.part, w.name)
