@@ -277,7 +277,7 @@ class Stack:
         if self.renderer is not None:
             out["rendered"] = list(self.renderer.rendered)
             out["render_errors"] = self.renderer.errors
-        out["workers"] = {part: w.status() for part, w in self.watchdogs.items()}
+        out["workers"] = {part: _workers_summary(w) for part, w in self.watchdogs.items()}
         return out
 
 
@@ -333,6 +333,16 @@ async def run_stack(make: Callable[[], Stack], *, seconds: float | None, progres
     summary = stack.summary()
     summary["stopped_by_signal"] = stopping.is_set()
     return summary
+
+
+def _workers_summary(watchdog: Watchdog) -> dict[str, Any]:
+    status = watchdog.status()
+    return {
+        "up": sum(1 for st in status.values() if st["up"]),
+        "down": {name: st["problem"] for name, st in status.items() if not st["up"]},
+        "restarts": {name: st["restarts"] for name, st in status.items() if st["restarts"]},
+        "failures": {name: st["failures"] for name, st in status.items() if st["failures"]},
+    }
 
 
 def _progress(stack: Stack, elapsed: float, seconds: float | None) -> None:

@@ -91,10 +91,18 @@ class RenderWorker:
             raise RenderError(detail)
 
     def _answer(self, timeout: float, what: str) -> tuple[str, str]:
-        try:
-            status, detail = self._results.get(timeout=timeout)
-        except queue.Empty:
-            raise RenderError(f"{what} within {timeout:.0f} s") from None
+        """The process's next answer; a process that dies meanwhile is noticed within a second."""
+        deadline = time.monotonic() + timeout
+        process, results = self._process, self._results
+        while True:
+            try:
+                status, detail = results.get(timeout=min(1.0, max(0.01, deadline - time.monotonic())))
+                break
+            except queue.Empty:
+                if process is not None and not process.is_alive():
+                    raise RenderError(f"render process exited with code {process.exitcode}") from None
+                if time.monotonic() >= deadline:
+                    raise RenderError(f"{what} within {timeout:.0f} s") from None
         if (status, detail) == _STOPPING:
             raise RenderError("render worker stopping")
         return status, detail
