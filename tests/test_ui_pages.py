@@ -195,7 +195,7 @@ def _visit(port: int, page_name: str) -> tuple[bool, str]:
             await ws.send(request.SerializeToString())
             while True:
                 msg = ForwardMsg()
-                msg.ParseFromString(await asyncio.wait_for(ws.recv(), 90))
+                msg.ParseFromString(await asyncio.wait_for(ws.recv(), 120))
                 if msg.WhichOneof("type") == "page_not_found":
                     return True, ""
                 if msg.WhichOneof("type") == "delta" and msg.delta.new_element.WhichOneof("type") == "heading":
@@ -209,11 +209,15 @@ def test_every_url_path_opens_its_page_on_a_real_server(site: Site, tmp_path: Pa
     port = free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port)]
     cmd += ["--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    with open(tmp_path / "streamlit.log", "wb") as log:
-        proc = subprocess.Popen(cmd, env={**os.environ, "GRIDVERSE_CONFIG": str(site.config)}, stdout=log, stderr=log)
+    log = tmp_path / "streamlit.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, env={**os.environ, "GRIDVERSE_CONFIG": str(site.config)}, stdout=out, stderr=out)
     try:
         health = f"http://127.0.0.1:{port}/_stcore/health"
-        wait_for(lambda: urllib.request.urlopen(health, timeout=1).status == 200, "streamlit", timeout=60)
+        try:
+            wait_for(lambda: urllib.request.urlopen(health, timeout=1).status == 200, "streamlit", timeout=120)
+        except TimeoutError:
+            pytest.fail(f"streamlit did not answer on port {port} within 120 s:\n{log.read_text()[-2000:]}")
         for spec in PAGES:
             not_found, heading = _visit(port, spec.url_path)
             assert not not_found and heading.startswith(spec.title), (spec.url_path, heading)
