@@ -123,6 +123,12 @@ class HistorianWriter:
             queued = self._queued_points
         return queued + self.spool.depth()
 
+    def alive(self) -> bool:
+        """Both threads run (True before start and after stop too: nothing is expected then)."""
+        if not self._started or self._stop.is_set():
+            return True
+        return self._committer.is_alive() and self._drainer.is_alive()
+
     def problem(self) -> str | None:
         """What keeps points from reaching the historian safely, for /health; None when all is
         well (a store that is down while the spool takes the points is not a problem: store_up)."""
