@@ -1,5 +1,5 @@
 """The historian: where points, estimates and alarms are stored. One interface, two backends."""
 
-from gridverse.historian.base import Historian, HistorianError, open_historian
+from gridverse.historian.base import Historian, HistorianError, HistorianRejected, open_historian
 
-__all__ = ["Historian", "HistorianError", "open_historian"]
+__all__ = ["Historian", "HistorianError", "HistorianRejected", "open_historian"]
