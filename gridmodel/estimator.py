@@ -187,8 +187,8 @@ class PandapowerWLS(StateEstimator):
 
     kind = EstimatorKind.PANDAPOWER
 
-    def __init__(self, **kwargs: float) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, *, tolerance: float = 1e-6, max_iterations: int = 50) -> None:
+        super().__init__(tolerance=tolerance, max_iterations=max_iterations)
         self._warm_model: PpcModel | None = None  # the model of the last converged estimate
 
     def estimate(self, net: pp.pandapowerNet, measurements: Sequence[Measurement], *, warm: bool = True) -> Estimate:
@@ -272,8 +272,8 @@ class SparseWLS(StateEstimator):
 
     kind = EstimatorKind.SPARSE
 
-    def __init__(self, **kwargs: float) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, *, tolerance: float = 1e-6, max_iterations: int = 50) -> None:
+        super().__init__(tolerance=tolerance, max_iterations=max_iterations)
         self._factor = None
         self._factor_key: tuple | None = None
         self._state: np.ndarray | None = None
@@ -341,9 +341,9 @@ class SparseWLS(StateEstimator):
         return est
 
 
-def make_estimator(kind: EstimatorKind | str, **kwargs: float) -> StateEstimator:
-    kind = EstimatorKind(kind)
-    return PandapowerWLS(**kwargs) if kind is EstimatorKind.PANDAPOWER else SparseWLS(**kwargs)
+def make_estimator(kind: EstimatorKind | str, *, tolerance: float = 1e-6, max_iterations: int = 50) -> StateEstimator:
+    engine = PandapowerWLS if EstimatorKind(kind) is EstimatorKind.PANDAPOWER else SparseWLS
+    return engine(tolerance=tolerance, max_iterations=max_iterations)
 
 
 __all__ = [

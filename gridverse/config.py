@@ -139,7 +139,8 @@ class MqttConfig(Strict):
     sparkplug_host_id: str | None = Field(
         default=None,
         pattern=r"^[^/+#]+$",
-        description="Sparkplug host application id, published on spBv1.0/STATE/<id>; default gridverse-<site>",
+        description="Sparkplug host application id, published on spBv1.0/STATE/<id>; default "
+        "gridverse-<site><client_suffix>",
     )
     tls: MqttTls | None = None
 

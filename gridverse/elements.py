@@ -39,12 +39,13 @@ class ElementRef(Strict):
 
     @model_validator(mode="after")
     def _side_fits(self) -> ElementRef:
-        allowed = {
+        sides: dict[ElementKind, set[str | None]] = {
             ElementKind.BUS: {None},
             ElementKind.LINE: {"from", "to", None},
             ElementKind.TRAFO: {"hv", "lv", None},
             ElementKind.SWITCH: {None},
-        }[self.kind]
+        }
+        allowed = sides[self.kind]
         if self.side not in allowed:
             raise ValueError(f"side {self.side!r} does not fit a {self.kind.value}; use {allowed}")
         return self

@@ -58,10 +58,9 @@ def to_line(record: Record) -> str:
     parts = []
     for k, v in record.fields.items():
         # floats (the common case) first; bool before int, since bool is an int
-        t = type(v)
-        if t is float and v - v == 0.0:  # finite
+        if type(v) is float and v - v == 0.0:  # finite
             parts.append(f"{_key(k)}={v!r}")
-        elif t is str and '"' not in v and "\\" not in v and "\n" not in v:
+        elif type(v) is str and '"' not in v and "\\" not in v and "\n" not in v:
             parts.append(f'{_key(k)}="{v}"')
         else:
             parts.append(f"{_key(k)}={_field(v)}")
