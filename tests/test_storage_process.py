@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -106,6 +107,10 @@ def test_a_truncated_historian_and_a_corrupt_spool_at_start_are_moved_aside(tmp_
         finally:
             gateway.send_signal(signal.SIGINT)
             gateway.wait(30)
+        for path in (store, spool):  # whatever the stop left in the WAL goes into the file itself
+            conn = sqlite3.connect(path)
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.close()
         assert not Path(f"{store}-wal").exists()
         store.write_bytes(store.read_bytes()[: store.stat().st_size // 2])  # truncated to 50 %
         spool.write_bytes(b"\x00" * 100 + spool.read_bytes()[100:])  # a corrupt header
@@ -122,3 +127,43 @@ def test_a_truncated_historian_and_a_corrupt_spool_at_start_are_moved_aside(tmp_
     for path in (store, spool):
         [aside] = path.parent.glob(f"{path.name}.corrupt-*")
         assert f"{path} is damaged" in text and str(aside) in text
+
+
+def test_a_poisoned_batch_left_in_the_spool_is_set_aside_and_the_rest_drains_at_start(tmp_path: Path) -> None:
+    """What a gateway that met `"time": 9999999999999` left behind: the oldest spooled batch holds
+    a time beyond int64 ns. Started again, the gateway sets that row aside and stores the rest."""
+    from gateway.spool import Spool
+    from gridverse.points import Point, Source
+
+    config = _config(tmp_path)
+    store, log = tmp_path / "data" / "gridverse.db", tmp_path / "gateway.log"
+    codec = EmbeddedHistorian(tmp_path / "codec.db")
+    t0 = time.time_ns() - 60 * 10**9
+
+    def batch(k: int) -> list:
+        return [
+            Point(
+                "rural1", "primary", "Q01", "T1-oil", f"YPTR1.Tmp{i}", Source.MQTT, t0 + k * 10**6, float(k * 10 + i)
+            ).to_record()
+            for i in range(POINTS)
+        ]
+
+    poisoned = batch(0)
+    poisoned[4] = poisoned[4]._replace(time_ns=9999999999999 * 10**6)
+    spool = Spool(tmp_path / "data" / "spool.db", max_points=10_000)
+    spool.append([(POINTS, "mqtt", codec.encode(poisoned))])
+    spool.append([(POINTS, "mqtt", codec.encode(batch(k))) for k in range(1, 20)])
+    spool.close()
+    with mosquitto(tmp_path) as port:
+        gateway = _gateway(config, port, log)
+        try:
+            wait_for(lambda: len(_values(store)) == 20 * POINTS - 1, "every good spooled row stored", timeout=60)
+            _publish(port, range(100, 110), int(time.time() * 1000) - 60_000)  # and ingestion goes on
+            wait_for(lambda: len(_values(store)) == 30 * POINTS - 1, "new messages stored", timeout=30)
+        finally:
+            gateway.send_signal(signal.SIGINT)
+            gateway.wait(30)
+    spool = Spool(tmp_path / "data" / "spool.db", max_points=10_000)
+    [(reason, _body)] = spool.rejected()
+    assert "beyond int64" in reason and spool.depth() == 0
+    assert "kept aside in the spool's rejected table" in log.read_text()

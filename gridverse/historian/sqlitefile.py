@@ -44,8 +44,20 @@ def _precheck(path: Path) -> str | None:
         return None
     wal = Path(f"{path}-wal")
     wal_size = wal.stat().st_size if wal.exists() else 0
+    if size == 0 and not wal_size:
+        # another process may be creating it this very moment (connect, then the WAL pragma
+        # writes the header within milliseconds): give it a moment before calling it truncated
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            try:
+                if path.stat().st_size or Path(f"{path}-wal").exists():
+                    return None
+            except FileNotFoundError:
+                return None  # gone meanwhile: a fresh one is created
+        return "the file is empty (0 bytes): truncated"
     if size == 0:
-        return None if wal_size else "the file is empty (0 bytes): truncated"
+        return None
     with path.open("rb") as f:
         header = f.read(100)
     if len(header) < 100 or header[:16] != _MAGIC:
