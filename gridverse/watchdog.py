@@ -45,8 +45,6 @@ class Worker:
     max_backoff_s: float = 30.0
     logger: logging.Logger = field(default=log, repr=False)
     restart_when_stuck: bool = False  # a task can be cancelled and started again; a thread cannot
-    stuck: bool = False  # the last problem was a missing heartbeat (the worker still exists)
-    recovering: bool = False  # restarted, and no heartbeat from the new one yet
     last_beat: float = field(default_factory=time.monotonic)
     failures: int = 0  # iterations that raised, in total
     consecutive: int = 0  # iterations that raised since the last good one
@@ -97,30 +95,30 @@ class Worker:
         self._died = reason[:300]
 
     # -- what the watchdog evaluates --------------------------------------------------------
-    def diagnose(self, now: float) -> str | None:
-        """What is wrong with it now (None: it runs and makes progress)."""
-        self.stuck = self.recovering = False
+    def diagnose(self, now: float) -> tuple[str | None, str]:
+        """What is wrong with it now (None: it runs and makes progress), and of which kind:
+        "dead" (its thread/task/process ended), "stuck" (no heartbeat; it still exists),
+        "recovering" (restarted, no heartbeat from the new one yet) or "" (healthy)."""
         if self._died:
-            return f"stopped: {self._died}"
+            return f"stopped: {self._died}", "dead"
         try:
             alive = self.alive()
         except Exception as exc:  # a liveness probe that raises says the worker is not fine
-            return f"liveness check failed: {type(exc).__name__}: {exc}"
+            return f"liveness check failed: {type(exc).__name__}: {exc}", "dead"
         if not alive:
-            return "not running"
+            return "not running" + (f" (last error: {self.last_error})" if self.last_error else ""), "dead"
         if self.stuck_after_s is None:
-            return None
+            return None, ""
         since = max(self.last_beat, self._restarted_at)
-        if now - since > self.stuck_after_s:
-            self.stuck = True
-            age = now - since
+        age = now - since
+        if age > self.stuck_after_s:
             if self.consecutive:
-                return f"failing for {age:.0f} s: {self.last_error}"
-            return f"no progress for {age:.0f} s (expected within {self.stuck_after_s:.3g} s)"
+                return f"failing for {age:.0f} s: {self.last_error}", "stuck"
+            return f"no progress for {age:.0f} s (expected within {self.stuck_after_s:.3g} s)", "stuck"
         if self._restarted_at > self.last_beat:  # up again only once the new one made progress
-            self.recovering = True
-            return f"restarted {now - self._restarted_at:.0f} s ago, no progress yet (last: {self.last_error})"
-        return None
+            ago = now - self._restarted_at
+            return f"restarted {ago:.0f} s ago, no progress yet (last: {self.last_error})", "recovering"
+        return None, ""
 
 
 class Watchdog:
@@ -170,9 +168,10 @@ class Watchdog:
         with self._lock:
             workers = list(self.workers.values())
         for w in workers:
-            problem = w.diagnose(now)
+            problem, kind = w.diagnose(now)
+            can_restart = w.restart is not None and (kind == "dead" or (kind == "stuck" and w.restart_when_stuck))
             if problem is not None and w.problem is None:
-                if w.restart is not None and (not w.stuck or w.restart_when_stuck):
+                if can_restart:
                     then = "; restarting it"
                 elif w.consecutive:
                     then = "; it keeps retrying with back-off"
@@ -186,7 +185,6 @@ class Watchdog:
             w.problem = problem
             if problem is None and now - w._healthy_since > max(w._restart_backoff_s * 2, 30.0):
                 w._restart_backoff_s = 1.0  # up long enough: the next failure restarts at once
-            can_restart = w.restart is not None and not w.recovering and (not w.stuck or w.restart_when_stuck)
             if problem is not None and can_restart and now >= w._restart_at:
                 self._restart(w, now)
 
@@ -206,16 +204,23 @@ class Watchdog:
         w._restarted_at = time.monotonic()  # a fresh worker gets a full period before it counts as stuck
 
     def problems(self) -> dict[str, str]:
-        """What is wrong now, by worker (empty when every worker is up)."""
+        """What is wrong now, by worker (empty when every worker is up); evaluated when asked,
+        so `/health` and `/metrics` never lag behind the last check."""
+        now = time.monotonic()
         with self._lock:
-            return {w.name: w.problem for w in self.workers.values() if w.problem is not None}
+            workers = list(self.workers.values())
+        found = {w.name: w.diagnose(now)[0] for w in workers}
+        return {name: problem for name, problem in found.items() if problem is not None}
 
     def status(self) -> dict[str, dict[str, object]]:
+        now = time.monotonic()
         with self._lock:
-            return {
-                w.name: {"up": w.problem is None, "restarts": w.restarts, "failures": w.failures, "problem": w.problem}
-                for w in self.workers.values()
-            }
+            workers = list(self.workers.values())
+        out: dict[str, dict[str, object]] = {}
+        for w in workers:
+            problem = w.diagnose(now)[0]
+            out[w.name] = {"up": problem is None, "restarts": w.restarts, "failures": w.failures, "problem": problem}
+        return out
 
     def start(self) -> None:
         if self._thread is not None:

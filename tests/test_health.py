@@ -86,9 +86,11 @@ def test_a_crashed_poll_task_is_logged_counted_restarted_and_reported(
                 polls = poller.status.polls
                 broken.clear()  # the bug goes away: the next restart polls again
 
-                async def healthy() -> bool:
+                seen = stack.gateway.watchdog.workers["poller:RTU08"]
+
+                async def healthy() -> bool:  # (and the watchdog has noticed: it logs "up again")
                     code, _ = await asyncio.to_thread(_get, f"{base}/health")
-                    return code == 200 and poller.status.polls >= polls + 3
+                    return code == 200 and poller.status.polls >= polls + 3 and seen.problem is None
 
                 await _until(healthy, "RTU08 polled again and /health ok")
                 _, metrics = await asyncio.to_thread(_get, f"{base}/metrics")
@@ -101,7 +103,7 @@ def test_a_crashed_poll_task_is_logged_counted_restarted_and_reported(
             down_body, metrics, polled = asyncio.run(scenario())
     down = json.loads(down_body)
     assert down["status"] == "failing"
-    assert any("poller:RTU08" in p and "bug in the poll loop" in p for p in down["problems"])
+    assert any(p.startswith("gateway worker poller:RTU08: ") for p in down["problems"])
     assert polled >= 3
     assert 'gridverse_gateway_worker_up{worker="poller:RTU08"} 1.0' in metrics
     restarts = [line for line in metrics.splitlines() if line.startswith("gridverse_gateway_worker_restarts_total{")]
@@ -214,3 +216,55 @@ def test_the_detector_loop_logs_a_failing_store_once_and_its_recovery_once(
     assert lines[0].exc_info and "recovered" in lines[1].getMessage()
     failures = f'gridverse_detectors_worker_failures_total{{worker="detectors"}} {detectors.worker.failures}.0'
     assert failures in generate_latest(registry).decode()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # paho's thread dies: the point
+def test_a_dead_mqtt_network_thread_is_restarted_and_the_message_it_died_on_redelivered(tmp_path: Path) -> None:
+    """A callback that raises ends paho's network thread: before, the gateway stayed up, /health
+    said ok and no later message was stored. Now the watchdog starts the loop again, the broker
+    redelivers what was not acknowledged, and the restart is counted."""
+    import paho.mqtt.client as mqtt
+
+    metrics_port = free_port()
+    main = config_dir(tmp_path, lambda d: d["gateway"].update(metrics_port=metrics_port))
+    with mosquitto(tmp_path) as port:
+        settings = load_settings(main, environ={"GRIDVERSE_MQTT__HOST": "127.0.0.1", "GRIDVERSE_MQTT__PORT": str(port)})
+
+        async def scenario() -> tuple[int, str]:
+            stack = Stack(settings, parts=("gateway",))
+            gateway = stack.gateway
+            assert gateway is not None
+            client = gateway.mqtt.client
+            real_on_message = client.on_message
+            crashes = []
+
+            def on_message_with_a_bug(c, userdata, msg):  # an exception that escapes into paho's loop
+                if not crashes:
+                    crashes.append(msg.topic)
+                    raise OverflowError("a bug in the message callback")
+                real_on_message(c, userdata, msg)
+
+            client.on_message = on_message_with_a_bug
+            await stack.start()
+            try:
+                await _until(lambda: asyncio.sleep(0, gateway.mqtt.connected.is_set()), "gateway connected")
+                publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-pub")
+                publisher.connect("127.0.0.1", port)
+                publisher.loop_start()
+                body = {"time": int(time.time() * 1000), "points": {"YPTR1.TmpOil": {"value": 61.5, "unit": "degC"}}}
+                topic = "gridverse/rural1/primary/T1-oil/telemetry"
+                publisher.publish(topic, json.dumps(body), qos=1).wait_for_publish(10)
+                body["time"] += 1000
+                publisher.publish(topic, json.dumps(body), qos=1).wait_for_publish(10)
+                publisher.loop_stop()
+                stored = lambda: asyncio.sleep(0, gateway.writer.written.get("mqtt", 0) >= 2)  # noqa: E731
+                await _until(stored, "both messages stored after the network thread died", timeout=40)
+                _, metrics = await asyncio.to_thread(_get, f"http://127.0.0.1:{metrics_port}/metrics")
+            finally:
+                await stack.stop()
+            return len(crashes), metrics
+
+        crashed, metrics = asyncio.run(scenario())
+    assert crashed == 1
+    assert 'gridverse_gateway_worker_restarts_total{worker="mqtt-loop"} 1.0' in metrics
+    assert 'gridverse_gateway_worker_up{worker="mqtt-loop"} 1.0' in metrics
