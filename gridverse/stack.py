@@ -92,6 +92,7 @@ class Stack:
         self.server: HealthServer | None = None
         self._ui: subprocess.Popen[bytes] | None = None
         self._stop_times: dict[str, float] = {}
+        self._started = False  # every part asked for runs (until then /health says "starting")
 
     def _local_broker(self, settings: Settings) -> Settings:
         """No broker configured: use one already listening on the port, or embed one (on
@@ -150,6 +151,7 @@ class Stack:
             watchdog.start()
         if self.with_ui:
             self._start_ui()
+        self._started = True
 
     def _before_twin_start(self, twin: Twin) -> None:
         """Hook for what watches the twin's cycles (the demo's check against the simulator)."""
@@ -198,12 +200,16 @@ class Stack:
             workers[part] = watchdog.status()
             if part != "gateway":
                 problems += [f"{part} worker {name}: {what}" for name, what in watchdog.problems().items()]
+        if not self._started:
+            problems.append("starting: not every part runs yet")
         if self._ui is not None and self._ui.poll() is not None:
             problems.append(f"ui: Streamlit exited with code {self._ui.returncode}")
         body["workers"] = workers
         body["problems"] = problems
         if not problems:
             body["status"] = "ok"
+        elif len(problems) == 1 and not self._started:
+            body["status"] = "starting"
         elif len(problems) > 1 or body.get("status") != "spool_filling":
             body["status"] = "failing"
         return not problems, body
