@@ -268,3 +268,40 @@ def test_a_dead_mqtt_network_thread_is_restarted_and_the_message_it_died_on_rede
     assert crashed == 1
     assert 'gridverse_gateway_worker_restarts_total{worker="mqtt-loop"} 1.0' in metrics
     assert 'gridverse_gateway_worker_up{worker="mqtt-loop"} 1.0' in metrics
+
+
+def test_a_killed_render_process_is_restarted_and_reported_while_down(tmp_path: Path) -> None:
+    """The Open3D renderer runs in a process of its own; killed (out of memory, a driver crash),
+    it is reported and started again, and the render loop keeps going."""
+    import os
+    import signal
+
+    from gridverse.historian.embedded import EmbeddedHistorian
+    from inspection.worker import RenderService
+
+    settings = load_settings(config_dir(tmp_path), environ={})
+    store = EmbeddedHistorian(tmp_path / "h.db")
+    dog = Watchdog("inspection", interval_s=0.2)
+    service = RenderService(settings, store)
+
+    async def scenario() -> tuple[dict[str, str], int, int]:
+        await service.start(dog)
+        dog.start()
+        try:
+            first = service.renderer._process
+            assert first is not None and first.pid is not None
+            os.kill(first.pid, signal.SIGKILL)
+            await _until(lambda: asyncio.sleep(0, "render-process" in dog.problems()), "the dead renderer reported")
+            down = dog.problems()
+            await _until(lambda: asyncio.sleep(0, not dog.problems()), "the renderer running again", timeout=60)
+            second = service.renderer._process
+            assert second is not None and second.pid is not None
+            return down, first.pid, second.pid
+        finally:
+            dog.stop()
+            await service.stop()
+            store.close()
+
+    down, first, second = asyncio.run(scenario())
+    assert down["render-process"].startswith("not running")
+    assert second != first and dog.workers["render-process"].restarts == 1
