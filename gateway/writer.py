@@ -415,3 +415,12 @@ class HistorianWriter:
                     break
         except Exception:
             log.exception("draining at shutdown failed; what is left stays in the spool for the next start")
+        with self._lock:
+            unsaved = self._queued_points
+        if unsaved:
+            log.error(
+                "stopping with %d points that never reached the spool (%s): MQTT messages among them were not "
+                "acknowledged and are redelivered by the broker; poll results are lost",
+                unsaved,
+                self._spool_failing or "the spool refused them",
+            )
