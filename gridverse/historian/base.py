@@ -116,8 +116,7 @@ def open_historian(config: HistorianConfig) -> Historian:
     if config.backend == "embedded":
         from gridverse.historian.embedded import EmbeddedHistorian
 
-        retention = getattr(config, "retention", None)
-        return EmbeddedHistorian(config.path, retention=retention)
+        return EmbeddedHistorian(config.path, retention=config.retention)
     from gridverse.historian.influx import InfluxHistorian
 
     return InfluxHistorian(config.influx)

@@ -37,6 +37,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from gridverse.config import RetentionConfig
 from gridverse.historian.base import Historian, HistorianError, HistorianRejected, record_problem
 from gridverse.historian.sqlitefile import FileWatch, open_sqlite
 from gridverse.points import Record
@@ -121,7 +122,7 @@ class _Acc:
 
 
 class EmbeddedHistorian(Historian):
-    def __init__(self, path: Path | str, *, retention: Any = None) -> None:
+    def __init__(self, path: Path | str, *, retention: RetentionConfig | None = None) -> None:
         """`retention`: a `RetentionConfig` (raw_days, minute_days, quarter_days, every_s), or
         None to keep everything raw (readers, tests)."""
         self.path = Path(path)
