@@ -11,13 +11,15 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
 from gridverse.historian.embedded import EmbeddedHistorian
 from tests.helpers import config_dir
-from tests.services import mosquitto, wait_for
+from tests.services import free_port, mosquitto, wait_for
 
 POINTS = 10
 
@@ -53,10 +55,19 @@ def _values(store: Path) -> set[float]:
         h.close()
 
 
-def _config(tmp: Path) -> Path:
+def _health(port: int) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _config(tmp: Path, metrics_port: int | None = None) -> Path:
     def mutate(doc: dict) -> None:
         doc["historian"]["path"] = str(tmp / "data" / "gridverse.db")
         doc["gateway"]["spool"] = {"path": str(tmp / "data" / "spool.db")}
+        doc["gateway"]["metrics_port"] = metrics_port
 
     return config_dir(tmp, mutate)
 
@@ -64,13 +75,15 @@ def _config(tmp: Path) -> Path:
 def test_deleting_the_data_directory_acknowledges_nothing_that_was_not_durable(tmp_path: Path) -> None:
     """After `rm -rf data/` the gateway says so and acknowledges nothing more; killed then (kill -9)
     and started again, it gets every message published since the deletion from the broker."""
-    config = _config(tmp_path)
+    metrics_port = free_port()
+    config = _config(tmp_path, metrics_port)
     store, log = tmp_path / "data" / "gridverse.db", tmp_path / "gateway.log"
     t0_ms = int(time.time() * 1000) - 600_000
     with mosquitto(tmp_path) as port:
         gateway = _gateway(config, port, log)
         try:
             wait_for(lambda: "subscribed to" in log.read_text(), "gateway subscription", timeout=60)
+            assert _health(metrics_port)[0] == 200
             _publish(port, range(0, 20), t0_ms)
             wait_for(lambda: len(_values(store)) == 20 * POINTS, "first messages stored", timeout=30)
             shutil.rmtree(tmp_path / "data")
@@ -81,6 +94,9 @@ def test_deleting_the_data_directory_acknowledges_nothing_that_was_not_durable(t
             assert gateway.poll() is None, "the gateway keeps running"
             text = log.read_text()
             assert "LOST if the gateway stops" in text  # the deleted spool still held nothing, or says what
+            status, body = _health(metrics_port)
+            problems = " ".join(body["problems"])
+            assert status == 503 and "spool.db was deleted" in problems and "gridverse.db was deleted" in problems
         finally:
             gateway.send_signal(signal.SIGKILL)
             gateway.wait(10)
