@@ -278,8 +278,13 @@ class Spool:
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
-                raise SpoolError(f"spool {self.path}: delete failed ({exc})") from exc
+                self._problem = (
+                    f"spool {self.path}: cannot remove what the historian took ({exc}); free space on its disk"
+                )
+                raise SpoolError(self._problem) from exc
             self._depth -= sum(b.points for b in batches)
+            if not self._gone:
+                self._problem = None
 
     def set_aside(self, body: bytes, reason: str) -> None:
         """Keep what the store refused (4xx, or a row it can never hold) with the reason; it is not

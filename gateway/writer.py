@@ -302,6 +302,14 @@ class HistorianWriter:
             try:
                 moved = self.flush()
                 self._check_room()
+            except SpoolError as exc:  # the spool cannot forget what was written (disk full): back off
+                self.drain_failures += 1
+                if self._unexpected is None:
+                    log.error("historian drainer: %s; what was written is rewritten later, idempotently", exc)
+                self._unexpected = str(exc)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
+                continue
             except Exception as exc:  # never seen: the drainer must not die; treated as the store down
                 self.drain_failures += 1
                 if self._unexpected is None:
@@ -394,10 +402,9 @@ class HistorianWriter:
         self._write(bodies[half:])
 
     def _forget(self, batches: Sequence[SpoolBatch]) -> None:
-        try:
-            self.spool.remove(batches)
-        except SpoolError as exc:  # written but not forgotten: rewritten later, idempotently
-            log.error("%s", exc)
+        """Remove written batches; a spool that cannot (disk full) ends the round with SpoolError,
+        and the batches are rewritten later, idempotently (never in a loop, never a log per try)."""
+        self.spool.remove(batches)
 
     # -- shutdown ---------------------------------------------------------------------------
     def stop(self, timeout: float = 10.0) -> None:
