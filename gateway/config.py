@@ -5,13 +5,15 @@ from __future__ import annotations
 import math
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import Field, field_validator, model_validator
 
 from gridverse.configbase import Strict
 from gridverse.elements import Measurand
 from gridverse.points import is_ln_do_name, ln_class
+
+SubstationT = TypeVar("SubstationT", bound=Strict)  # gridverse.config.SubstationConfig
 
 
 class RegisterTable(StrEnum):
@@ -251,12 +253,20 @@ class DeviceProfile(Strict):
         return problems
 
 
+class SpoolPolicy(StrEnum):
+    """What a full spool does: refuse new points (MQTT messages stay unacknowledged at the broker,
+    which redelivers them once there is room) or drop the oldest (counted)."""
+
+    REJECT_NEW = "reject_new"
+    DROP_OLDEST = "drop_oldest"
+
+
 class SpoolConfig(Strict):
     """The gateway's durable store-and-forward spool (one SQLite file)."""
 
     path: Path = Path("var/spool.db")
     max_points: int = Field(default=5_000_000, gt=0, description="about 100 bytes a point on disk")
-    policy: Literal["reject_new", "drop_oldest"] = "reject_new"
+    policy: SpoolPolicy = SpoolPolicy.REJECT_NEW
     warn_fraction: float = Field(default=0.8, gt=0, le=1, description="alarm when the spool is this full")
     synchronous: Literal["normal", "full"] = Field(
         default="normal", description="normal survives kill -9; full also survives a power cut"
@@ -285,6 +295,11 @@ class GatewayConfig(Strict):
     rtu_host: str | None = Field(
         default=None, description="reach every RTU through this host (e.g. a simulator container)"
     )
+
+    def reach(self, substation: SubstationT) -> SubstationT:
+        """The substation as the gateway reaches it: through `rtu_host` when one is set."""
+        return substation.model_copy(update={"host": self.rtu_host}) if self.rtu_host else substation
+
     max_future_s: float = Field(
         default=300.0, ge=0, description="a message time further ahead of the gateway clock is set aside"
     )

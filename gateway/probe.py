@@ -33,7 +33,7 @@ async def poll_all(settings: Settings) -> list[Point]:
     cfg = settings.gateway
     points: list[Point] = []
     for sub in settings.site.substations:
-        target = sub.model_copy(update={"host": cfg.rtu_host}) if cfg.rtu_host else sub
+        target = cfg.reach(sub)
         conn = RtuConnection(target, cfg)
         try:
             for dev in sub.devices:

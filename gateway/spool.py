@@ -38,11 +38,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from gateway.config import SpoolPolicy
 from gridverse.historian.sqlitefile import FileWatch, open_sqlite
 
 log = logging.getLogger(__name__)
 
-Policy = Literal["reject_new", "drop_oldest"]
+Policy = SpoolPolicy
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
@@ -84,7 +85,7 @@ class Spool:
         path: Path | str,
         *,
         max_points: int,
-        policy: Policy = "reject_new",
+        policy: Policy = SpoolPolicy.REJECT_NEW,
         warn_fraction: float = 0.8,
         synchronous: Literal["normal", "full"] = "normal",
     ) -> None:
@@ -215,7 +216,7 @@ class Spool:
             if self._gone:
                 raise SpoolError(self._problem or f"spool {self.path}: file gone")
             full = self._depth + incoming > self.max_points
-            if full and self.policy == "reject_new" and self._depth > 0:
+            if full and self.policy == SpoolPolicy.REJECT_NEW and self._depth > 0:
                 self.refused += incoming
                 raise SpoolFull(
                     f"spool {self.path}: full ({self._depth} of {self.max_points} points, "
@@ -224,7 +225,7 @@ class Spool:
                 )
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
-                if full and self.policy == "drop_oldest":
+                if full and self.policy == SpoolPolicy.DROP_OLDEST:
                     self._drop_oldest_locked(self._depth + incoming - self.max_points)
                 self._conn.executemany("INSERT INTO spool (created_ns, n, source, body) VALUES (?, ?, ?, ?)", rows)
                 self._conn.execute("COMMIT")

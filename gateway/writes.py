@@ -79,7 +79,7 @@ async def write_point(
     bit = _bit_value(device, point, value) if p.type == DataType.BIT else None
     if bit is None and p.scale_register is None:
         _encode(device, p, value, profile, None)  # refuse before touching the network
-    target = sub.model_copy(update={"host": settings.gateway.rtu_host}) if settings.gateway.rtu_host else sub
+    target = settings.gateway.reach(sub)
     conn = connection or RtuConnection(target, settings.gateway)
     down = f"{device}: no answer from {target.host}:{target.port} (substation {sub.name}, unit {dev.unit_id})"
     remedy = "check that the device is on and reachable, then retry; nothing was written"
