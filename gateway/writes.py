@@ -58,10 +58,10 @@ async def write_point(
 ) -> list[int] | bool:
     """Write an SI value to a device point, then read it back; returns what was written (registers
     or the bit). Raises a WriteError subclass for anything else."""
-    found = [(sub, d) for sub in settings.site.substations for d in sub.devices if d.name == device]
-    if not found:
-        raise WriteRefused(f"no device {device!r} in site.substations")
-    sub, dev = found[0]
+    try:
+        sub, dev = settings.device(device)
+    except KeyError as exc:
+        raise WriteRefused(str(exc.args[0])) from None
     profile = settings.profiles[dev.profile]
     p = next((q for q in profile.points if q.name == point), None)
     if p is None:

@@ -240,11 +240,12 @@ class Settings(Strict):
         return self
 
     def device(self, name: str) -> tuple[SubstationConfig, DeviceConfig]:
+        """A Modbus device of the site and its substation; KeyError naming the site when unknown."""
         for sub in self.site.substations:
             for dev in sub.devices:
                 if dev.name == name:
                     return sub, dev
-        raise KeyError(f"no device named {name!r} in site {self.site.name!r}")
+        raise KeyError(f"no device {name!r} in site {self.site.name!r} (site.substations[].devices)")
 
 
 #: The parts `gridverse run` can start, one per docker-compose service (or several per process).
