@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pandapower as pp
 
-from gridverse.config import ElementKind, ElementRef, Measurand, Settings, TwinConfig
+from gridmodel.config import TwinConfig
+from gridverse.config import DeviceProfile, SiteConfig
+from gridverse.elements import ElementKind, ElementRef, Measurand
 from gridverse.points import Point, Quality
 
 #: pandapower measurement type for each measurand, and the factor from SI to its unit.
@@ -56,18 +59,23 @@ def _end_bus(net: pp.pandapowerNet, element: ElementRef) -> int:
     return int(table.at[element.index, column])
 
 
-def from_points(net: pp.pandapowerNet, settings: Settings, points: dict[tuple[str, str], Point]) -> MeasurementSet:
+def from_points(
+    net: pp.pandapowerNet,
+    site: SiteConfig,
+    profiles: Mapping[str, DeviceProfile],
+    cfg: TwinConfig,
+    points: dict[tuple[str, str], Point],
+) -> MeasurementSet:
     """Good points of devices bound to elements → measurements; breaker positions → topology."""
-    cfg = settings.twin
     out: list[Measurement] = []
     open_lines: set[int] = set()
     open_trafos: set[int] = set()
     switches: dict[int, bool] = {}
-    for sub in settings.site.substations:
+    for sub in site.substations:
         for dev in sub.devices:
             if dev.element is None:
                 continue
-            profile = settings.profiles[dev.profile]
+            profile = profiles[dev.profile]
             for p in profile.points:
                 pt = points.get((dev.name, p.name))
                 if pt is None or pt.quality is not Quality.GOOD or pt.value is None:

@@ -92,7 +92,7 @@ class Twin:
         self._cycle_points = points
         if self.grid.profiles:
             apply_profiles(net, profile_values(self.grid.profiles, self._profile_time(at_ns)))
-        mset = from_points(net, self.settings, points)
+        mset = from_points(net, self.settings.site, self.settings.profiles, self.settings.twin, points)
         net.line["in_service"] = self.base_line_service & ~net.line.index.isin(list(mset.open_lines))
         net.trafo["in_service"] = self.base_trafo_service & ~net.trafo.index.isin(list(mset.open_trafos))
         closed = self.base_switch_closed.copy()
