@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from gridverse.configbase import Strict
@@ -23,3 +25,7 @@ class AnomalyConfig(Strict):
     loading_limit_percent: float = 100.0
     stuck_after_samples: int = Field(default=8, ge=3)
     clear_after: int = Field(default=3, ge=1, description="evaluations without the condition before an alarm clears")
+    models_dir: Path = Field(
+        default=Path("var/models"),
+        description="the model registry: one folder per model name, one per version, and the `deployed` pointer",
+    )
