@@ -83,7 +83,7 @@ class FieldSimulator:
         while True:
             await asyncio.sleep(delay)
             try:
-                await asyncio.to_thread(self._step)
+                await in_daemon_thread(self._step)  # a stop does not wait for a step under way
             except Exception as exc:  # a failed power flow must not end the simulation: logged once
                 delay = self.worker.failed(exc, step_s)
                 continue
@@ -145,4 +145,4 @@ class FieldSimulator:
             await server.stop()
         # Off the event loop: an embedded broker may be serving this client from the same loop,
         # and a blocking loop_stop() here would wait on it forever.
-        await asyncio.to_thread(stop_client, self._mqtt)
+        await in_daemon_thread(stop_client, self._mqtt)

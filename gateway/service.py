@@ -23,7 +23,7 @@ from gridverse.config import Settings
 from gridverse.historian import Historian
 from gridverse.points import Record
 from gridverse.schema import Alarm, alarm_message, alarm_record
-from gridverse.watchdog import DEFAULT_MISSES, Watchdog, Worker
+from gridverse.watchdog import DEFAULT_MISSES, Watchdog, Worker, in_daemon_thread
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,7 @@ class Gateway:
         self.writer = HistorianWriter(
             historian, self.spool, flush_interval_s=cfg.flush_interval_s, batch_points=sp.batch_points
         )
-        self.connections = [
-            RtuConnection(sub.model_copy(update={"host": cfg.rtu_host}) if cfg.rtu_host else sub, cfg)
-            for sub in settings.site.substations
-        ]
+        self.connections = [RtuConnection(cfg.reach(sub), cfg) for sub in settings.site.substations]
         self.metrics = GatewayMetrics(registry)
         self.pollers = [
             DevicePoller(
@@ -234,8 +231,23 @@ class Gateway:
         await asyncio.gather(*tasks, return_exceptions=True)
         for conn in self.connections:
             conn.close()
-        await asyncio.to_thread(self.mqtt.stop)  # off the loop, which may host the embedded broker
-        await asyncio.to_thread(self.writer.stop, timeout)
+        # Off the loop (it may host the embedded broker), in daemon threads: a part that hangs
+        # delays neither the others nor the process's exit.
+        deadline = time.monotonic() + timeout
+        try:
+            await asyncio.wait_for(in_daemon_thread(self.mqtt.stop), max(0.2, min(2.0, timeout / 2)))
+        except TimeoutError:
+            log.warning("the MQTT client did not disconnect in time; unacknowledged messages come again")
+        remaining = max(0.5, deadline - time.monotonic())
+        try:  # the writer's stop joins two threads, then drains: each step gets a third
+            await asyncio.wait_for(in_daemon_thread(self.writer.stop, remaining / 3), remaining)
+        except TimeoutError:
+            log.error(
+                "the writer did not finish within %.1f s; the spool keeps what it committed, and what "
+                "was not committed was not acknowledged (MQTT sends it again)",
+                remaining,
+            )
+            return  # not closed under the writer's feet: the spool is durable as it stands
         self.spool.close()
 
     def device_status(self) -> dict[str, dict[str, object]]:

@@ -221,12 +221,12 @@ class Stack:
         deadline = started + budget_s
         for watchdog in self.watchdogs.values():
             watchdog.stop()  # nothing is restarted while it is being stopped
-        ui_stopping = asyncio.create_task(asyncio.to_thread(stop_child, self._ui, 3.0)) if self._ui else None
+        ui_stopping = asyncio.create_task(in_daemon_thread(stop_child, self._ui, 3.0)) if self._ui else None
         steps: list[tuple[str, Any]] = []
         if self.detectors is not None:
-            steps.append(("detectors", asyncio.to_thread(self.detectors.stop, 1.0)))
+            steps.append(("detectors", in_daemon_thread(self.detectors.stop, 1.0)))
         if self.twin is not None:
-            steps.append(("twin", asyncio.to_thread(self.twin.stop, 1.0)))
+            steps.append(("twin", in_daemon_thread(self.twin.stop, 1.0)))
         if self.renderer is not None:
             steps.append(("inspection renderer", self.renderer.stop()))
         # the parts above stop side by side; the gateway then flushes, the simulator and the broker go last

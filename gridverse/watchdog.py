@@ -12,6 +12,7 @@ restarts what can be restarted with exponential back-off. `HealthServer` serves 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -278,14 +279,14 @@ async def in_daemon_thread(fn: Callable[..., T], *args: object) -> T:
             future.set_result(result)  # type: ignore[arg-type]
 
     def work() -> None:
+        result: T | None = None
+        error: BaseException | None = None
         try:
             result = fn(*args)
         except BaseException as exc:
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(settle, None, exc)
-            return
-        if not loop.is_closed():
-            loop.call_soon_threadsafe(settle, result, None)
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits any more
+            loop.call_soon_threadsafe(settle, result, error)
 
     threading.Thread(target=work, name=f"start-{getattr(fn, '__name__', 'work')}", daemon=True).start()
     return await future

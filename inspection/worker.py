@@ -4,7 +4,6 @@ driven from a worker thread), and a renderer crash must not take the rest of the
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import multiprocessing as mp
 import os
@@ -204,6 +203,6 @@ class RenderService:
 
     async def stop(self) -> None:
         self._stop.set()
-        await asyncio.to_thread(self.renderer.stop)
+        await in_daemon_thread(self.renderer.stop)
         if self._thread is not None:
-            await asyncio.to_thread(self._thread.join, 2.0)
+            await in_daemon_thread(self._thread.join, 2.0)

@@ -48,15 +48,16 @@ def _stop_and_time(proc: subprocess.Popen[bytes], family: list[psutil.Process], 
     else:
         os.killpg(proc.pid, signal.SIGINT)
     try:
-        code = proc.wait(STOP_WITHIN_S + 5)
-    finally:
-        for p in family:  # never leave a process behind, whatever the outcome
-            if p.is_running():
-                p.kill()
+        code: int | None = proc.wait(STOP_WITHIN_S + 5)
+    except subprocess.TimeoutExpired:
+        code = None
     elapsed = time.monotonic() - started
     gone, alive = psutil.wait_procs(family, timeout=max(0.1, STOP_WITHIN_S - elapsed))
-    assert not alive, f"still running after {how}: {[p.cmdline()[:6] for p in alive]}"
-    assert code == 0, f"exit code {code} after {how}"
+    for p in alive:  # never leave a process behind, whatever the outcome
+        p.kill()
+    log = Path(proc.args[proc.args.index("--config") + 1]).parents[1] / "stack.log"
+    assert not alive, f"still running after {how}: {[p.name() for p in alive]}\n{log.read_text()[-3000:]}"
+    assert code == 0, f"exit code {code} after {how}\n{log.read_text()[-3000:]}"
     return time.monotonic() - started
 
 
