@@ -129,21 +129,11 @@ def _validation_dirs(args: argparse.Namespace) -> list[Path]:
 
 
 def _report_of(model: Any, scenarios: list[Any]) -> dict[str, Any]:
-    """The evaluation report of a model on labelled scenarios: per directory, and the event totals."""
-    from anomaly.evaluate import evaluate_scenario
+    """The evaluation report of a model on labelled scenarios: pooled figures, and each directory's."""
+    from anomaly.evaluate import evaluate_scenario, pool
 
-    per: dict[str, Any] = {}
-    totals = {"labels": 0, "found": 0, "alarm_events": 0, "true_alarm_events": 0}
-    for scenario in scenarios:
-        alarms = model.detect(scenario)
-        report = evaluate_scenario(scenario, alarms)
-        per[str(scenario.path)] = report.to_dict()
-        for key in totals:
-            totals[key] += getattr(report, key)
-    p = totals["true_alarm_events"] / totals["alarm_events"] if totals["alarm_events"] else None
-    r = totals["found"] / totals["labels"] if totals["labels"] else None
-    f1 = 2 * p * r / (p + r) if p is not None and r is not None and p + r else (None if p is None or r is None else 0.0)
-    return {"precision": p, "recall": r, "f1": f1, **totals, "scenarios": per}
+    reports = [evaluate_scenario(s, model.detect(s)) for s in scenarios]
+    return {**pool(reports), "scenarios": {str(s.path): r.to_dict() for s, r in zip(scenarios, reports, strict=True)}}
 
 
 @_clear_errors

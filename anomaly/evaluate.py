@@ -91,6 +91,8 @@ class Report:
     alarm_load: dict[str, Any]
     grace_samples: int
     step_s: float
+    clean_s: float = 0.0  # seconds of clean time, and of clean time in alarm (for pooling)
+    clean_alarm_s: float = 0.0
     notes: list[str] = field(default_factory=list)
     events: pd.DataFrame | None = None  # one row per label: found, delay, exact
 
@@ -461,6 +463,8 @@ def evaluate(
         alarm_load=alarm_load(alarms, period, config),
         grace_samples=config.grace_samples,
         step_s=config.step_s,
+        clean_s=clean,
+        clean_alarm_s=alarm_clean,
         notes=notes,
         events=table,
     )
@@ -496,3 +500,60 @@ def evaluate_scenario(
     index = scenario.telemetry.index
     period = (index[0], index[-1] + pd.Timedelta(seconds=step)) if len(index) else None
     return evaluate(labels, alarms, topology=Topology(net, scenario.points), period=period, config=config)
+
+
+def pool(reports: list[Report]) -> dict[str, Any]:
+    """The figures of several reports taken together (e.g. the splits of one grid): counts and time summed,
+    delays and recall by type over every label, alarm load averaged by time and peaked by maximum."""
+    if not reports:
+        raise ValueError("pool() needs at least one report")
+    labels = sum(r.labels for r in reports)
+    found = sum(r.found for r in reports)
+    n_events = sum(r.alarm_events for r in reports)
+    n_true = sum(r.true_alarm_events for r in reports)
+    days = sum(r.days for r in reports)
+    clean = sum(r.clean_s for r in reports)
+    precision, recall = _ratio(n_true, n_events), _ratio(found, labels)
+    f1 = None
+    if precision is not None and recall is not None:
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    tables = [r.events for r in reports if r.events is not None and len(r.events)]
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["type", "found", "delay_s"])
+    step = reports[0].step_s
+    delays = [float(d) for d in table.delay_s.dropna()] if len(table) else []
+    by_type: dict[str, dict[str, Any]] = {}
+    for kind, group in table.groupby("type", sort=True) if len(table) else []:
+        k = int(group.found.sum())
+        d = [float(x) / step for x in group.delay_s.dropna()]
+        by_type[str(kind)] = {
+            "events": len(group),
+            "found": k,
+            "recall": k / len(group),
+            "median_delay_samples": _quantile(d, 0.5),
+        }
+    exact = int(table.exact.sum()) if len(table) else 0
+    alarms = sum(r.alarm_load["alarms"] for r in reports)
+    return {
+        "labels": labels,
+        "found": found,
+        "alarm_events": n_events,
+        "false_alarm_events": n_events - n_true,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "median_delay_samples": None if not delays else _quantile(delays, 0.5) / step,  # type: ignore[operator]
+        "p90_delay_samples": None if not delays else _quantile(delays, 0.9) / step,  # type: ignore[operator]
+        "median_delay_s": _quantile(delays, 0.5),
+        "days": days,
+        "false_alarms_per_day": (n_events - n_true) / days if days else None,
+        "clean_time_in_alarm": _ratio(sum(r.clean_alarm_s for r in reports), clean),
+        "localisation": _ratio(exact, found),
+        "recall_by_type": by_type,
+        "alarm_load": {
+            "alarms": alarms,
+            "per_10min_avg": alarms / (days * 144.0) if days else None,
+            "per_10min_peak": max(r.alarm_load["per_10min_peak"] for r in reports),
+            "flood_windows": sum(r.alarm_load["flood_windows"] for r in reports),
+            "chattering_alarms": sum(r.alarm_load["chattering_alarms"] for r in reports),
+        },
+    }

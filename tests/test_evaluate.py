@@ -169,3 +169,17 @@ def test_no_alarms_no_labels_gives_no_believable_zero() -> None:
     assert report.precision is None and report.recall is None and report.f1 is None
     assert report.median_delay_samples is None
     assert report.false_alarms_per_day == 0.0 and report.clean_time_in_alarm == 0.0
+
+
+def test_pooled_figures_of_two_periods_are_taken_over_every_event_and_day() -> None:
+    from anomaly.evaluate import pool
+
+    one = run(labels((10, 12, "stuck", "bus", 3, "B3.V")), alarms((11, 12, "stuck", "B3.V", "bus", 3)))
+    two = run(labels((10, 12, "spike", "bus", 3, "B3.V")), alarms((50, 51, "spike", "B3.V", "bus", 3)))
+    pooled = pool([one, two])
+    assert (pooled["labels"], pooled["found"], pooled["alarm_events"], pooled["false_alarm_events"]) == (2, 1, 2, 1)
+    assert pooled["f1"] == pytest.approx(0.5) and pooled["days"] == pytest.approx(2.0)
+    assert pooled["false_alarms_per_day"] == pytest.approx(0.5)
+    assert pooled["recall_by_type"]["stuck"]["recall"] == 1.0 and pooled["recall_by_type"]["spike"]["recall"] == 0.0
+    assert pooled["clean_time_in_alarm"] == pytest.approx(2 / (2 * 91))  # 96 samples less 3 labelled and 2 grace
+    assert pooled["median_delay_samples"] == pytest.approx(1.0)
