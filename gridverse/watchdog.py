@@ -207,21 +207,24 @@ class Watchdog:
     def problems(self) -> dict[str, str]:
         """What is wrong now, by worker (empty when every worker is up); evaluated when asked,
         so `/health` and `/metrics` never lag behind the last check."""
-        now = time.monotonic()
         with self._lock:
             workers = list(self.workers.values())
-        found = {w.name: w.diagnose(now)[0] for w in workers}
+        found = {w.name: self._current(w) for w in workers}
         return {name: problem for name, problem in found.items() if problem is not None}
 
     def status(self) -> dict[str, dict[str, object]]:
-        now = time.monotonic()
         with self._lock:
             workers = list(self.workers.values())
         out: dict[str, dict[str, object]] = {}
         for w in workers:
-            problem = w.diagnose(now)[0]
+            problem = self._current(w)
             out[w.name] = {"up": problem is None, "restarts": w.restarts, "failures": w.failures, "problem": problem}
         return out
+
+    def _current(self, w: Worker) -> str | None:
+        """Its problem now; once supervision stopped (the part is being stopped on purpose), the
+        last one the watchdog saw, so a summary taken after a stop does not call everything dead."""
+        return w.problem if self._stop.is_set() else w.diagnose(time.monotonic())[0]
 
     def start(self) -> None:
         if self._thread is not None:
