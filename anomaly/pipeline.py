@@ -1,0 +1,245 @@
+"""LabPipeline: physics residuals + per-point features → temporal and learned detectors → events.
+
+`fit(scenarios)` learns, from the clean samples of the training scenarios (outside every label
+window), each feature's robust centre and spread (`TemporalDetector`), an IsolationForest per
+quantity (`LearnedDetector`), and each score component's threshold as a high quantile of its
+clean values times a margin: calibrated on the data, not hand-set per grid. `detect(scenario)`
+scores every point and sample, combines the components into one score per point (≥ 1: abnormal),
+names the fault type the dominant component points to, and turns the scores into alarm events
+with on/off delays and hysteresis (`anomaly.events`).
+
+Nothing depends on a grid's column order: features are per point, per element and physical, so a
+pipeline fitted on one grid detects on another with points it never saw. Picklable with joblib.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+
+from anomaly.dataset import Scenario
+from anomaly.detectors.lab.learned import LearnedDetector
+from anomaly.detectors.lab.physics import PhysicsDetector
+from anomaly.detectors.lab.temporal import TemporalDetector
+from anomaly.events import Hysteresis, combine
+from anomaly.features import FEATURES, F, point_features
+
+log = logging.getLogger(__name__)
+
+#: which feature points to which fault type (quantity-specific overrides in `_kinds`)
+_KIND_OF_FEATURE = {
+    "z_recent": "spike",
+    "z_daily": "bias",
+    "z_sustained": "bias",
+    "slope": "drift",
+    "flat_run": "stuck",
+    "missing_run": "dropout",
+    "zero_run": "dropout",
+    "limit": "overvoltage",
+    "resid": "bias",
+}
+#: features whose signed value matters (a shift up or down); the others are ≥ 0 magnitudes
+_SIGNED = ("z_recent", "z_daily", "z_sustained", "slope", "resid")
+
+
+def _clean_mask(scenario: Scenario, margin: pd.Timedelta) -> np.ndarray:
+    """(time, point) True where no label window (widened by `margin`) touches the point or its element."""
+    index, cols = scenario.telemetry.index, list(scenario.telemetry.columns)
+    clean = np.ones((len(index), len(cols)), dtype=bool)
+    labels = scenario.labels
+    if labels is None or not len(labels):
+        return clean
+    pts = scenario.points.loc[cols]
+    for lab in labels.itertuples():
+        rows = (index >= lab.start - margin) & (index <= lab.end + margin)
+        # a measurement fault taints its point; a grid event every point (any may see it)
+        hit = np.asarray(pts.index == lab.point) if lab.point in cols else np.ones(len(cols), dtype=bool)
+        clean[np.ix_(rows, hit)] = False
+    return clean
+
+
+class LabPipeline(BaseEstimator):
+    """The lab's detector pipeline (see module doc). Parameters:
+
+    `physics`: run the twin's estimator per step for residual features (slow part; off = statistics
+    only); `quantile`, `margin`: a component's threshold is `margin` × its clean `quantile`;
+    `floors`: the least threshold per feature (robust z units / samples for run lengths);
+    `learned_weight`: 0 turns the IsolationForest component off; `high`, `low`, `on_delay`,
+    `off_delay`: the combiner's hysteresis; `max_rows`: clean rows sampled per fit;
+    `n_estimators`: trees per forest; `random_state`."""
+
+    def __init__(
+        self,
+        physics: bool = True,
+        quantile: float = 0.9999,
+        margin: float = 1.3,
+        floors: dict[str, float] | None = None,
+        learned_weight: float = 1.0,
+        high: float = 1.0,
+        low: float = 0.6,
+        on_delay: int = 1,
+        off_delay: int = 3,
+        max_rows: int = 300_000,
+        n_estimators: int = 100,
+        random_state: int = 0,
+    ) -> None:
+        self.physics = physics
+        self.quantile = quantile
+        self.margin = margin
+        self.floors = floors
+        self.learned_weight = learned_weight
+        self.high = high
+        self.low = low
+        self.on_delay = on_delay
+        self.off_delay = off_delay
+        self.max_rows = max_rows
+        self.n_estimators = n_estimators
+        self.random_state = random_state
+
+    # -- features ---------------------------------------------------------------------------------
+    def features(self, scenario: Scenario) -> tuple[np.ndarray, pd.DataFrame | None]:
+        """(time, point, FEATURES) of a scenario, and the physics per-step frame (None without physics)."""
+        residuals, steps = None, None
+        if self.physics:
+            detector = PhysicsDetector(network=scenario.network(), points=scenario.points).fit(scenario.telemetry)
+            residuals, steps = detector.residual_frame(scenario.telemetry)
+        return point_features(scenario.telemetry, scenario.points, residuals=residuals), steps
+
+    def _default_floors(self) -> dict[str, float]:
+        base = {
+            "z_recent": 6.0,
+            "z_daily": 8.0,
+            "z_sustained": 5.0,
+            "slope": 4.0,
+            "flat_run": 4.0,
+            "missing_run": 2.0,
+            "zero_run": 2.0,
+            "limit": 1.0,
+            "resid": 4.0,
+            "learned": 0.6,
+        }
+        return {**base, **(self.floors or {})}
+
+    # -- fit ----------------------------------------------------------------------------------------
+    def fit(self, scenarios: Sequence[Scenario], progress: Callable[[int, int], Any] | None = None) -> LabPipeline:
+        """Learn robust scales, forests and thresholds from the clean samples of `scenarios`."""
+        if not scenarios:
+            raise ValueError("LabPipeline.fit needs at least one scenario (a directory read with read_scenario)")
+        rng = np.random.default_rng(self.random_state)
+        total = len(scenarios) + 1
+        rows, quantities = [], []
+        per = max(self.max_rows // len(scenarios), 1000)
+        for k, scenario in enumerate(scenarios):
+            feats, _ = self.features(scenario)
+            clean = _clean_mask(scenario, pd.Timedelta(hours=2))
+            q = scenario.points.loc[list(scenario.telemetry.columns), "quantity"].to_numpy()
+            t_idx, p_idx = np.nonzero(clean)
+            if len(t_idx) > per:
+                pick = rng.choice(len(t_idx), per, replace=False)
+                t_idx, p_idx = t_idx[pick], p_idx[pick]
+            rows.append(feats[t_idx, p_idx])
+            quantities.append(q[p_idx])
+            if progress is not None:
+                progress(k + 1, total)
+        X = np.concatenate(rows)
+        qty = np.concatenate(quantities)
+        self.temporal_ = TemporalDetector(contamination="auto").fit(X)
+        z = self.temporal_.robust_z(X)
+        floors = self._default_floors()
+        self.thresholds_ = {
+            name: max(floors[name], self.margin * float(np.quantile(z[:, j], self.quantile)))
+            for j, name in enumerate(FEATURES)
+        }
+        self.learned_ = {}
+        self.learned_thresholds_ = {}
+        if self.learned_weight > 0:
+            for quantity in sorted(set(qty)):
+                sel = qty == quantity
+                model = LearnedDetector(n_estimators=self.n_estimators, random_state=self.random_state).fit(X[sel])
+                anomaly = -model.score_samples(X[sel])
+                self.learned_[quantity] = model
+                self.learned_thresholds_[quantity] = max(
+                    floors["learned"], self.margin * float(np.quantile(anomaly, self.quantile))
+                )
+        self.n_training_rows_ = len(X)
+        if progress is not None:
+            progress(total, total)
+        return self
+
+    # -- scoring ------------------------------------------------------------------------------------
+    def components(self, scenario: Scenario) -> tuple[np.ndarray, np.ndarray, pd.DataFrame | None]:
+        """(time, point, component) scores normalised by their thresholds (≥ 1: abnormal; the last
+        component is the forest's), the signed features, and the physics per-step frame."""
+        feats, steps = self.features(scenario)
+        n_t, n_p, n_f = feats.shape
+        flat = feats.reshape(-1, n_f)
+        z = self.temporal_.robust_z(flat).reshape(n_t, n_p, n_f)
+        thresholds = np.array([self.thresholds_[name] for name in FEATURES])
+        comps = np.zeros((n_t, n_p, n_f + 1))
+        comps[..., :n_f] = z / thresholds
+        if self.learned_weight > 0 and self.learned_:
+            q = scenario.points.loc[list(scenario.telemetry.columns), "quantity"].to_numpy()
+            for quantity in sorted(set(q)):
+                model = self.learned_.get(quantity)
+                if model is None:  # a quantity never seen in training: the closest physical kin
+                    continue
+                cols = np.flatnonzero(q == quantity)
+                anomaly = -model.score_samples(feats[:, cols].reshape(-1, n_f)).reshape(n_t, len(cols))
+                comps[:, cols, n_f] = self.learned_weight * anomaly / self.learned_thresholds_[quantity]
+        return comps, feats, steps
+
+    def _kinds(
+        self, comps: np.ndarray, feats: np.ndarray, quantity: np.ndarray, element_type: np.ndarray
+    ) -> np.ndarray:
+        """Fault type per (time, point) from the dominant statistical component and the quantity."""
+        n_f = len(FEATURES)
+        dominant = np.argmax(comps[..., :n_f], axis=-1)
+        names = np.array([_KIND_OF_FEATURE[f] for f in FEATURES], dtype=object)
+        kinds = names[dominant]
+        shift = feats[..., F["z_daily"]]
+        kinds = np.where((kinds == "spike") & (comps[..., F["z_sustained"]] >= 1.0), "bias", kinds)
+        persistent = kinds == "bias"
+        volt = (quantity == "v_pu")[None, :]
+        temp = (quantity == "temp_oil_c")[None, :]
+        sgen = (element_type == "sgen")[None, :]
+        load = (element_type == "load")[None, :]
+        kinds = np.where((kinds == "overvoltage") & temp, "overheating", kinds)
+        kinds = np.where((kinds == "overvoltage") & volt & (shift < 0), "bias", kinds)
+        kinds = np.where(persistent & temp & (shift > 0), "overheating", kinds)
+        kinds = np.where(persistent & volt & (shift > 0) & (feats[..., F["limit"]] > 0), "overvoltage", kinds)
+        kinds = np.where(persistent & sgen & (shift < 0), "pv_trip", kinds)
+        kinds = np.where(persistent & load & (shift > 0), "theft", kinds)
+        return kinds
+
+    def scores(self, scenario: Scenario) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+        """(time × point combined score, time × point fault type, physics per-step frame)."""
+        if not hasattr(self, "temporal_"):
+            raise ValueError("LabPipeline is not fitted; call fit(scenarios) or load a trained model")
+        comps, feats, steps = self.components(scenario)
+        cols = list(scenario.telemetry.columns)
+        pts = scenario.points.loc[cols]
+        combined = np.nanmax(comps, axis=-1)
+        kinds = self._kinds(comps, feats, pts.quantity.to_numpy(), pts.element_type.to_numpy())
+        index = scenario.telemetry.index
+        return (
+            pd.DataFrame(combined, index=index, columns=cols),
+            pd.DataFrame(kinds, index=index, columns=cols),
+            steps,
+        )
+
+    def detect(self, scenario: Scenario) -> pd.DataFrame:
+        """Alarm events of a scenario: ALARMS_COLUMNS (score: peak, higher = more anomalous) plus
+        `contributing` (the top measurements during the event)."""
+        score, kinds, _ = self.scores(scenario)
+        pts = scenario.points.loc[list(score.columns)]
+        targets = pd.DataFrame(
+            {"point": pts.index, "element_type": pts.element_type.to_numpy(), "element": pts.element.to_numpy()},
+            index=pts.index,
+        )
+        rule = Hysteresis(self.high, self.low, self.on_delay, self.off_delay)
+        return combine(score, rule, targets=targets, kinds=kinds, contributions=score)
