@@ -19,6 +19,7 @@ from gridmodel.measurements import measurement_sigma
 from gridmodel.metering import realistic_plan
 
 START = pd.Timestamp("2016-06-01", tz="UTC")
+_TABLES: dict[tuple[int, int | None], np.ndarray] = {}
 
 
 def small_grid(feeders: int = 2) -> pp.pandapowerNet:
@@ -76,7 +77,7 @@ def _solve(net: pp.pandapowerNet, points: pd.DataFrame, load: float, pv: float, 
     n.sgen["p_mw"] *= pv
     if open_line is not None:
         n.line.at[open_line, "in_service"] = False
-    pp.runpp(n)
+    pp.runpp(n, numba=False)  # numba compiles for seconds; these grids are tiny
     return np.nan_to_num(np.array([_value(n, points.loc[name]) for name in points.index]))  # dead: reads 0
 
 
@@ -101,11 +102,14 @@ def make_scenario(
     load = 0.45 + 0.35 * np.exp(-(((hour - 19) / 3) ** 2)) + 0.15 * np.exp(-(((hour - 8) / 2) ** 2))
     load = load * (1 + 0.05 * rng.standard_normal(n))
     pv = np.clip(np.sin((hour - 6) / 14 * np.pi), 0, None) * (0.8 + 0.2 * rng.random(n))
-    load_levels, pv_levels = np.linspace(0.2, 1.2, 6), np.linspace(0, 1, 3)
+    load_levels, pv_levels = np.linspace(0.2, 1.4, 4), np.linspace(0, 1, 3)
     outages = [f for f in faults or [] if f["type"] == "line_outage"]
 
     def table(open_line: int | None) -> np.ndarray:
-        return np.array([[_solve(net, points, a, b, open_line) for b in pv_levels] for a in load_levels])
+        key = (feeders, open_line)
+        if key not in _TABLES:  # the same grid's flows serve every scenario of a test session
+            _TABLES[key] = np.array([[_solve(net, points, a, b, open_line) for b in pv_levels] for a in load_levels])
+        return _TABLES[key]
 
     def interp(tab: np.ndarray) -> np.ndarray:
         ia = np.clip(np.searchsorted(load_levels, load) - 1, 0, len(load_levels) - 2)
