@@ -94,11 +94,15 @@ def point_features(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             baseline = np.nanmedian(shifted, axis=0)
-    baseline = np.where(np.isnan(baseline), recent_med, baseline)
-    dev = pd.DataFrame(x - baseline)
-    day_scale = 1.4826 * _rolling_median(dev.abs().shift(1), day, min_periods=4).to_numpy()
-    day_scale = np.fmax(np.nan_to_num(day_scale, nan=0.0), np.fmax(step_scale, sigma))
-    z_daily = np.nan_to_num(dev.to_numpy() / day_scale)
+    no_history = np.isnan(baseline)  # the first day: no daily profile yet, so no daily features
+    baseline = np.where(no_history, recent_med, baseline)
+    dev = x - baseline
+    # day-to-day spread from deviations that had a profile to deviate from (a quarter day at least)
+    spread = pd.DataFrame(np.where(no_history, np.nan, np.abs(dev)))
+    day_scale = 1.4826 * _rolling_median(spread.shift(1), day, min_periods=max(day // 4, 4)).to_numpy()
+    no_history |= np.isnan(day_scale)
+    day_scale = np.fmax(np.nan_to_num(day_scale, nan=1.0), np.fmax(step_scale, sigma))
+    z_daily = np.where(no_history, 0.0, np.nan_to_num(dev / day_scale))
     z_sustained = _rolling_median(pd.DataFrame(z_daily), sustain).to_numpy()
     slope = z_sustained - pd.DataFrame(z_sustained).shift(slope_window).fillna(0.0).to_numpy()
 

@@ -27,7 +27,7 @@ from anomaly.detectors.lab.learned import LearnedDetector
 from anomaly.detectors.lab.physics import PhysicsDetector
 from anomaly.detectors.lab.temporal import TemporalDetector
 from anomaly.events import Hysteresis, combine
-from anomaly.features import FEATURES, F, point_features
+from anomaly.features import FEATURES, F, point_features, samples_per_day
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,8 @@ class LabPipeline(BaseEstimator):
 
     `physics`: run the twin's estimator per step for residual features (slow part; off = statistics
     only); `quantile`, `margin`: a component's threshold is `margin` × its clean `quantile`;
-    `floors`: the least threshold per feature (robust z units / samples for run lengths);
+    `cap`: the most a threshold may exceed its floor, as a factor; `floors`: the least threshold
+    per feature (robust z units, or samples for run lengths);
     `learned_weight`: 0 turns the IsolationForest component off; `high`, `low`, `on_delay`,
     `off_delay`: the combiner's hysteresis; `max_rows`: clean rows sampled per fit;
     `n_estimators`: trees per forest; `random_state`."""
@@ -78,6 +79,7 @@ class LabPipeline(BaseEstimator):
         physics: bool = True,
         quantile: float = 0.9999,
         margin: float = 1.3,
+        cap: float = 3.0,
         floors: dict[str, float] | None = None,
         learned_weight: float = 1.0,
         high: float = 1.0,
@@ -91,6 +93,7 @@ class LabPipeline(BaseEstimator):
         self.physics = physics
         self.quantile = quantile
         self.margin = margin
+        self.cap = cap
         self.floors = floors
         self.learned_weight = learned_weight
         self.high = high
@@ -115,7 +118,7 @@ class LabPipeline(BaseEstimator):
             "z_recent": 6.0,
             "z_daily": 8.0,
             "z_sustained": 5.0,
-            "slope": 4.0,
+            "slope": 6.0,
             "flat_run": 4.0,
             "missing_run": 2.0,
             "zero_run": 2.0,
@@ -136,7 +139,8 @@ class LabPipeline(BaseEstimator):
         per = max(self.max_rows // len(scenarios), 1000)
         for k, scenario in enumerate(scenarios):
             feats, _ = self.features(scenario)
-            clean = _clean_mask(scenario, pd.Timedelta(hours=2))
+            clean = _clean_mask(scenario, pd.Timedelta(hours=4))
+            clean[: samples_per_day(scenario.telemetry.index)] = False  # warm-up: no daily profile yet
             q = scenario.points.loc[list(scenario.telemetry.columns), "quantity"].to_numpy()
             t_idx, p_idx = np.nonzero(clean)
             if len(t_idx) > per:
@@ -151,8 +155,12 @@ class LabPipeline(BaseEstimator):
         self.temporal_ = TemporalDetector(contamination="auto").fit(X)
         z = self.temporal_.robust_z(X)
         floors = self._default_floors()
+        # a component's threshold: margin × its clean quantile, at least its floor and at most
+        # `cap` × the floor (an unlabelled fault left in the training data must not blind it)
         self.thresholds_ = {
-            name: max(floors[name], self.margin * float(np.quantile(z[:, j], self.quantile)))
+            name: float(
+                np.clip(self.margin * np.quantile(z[:, j], self.quantile), floors[name], self.cap * floors[name])
+            )
             for j, name in enumerate(FEATURES)
         }
         self.learned_ = {}
@@ -163,8 +171,8 @@ class LabPipeline(BaseEstimator):
                 model = LearnedDetector(n_estimators=self.n_estimators, random_state=self.random_state).fit(X[sel])
                 anomaly = -model.score_samples(X[sel])
                 self.learned_[quantity] = model
-                self.learned_thresholds_[quantity] = max(
-                    floors["learned"], self.margin * float(np.quantile(anomaly, self.quantile))
+                self.learned_thresholds_[quantity] = float(
+                    np.clip(self.margin * np.quantile(anomaly, self.quantile), floors["learned"], 0.95)
                 )
         self.n_training_rows_ = len(X)
         if progress is not None:

@@ -1,0 +1,89 @@
+"""LabPipeline: fit on labelled scenarios, detect faults as alarm events, round trip through joblib,
+and detect on a grid and point names it never saw in training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import joblib
+import pytest
+
+from anomaly.dataset import ALARMS_COLUMNS, Scenario, read_alarms, read_scenario, write_alarms
+from anomaly.evaluate import evaluate_scenario
+from anomaly.pipeline import LabPipeline
+from tests.lab_grid import make_scenario
+
+
+def _faults(prefix: str = "", offset: int = 0) -> list[dict]:
+    return [
+        {"type": "stuck", "point": f"{prefix}L0.p_mw", "start": 200 + offset, "length": 12},
+        {"type": "spike", "point": f"{prefix}T0.Plv", "start": 250 + offset, "length": 1, "size": 1.0},
+        {"type": "dropout", "point": f"{prefix}B3.V", "start": 300 + offset, "length": 6},
+    ]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Scenario]:
+    root = tmp_path_factory.mktemp("pipe")
+    out = {
+        f"train{k}": read_scenario(make_scenario(root / f"t{k}", days=4, seed=10 + k, faults=_faults(offset=9 * k)))
+        for k in range(2)
+    }
+    out["clean"] = read_scenario(make_scenario(root / "clean", days=4, seed=20))
+    # another grid (three feeders) whose points carry other names
+    out["other"] = read_scenario(
+        make_scenario(root / "other", days=4, seed=21, feeders=3, prefix="X/", faults=_faults("X/", 5))
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def fitted(data: dict[str, Scenario]) -> LabPipeline:
+    calls: list[tuple[int, int]] = []
+    model = LabPipeline(physics=False, n_estimators=30).fit(
+        [data["train0"], data["train1"]], progress=lambda done, total: calls.append((done, total))
+    )
+    assert calls[-1][0] == calls[-1][1] and len(calls) == 3  # each scenario, then the models
+    return model
+
+
+def test_fit_detect_round_trip_with_joblib_gives_the_same_alarms(
+    fitted: LabPipeline, data: dict[str, Scenario], tmp_path: Path
+) -> None:
+    alarms = fitted.detect(data["train1"])
+    joblib.dump(fitted, tmp_path / "model.joblib")
+    loaded = joblib.load(tmp_path / "model.joblib")
+    again = loaded.detect(data["train1"])
+    assert list(again.columns[: len(ALARMS_COLUMNS)]) == ALARMS_COLUMNS
+    assert again[ALARMS_COLUMNS].equals(alarms[ALARMS_COLUMNS]) and len(alarms)
+    write_alarms(tmp_path / "alarms.csv", again)
+    assert len(read_alarms(tmp_path / "alarms.csv")) == len(again)
+    assert loaded.get_params()["physics"] is False and loaded.get_params()["off_delay"] == fitted.off_delay
+
+
+def test_each_fault_found_with_its_point_and_type_and_no_false_alarm_on_clean_data(
+    fitted: LabPipeline, data: dict[str, Scenario]
+) -> None:
+    alarms = fitted.detect(data["train1"])
+    report = evaluate_scenario(data["train1"], alarms)
+    assert report.recall == 1.0 and report.false_alarms_per_day == 0.0
+    for fault in _faults(offset=9):
+        named = alarms[alarms.point == fault["point"]]
+        assert fault["type"] in set(named.type), (fault, named)
+    assert len(fitted.detect(data["clean"])) == 0
+
+
+def test_detect_on_a_grid_and_points_never_seen_in_training(fitted: LabPipeline, data: dict[str, Scenario]) -> None:
+    other = data["other"]
+    assert not set(other.telemetry.columns) & set(data["train0"].telemetry.columns)
+    alarms = fitted.detect(other)
+    report = evaluate_scenario(other, alarms)
+    assert report.recall == 1.0 and report.false_alarms_per_day <= 1.0
+    assert {"stuck", "dropout"} <= set(alarms.type)
+
+
+def test_detect_before_fit_says_what_to_do(data: dict[str, Scenario]) -> None:
+    with pytest.raises(ValueError, match="not fitted; call fit"):
+        LabPipeline(physics=False).detect(data["clean"])
+    with pytest.raises(ValueError, match="at least one scenario"):
+        LabPipeline().fit([])
