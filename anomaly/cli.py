@@ -24,6 +24,21 @@ class LabUnavailable(RuntimeError):
     """A part of the lab this command needs is not installed."""
 
 
+class UsageError(ValueError):
+    """A command-line value that cannot be used; the message says which and why."""
+
+
+def _param(text: str) -> tuple[str, Any]:
+    """`KEY=VALUE` with VALUE read as JSON when it is JSON (numbers, true/false, lists), else as text."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r}: give KEY=VALUE, e.g. physics=false")
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
+
+
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -41,7 +56,7 @@ def _clear_errors(func: Callable[[argparse.Namespace], int]) -> Callable[[argpar
 
         try:
             return func(args)
-        except (DatasetError, RegistryError, LabUnavailable) as exc:
+        except (DatasetError, RegistryError, LabUnavailable, UsageError) as exc:
             _say(f"error: {exc}")
             return 2
         except KeyboardInterrupt:
@@ -150,7 +165,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         scenarios.append(_read(Path(d)))
     progress = Progress(f"training {args.model}")
     started = time.perf_counter()
-    model = lab().fit(scenarios, progress=progress)
+    pipeline = lab()
+    if args.set:
+        try:
+            pipeline.set_params(**dict(args.set))
+        except ValueError as exc:
+            known = ", ".join(sorted(pipeline.get_params(deep=False)))
+            raise UsageError(f"--set: {exc}; the pipeline's parameters are {known}") from None
+    model = pipeline.fit(scenarios, progress=progress)
     progress(1.0)
     progress.done()
     train_s = time.perf_counter() - started
@@ -309,6 +331,14 @@ def add_anomaly_commands(sub: argparse._SubParsersAction) -> argparse._SubParser
         default=None,
         metavar="DIR",
         help="labelled scenarios for the model's report (default: a 'validation' dir beside a 'train' dir)",
+    )
+    train.add_argument(
+        "--set",
+        type=_param,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a pipeline parameter, e.g. --set physics=false (repeatable)",
     )
     train.add_argument("--deploy", action="store_true", help="deploy the new model")
     registry_option(train)

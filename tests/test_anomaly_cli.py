@@ -218,12 +218,22 @@ def test_train_stores_a_versioned_model_with_its_report(tmp_path: Path, capsys: 
     train = make_scenario(tmp_path / "set" / "train", spike_at=40)
     make_scenario(tmp_path / "set" / "validation", spike_at=100)
     registry = tmp_path / "models"
-    code, out, err = run(
-        capsys, "anomaly", "train", "--data", str(train), "--model", "lab", "--registry", str(registry)
-    )
+    train_cmd = ["anomaly", "train", "--data", str(train), "--model", "lab", "--registry", str(registry)]
+    # the physics detector runs a state estimate per step: too slow for a unit test, so it is set off
+    code, out, err = run(capsys, *train_cmd, "--set", "physics=false", "--deploy")
     assert code == 0, err
     result = last_json(out)
     assert result["model"] == "lab/v1" and result["report"] is not None and "f1" in result["report"]
+    assert str(tmp_path / "set" / "validation") in result["report"]["scenarios"]  # found beside train
     assert "training lab [" in err  # the progress bar
     card = json.loads((registry / "lab" / "v1" / "card.json").read_text())
     assert card["data_hash"].startswith("sha256:") and card["libraries"]["scikit-learn"]
+    assert card["params"]["physics"] is False and card["train_s"] > 0
+    # the deployed model scores a scenario with a point it never saw
+    other = make_scenario(tmp_path / "other", extra_point="L0.I")
+    code, out, err = run(
+        capsys, "anomaly", "detect", "--data", str(other), "--out", str(tmp_path / "a.csv"), "--registry", str(registry)
+    )
+    assert code == 0 and last_json(out)["model"] == "lab/v1", err
+    code, _, err = run(capsys, *train_cmd, "--set", "no_such=1")
+    assert code == 2 and "no_such" in err and "physics" in err
