@@ -262,7 +262,8 @@ def alarm_events(alarms: pd.DataFrame, config: EvaluationConfig, topology: Topol
             cur = dict(start=start, end=end, key=key, types={kind}, rows=1, score=score)
             rows.append(cur)
     frame = pd.DataFrame(rows, columns=["start", "end", "key", "types", "rows", "score"])
-    names_point, names_element = [], []
+    names_point: list[str | None] = []
+    names_element: list[tuple[str, int] | None] = []
     for key in frame.key:
         if key is None:
             names_point.append(None)

@@ -84,7 +84,7 @@ def data_hash(directories: Iterable[Path | str]) -> str:
             if path.exists():
                 digest.update(name.encode())
                 with path.open("rb") as handle:
-                    for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                    while block := handle.read(1 << 20):
                         digest.update(block)
     return "sha256:" + digest.hexdigest()
 
@@ -144,7 +144,7 @@ class ModelRegistry:
         import joblib
 
         self._check_name(name)
-        data = [str(Path(d).resolve()) for d in data]
+        sources = [str(Path(d).resolve()) for d in data]
         version = (self.versions(name) or [0])[-1] + 1
         folder = self.root / name / f"v{version}"
         folder.mkdir(parents=True, exist_ok=False)
@@ -154,8 +154,8 @@ class ModelRegistry:
             version=version,
             created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             params=params,
-            data=data,
-            data_hash=data_hash(data),
+            data=sources,
+            data_hash=data_hash(sources),
             libraries=library_versions(),
             report=report,
             train_s=train_s,
