@@ -11,7 +11,8 @@ import threading
 
 import paho.mqtt.client as mqtt
 
-from gridverse.config import Settings
+from anomaly.config import AnomalyConfig
+from gridverse.config import MqttConfig, Settings
 from gridverse.historian import Historian, HistorianError
 from gridverse.points import Record
 from gridverse.schema import ALARM, Alarm, AlarmRule, Severity, alarm_message, alarm_record
@@ -29,14 +30,28 @@ class AlarmBook:
     `update` runs on the detector thread while the stack and the UI read the active alarms from
     others: every read goes through `active_alarms()`, a copy taken under the book's lock."""
 
-    def __init__(self, settings: Settings, historian: Historian, client: mqtt.Client | None):
-        self.settings = settings
+    def __init__(
+        self,
+        site: str,
+        anomaly: AnomalyConfig,
+        mqtt_config: MqttConfig,
+        historian: Historian,
+        client: mqtt.Client | None,
+    ):
+        self.site = site
+        self.config = anomaly
+        self.mqtt_config = mqtt_config
         self.historian = historian
         self.client = client
         self._lock = threading.Lock()
         self._active: dict[AlarmKey, Alarm] = {}
         self._absent: dict[AlarmKey, int] = {}
         self.raised = 0
+
+    @classmethod
+    def of(cls, settings: Settings, historian: Historian, client: mqtt.Client | None) -> AlarmBook:
+        """The alarm book of a whole configuration (it takes the site name, anomaly and MQTT sections)."""
+        return cls(settings.site.name, settings.anomaly, settings.mqtt, historian, client)
 
     def active_alarms(self) -> list[Alarm]:
         """The alarms active now, as a consistent snapshot (safe to iterate from any thread)."""
@@ -55,7 +70,7 @@ class AlarmBook:
         An alarm clears only after its condition has been absent for `anomaly.clear_after`
         evaluations in a row (an off-delay), so a value hovering at a limit does not flap."""
         current = {a.key: a for a in conditions}
-        need = self.settings.anomaly.clear_after
+        need = self.config.clear_after
         with self._lock:
             new = [a for k, a in current.items() if k not in self._active]
             cleared = []
@@ -88,10 +103,10 @@ class AlarmBook:
         return new
 
     def _record(self, a: Alarm, time_ns: int, active: bool) -> Record:
-        return alarm_record(self.settings.site.name, a, time_ns, active)
+        return alarm_record(self.site, a, time_ns, active)
 
     def _publish(self, records: list[Record]) -> None:
         if self.client is None:
             return
         for r in records:
-            self.client.publish(*alarm_message(self.settings.mqtt, r), qos=self.settings.mqtt.qos)
+            self.client.publish(*alarm_message(self.mqtt_config, r), qos=self.mqtt_config.qos)

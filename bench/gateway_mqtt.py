@@ -176,7 +176,7 @@ class Gateway:
         self.writes: list[tuple[int, int, int]] = []
         self.measure_latency = False
         self.writer.on_written = self._written
-        self.ingest = MqttIngest(self.settings, self.writer.submit_records, self.writer.submit_records)
+        self.ingest = MqttIngest.of(self.settings, self.writer.submit_records, self.writer.submit_records)
 
     def _written(self, batches, started_ns: int, finished_ns: int) -> None:
         points = sum(b.points for b in batches)

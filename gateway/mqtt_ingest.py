@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import paho.mqtt.client as mqtt
 
 from gateway.sparkplug_host import NAMESPACE, SparkplugError, SparkplugHost
-from gridverse.config import SensorConfig, Settings
+from gridverse.config import GatewayConfig, MqttConfig, SensorConfig, Settings, SiteConfig
 from gridverse.mqtt import broker_host, connect_properties, make_client, stop_client, subscription
 from gridverse.points import (
     TELEMETRY,
@@ -193,13 +193,15 @@ class MqttIngest:
 
     def __init__(
         self,
-        settings: Settings,
+        mqtt_config: MqttConfig,
+        site_config: SiteConfig,
+        gateway_config: GatewayConfig,
         sink: Callable[[list[Record], OnDurable | None], None],
         reject: Callable[[list[Record], OnDurable | None], None],
     ) -> None:
-        self.settings = settings
+        self.config = mqtt_config
         self.sink, self.reject = sink, reject
-        cfg, gw, site = settings.mqtt, settings.gateway, settings.site.name
+        cfg, gw, site = mqtt_config, gateway_config, site_config.name
         self.subscription = subscription(cfg, f"{cfg.topic_prefix}/{site}/+/+/telemetry")
         self.subscriptions = [self.subscription] + [
             subscription(cfg, f"{NAMESPACE}/{g}/#") for g in cfg.sparkplug_groups
@@ -219,7 +221,7 @@ class MqttIngest:
         )
         self.parsers = {
             s.name: JsonTelemetry(site, s, max_future_s=gw.max_future_s, max_past_s=gw.max_past_s)
-            for s in settings.site.sensors
+            for s in site_config.sensors
         }
         # manual acknowledgement: a QoS 1 message is acknowledged only once its points are in the
         # spool, so a gateway killed in between gets it again from the broker
@@ -241,6 +243,16 @@ class MqttIngest:
         self._log_rejection = Throttled(log, 10.0)
         self._log_failure = Throttled(log, 60.0)
 
+    @classmethod
+    def of(
+        cls,
+        settings: Settings,
+        sink: Callable[[list[Record], OnDurable | None], None],
+        reject: Callable[[list[Record], OnDurable | None], None],
+    ) -> MqttIngest:
+        """The subscriber for a whole configuration (it takes the MQTT, site and gateway sections)."""
+        return cls(settings.mqtt, settings.site, settings.gateway, sink, reject)
+
     def _publish_command(self, topic: str, body: bytes) -> None:
         self.client.publish(topic, body, qos=0)
 
@@ -251,7 +263,7 @@ class MqttIngest:
             self.client.loop_start()
 
     def _connect(self) -> None:
-        cfg = self.settings.mqtt
+        cfg = self.config
         self._set_will()
         self.client.connect_async(
             broker_host(cfg), cfg.port, keepalive=30, **connect_properties(cfg, clean_start=False)
@@ -272,7 +284,7 @@ class MqttIngest:
         if getattr(rc, "is_failure", False):
             log.error("MQTT broker refused the gateway: %s", rc)
             return
-        qos: int = self.settings.mqtt.qos
+        qos: int = self.config.qos
         client.subscribe([(s, qos) for s in self.subscriptions])
         if self.state_topic is not None:  # after subscribing, as the spec orders it
             client.publish(self.state_topic, self._state(True), qos=1, retain=True)

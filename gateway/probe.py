@@ -55,7 +55,7 @@ def listen(settings: Settings, seconds: float) -> tuple[list[Point], list[Record
     """The points (and rejections) heard on the JSON and Sparkplug B topics within `seconds`."""
     got: list[Point] = []
     bad: list[Record] = []
-    ingest = MqttIngest(
+    ingest = MqttIngest.of(
         settings, lambda rows, _ack: got.extend(map(Point.from_record, rows)), lambda recs, _ack: bad.extend(recs)
     )
     filters = [_unshared(s) for s in ingest.subscriptions if s != ingest.state_topic]

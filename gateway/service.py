@@ -59,7 +59,7 @@ class Gateway:
             for sub, conn in zip(settings.site.substations, self.connections, strict=True)
             for dev in sub.devices
         ]
-        self.mqtt = MqttIngest(settings, self._sink_records, self._reject)
+        self.mqtt = MqttIngest(settings.mqtt, settings.site, cfg, self._sink_records, self._reject)
         self.writer.on_room = self.mqtt.request_redelivery  # what a full spool refused comes again
         self.writer.on_written = self._count_out
         self.metrics.bind(self)

@@ -145,7 +145,9 @@ class Stack:
 
             assert self.historian is not None
             client = make_client(self.settings.mqtt, f"gridverse-alarms-{self.settings.site.name}")
-            self.detectors = Detectors(self.settings, self.historian, AlarmBook(self.settings, self.historian, client))
+            cfg = self.settings
+            book = AlarmBook(cfg.site.name, cfg.anomaly, cfg.mqtt, self.historian, client)
+            self.detectors = Detectors(self.settings, self.historian, book)
             self.detectors.start(self._watchdog("detectors"))
         for watchdog in self.watchdogs.values():
             watchdog.start()

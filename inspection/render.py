@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import open3d as o3d
 from open3d.visualization import rendering
 from PIL import Image, ImageDraw
 
-from gridverse.config import Settings
+from inspection.config import AssetConfig, InspectionConfig
 from inspection.scene import asset_parts, ground
 from inspection.state import COLOURS, AssetState
 
@@ -25,12 +26,16 @@ def _renderer(width: int, height: int) -> rendering.OffscreenRenderer:
     return _renderers[key]
 
 
-def render_substation(settings: Settings, substation: str, states: dict[str, AssetState], path: Path) -> Path:
+def render_substation(
+    cfg: InspectionConfig | None,
+    assets: Sequence[AssetConfig],
+    substation: str,
+    states: dict[str, AssetState],
+    path: Path,
+) -> Path:
     """Draw every asset of `substation` in its state colour and write the image to `path`."""
-    cfg = settings.inspection
     if cfg is None:
         raise ValueError("the configuration has no `inspection` section: nothing to render")
-    assets = settings.assets.get(substation)
     if not assets:
         raise ValueError(f"assets.yaml has no equipment for substation {substation!r}")
     with _lock:

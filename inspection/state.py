@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 
-from gridverse.config import ElementKind, Settings
+from gridverse.config import SiteConfig
+from gridverse.elements import ElementKind
 from gridverse.historian import Historian
 from gridverse.points import Point, Quality
 from gridverse.schema import ALARM, TELEMETRY, TWIN_BRANCH, placements
+from inspection.config import AssetConfig
 
 Rgb = tuple[float, float, float]
 
@@ -31,11 +34,13 @@ COLOURS: dict[AssetState, Rgb] = {
 }
 
 
-def asset_states(settings: Settings, historian: Historian, substation: str, since_ns: int) -> dict[str, AssetState]:
+def asset_states(
+    site_config: SiteConfig, assets: Sequence[AssetConfig], historian: Historian, substation: str, since_ns: int
+) -> dict[str, AssetState]:
     """Each asset's state: alarm, no data, open, or how loaded its branch is (its kind's thresholds)."""
     from inspection.equipment import equipment_kind  # the kinds import this module's states
 
-    site = settings.site.name
+    site = site_config.name
     points = [
         Point.from_record(r)
         for r in historian.latest(TELEMETRY, tags={"site": site, "substation": substation}, start_ns=since_ns)
@@ -49,9 +54,9 @@ def asset_states(settings: Settings, historian: Historian, substation: str, sinc
         (r.tags["kind"], int(r.tags["index"])): float(r.fields["loading_percent"])
         for r in historian.latest(TWIN_BRANCH, tags={"site": site}, start_ns=since_ns)
     }
-    where = placements(settings.site)
+    where = placements(site_config)
     states: dict[str, AssetState] = {}
-    for asset in settings.assets.get(substation, []):
+    for asset in assets:
         if asset.device is None:
             states[asset.name] = AssetState.NORMAL
             continue

@@ -51,7 +51,9 @@ def _serve(settings: Settings, jobs: mp.Queue, results: mp.Queue, parent: int) -
     while (job := jobs.get()) is not None:
         substation, states, path = job
         try:
-            results.put(("ok", str(render_substation(settings, substation, states, Path(path)))))
+            assets = settings.assets.get(substation, [])
+            image = render_substation(settings.inspection, assets, substation, states, Path(path))
+            results.put(("ok", str(image)))
         except Exception as exc:  # reported to the caller, which logs it
             results.put(("error", f"{type(exc).__name__}: {exc}"))
 
@@ -189,7 +191,13 @@ class RenderService:
         while not self._stop.wait(delay):
             try:
                 since = time.time_ns() - int(30e9)
-                states = asset_states(self.settings, self.historian, cfg.substation, since)
+                states = asset_states(
+                    self.settings.site,
+                    self.settings.assets.get(cfg.substation, []),
+                    self.historian,
+                    cfg.substation,
+                    since,
+                )
                 path = self.renderer.render(cfg.substation, states, cfg.output_dir / f"{cfg.substation}.png")
             except Exception as exc:  # logged once, counted, backed off; logged again on recovery
                 if self._stop.is_set():

@@ -231,7 +231,7 @@ def test_alarm_book_can_be_read_while_the_detector_thread_updates_it(tmp_path: P
 
     settings = load_settings(config_dir(tmp_path, clear_at_once))
     historian = EmbeddedHistorian(tmp_path / "alarms.db")
-    book = AlarmBook(settings, historian, None)
+    book = AlarmBook.of(settings, historian, None)
     sets = [
         [Alarm(AlarmRule.STUCK, "PRIM", f"RTU{i}", "MMXU1.TotW", Severity.WARNING, "stuck") for i in range(20)],
         [Alarm(AlarmRule.LIMIT, "PRIM", f"RTU{i}", "MMXU1.TotW", Severity.WARNING, "high") for i in range(30)],

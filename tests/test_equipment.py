@@ -127,7 +127,7 @@ def test_asset_states_from_the_historian(tmp_path: Path) -> None:
                 ),
             ]
         )
-        states = asset_states(settings, historian, "primary", T0 - 1)
+        states = asset_states(settings.site, settings.assets["primary"], historian, "primary", T0 - 1)
     finally:
         historian.close()
     assert states == {

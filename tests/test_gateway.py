@@ -129,7 +129,7 @@ def test_rejected_messages_are_kept_with_reason_and_ingestion_goes_on(base: Sett
 
         return take
 
-    ingest = MqttIngest(base, collect(good), collect(kept))
+    ingest = MqttIngest.of(base, collect(good), collect(kept))
     for k, (topic, body) in enumerate(
         [
             ("gridverse/rural1/primary/T1-oil/telemetry", b"garbage"),

@@ -197,7 +197,7 @@ def test_the_detector_loop_logs_a_failing_store_once_and_its_recovery_once(
     store.latest = latest  # type: ignore[method-assign]
     registry = CollectorRegistry()
     dog = Watchdog("detectors", registry=registry)
-    detectors = Detectors(settings, store, AlarmBook(settings, store, None))
+    detectors = Detectors(settings, store, AlarmBook.of(settings, store, None))
     with caplog.at_level(logging.INFO, logger="anomaly.service"):
         detectors.start(dog)
         try:

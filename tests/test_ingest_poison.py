@@ -342,7 +342,7 @@ def test_an_unexpected_error_is_set_aside_acknowledged_and_logged_once(
             if ack:
                 ack()
 
-        ingest = MqttIngest(settings, sink, reject)
+        ingest = MqttIngest.of(settings, sink, reject)
         ingest.start()
         assert ingest.connected.wait(10)
         pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="guard-pub")
@@ -361,7 +361,7 @@ def test_an_unexpected_error_is_set_aside_acknowledged_and_logged_once(
         time.sleep(0.3)
         ingest.stop()
         again: list = []
-        second = MqttIngest(settings, lambda rows, ack: (again.extend(rows), ack and ack()), reject)
+        second = MqttIngest.of(settings, lambda rows, ack: (again.extend(rows), ack and ack()), reject)
         second.start()  # the same client id and persistent session: unacknowledged ones would come back
         assert second.connected.wait(10)
         time.sleep(1.5)
@@ -392,7 +392,7 @@ def test_request_redelivery_brings_back_what_was_never_acknowledged(tmp_path: Pa
             if ack:
                 ack()
 
-        ingest = MqttIngest(settings, sink, lambda rows, ack: ack and ack())
+        ingest = MqttIngest.of(settings, sink, lambda rows, ack: ack and ack())
         states: list[dict] = []
         watcher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="state-watcher")
         watcher.on_message = lambda _c, _u, msg: states.append(json.loads(msg.payload))
@@ -426,7 +426,7 @@ def test_request_redelivery_brings_back_what_was_never_acknowledged(tmp_path: Pa
 def test_a_flood_of_bad_messages_is_one_log_line_not_one_per_message(caplog: pytest.LogCaptureFixture) -> None:
     settings = load_settings()
     kept: list = []
-    ingest = MqttIngest(settings, lambda rows, ack: None, lambda rows, ack: kept.extend(rows))
+    ingest = MqttIngest.of(settings, lambda rows, ack: None, lambda rows, ack: kept.extend(rows))
     with caplog.at_level(logging.WARNING, logger="gateway.mqtt_ingest"):
         for _ in range(500):
             ingest.handle_safely(JSON_TOPIC, _value("9" * 401))

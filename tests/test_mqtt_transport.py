@@ -42,7 +42,7 @@ def test_shared_subscription_splits_the_work_between_gateways(tmp_path: Path) ->
         gateways = []
         for name in ("a", "b"):
             settings = _settings(port=port, protocol="5", shared_group="gw", client_suffix=f"-{name}")
-            ingest = MqttIngest(settings, _collector(got[name]), _collector([]))
+            ingest = MqttIngest.of(settings, _collector(got[name]), _collector([]))
             ingest.start()
             gateways.append(ingest)
         for g in gateways:
@@ -126,7 +126,7 @@ def test_tls_with_password_connects_and_a_wrong_password_is_refused(
     with mosquitto(tmp_path, extra=extra):  # a plain listener too; the TLS one is `port`
         got: list = []
         settings = _settings(port=port, username="gateway", password="right-horse-battery", tls=MqttTls(ca_file=ca))
-        ingest = MqttIngest(settings, _collector(got), _collector([]))
+        ingest = MqttIngest.of(settings, _collector(got), _collector([]))
         ingest.start()
         assert ingest.connected.wait(10), "TLS + password connection"
         time.sleep(0.3)
@@ -140,7 +140,7 @@ def test_tls_with_password_connects_and_a_wrong_password_is_refused(
         pub.loop_stop()
         ingest.stop()
         wrong = _settings(port=port, username="gateway", password="wrong", tls=MqttTls(ca_file=ca))
-        refused = MqttIngest(wrong, _collector([]), _collector([]))
+        refused = MqttIngest.of(wrong, _collector([]), _collector([]))
         with caplog.at_level("ERROR"):
             refused.start()
             wait_for(lambda: "refused the gateway" in caplog.text, "refusal logged", timeout=10)

@@ -126,7 +126,7 @@ def test_bad_sparkplug_input_is_set_aside_with_its_reason() -> None:
     settings = load_settings()
     settings = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={"sparkplug_groups": ["primary"]})})
     good, kept = [], []
-    ingest = MqttIngest(settings, lambda rows, ack: good.extend(rows), lambda rows, ack: kept.extend(rows))
+    ingest = MqttIngest.of(settings, lambda rows, ack: good.extend(rows), lambda rows, ack: kept.extend(rows))
     ingest.sparkplug.publish = lambda *_: None
     ingest.handle("spBv1.0/primary/NBIRTH/rtu7", b"\xff\xff\xff", None)  # not protobuf
     mixed = [Metric("Temperature", 1, T, DOUBLE, value=20.0), Metric("MMXU1/TotW", 2, T, DOUBLE, value=5.0)]
@@ -143,7 +143,7 @@ def test_a_gap_on_a_real_broker_brings_a_rebirth_request(tmp_path: Path) -> None
             update={"mqtt": MqttConfig(host="127.0.0.1", port=port, sparkplug_groups=["primary"])}
         )
         got: list = []
-        ingest = MqttIngest(
+        ingest = MqttIngest.of(
             settings, lambda rows, ack: (got.extend(rows), ack and ack()), lambda rows, ack: ack and ack()
         )
         ingest.start()
@@ -280,7 +280,7 @@ def test_edge_node_waiting_for_the_primary_host_gets_its_state_and_is_heard(
         edge.loop_start()
         time.sleep(0.3)
         assert states == []  # nothing retained yet: the edge node waits
-        ingest = MqttIngest(
+        ingest = MqttIngest.of(
             settings, lambda rows, ack: (got.extend(rows), ack and ack()), lambda rows, ack: ack and ack()
         )
         with caplog.at_level("INFO", logger="gateway.mqtt_ingest"):

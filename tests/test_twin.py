@@ -117,7 +117,7 @@ def test_a_wrong_reading_is_flagged_in_the_telemetry_and_alarmed(site: Site) -> 
     assert stored[0].fields["value"] == pytest.approx(true_v * 1.06)  # the reading itself is kept
     residual = site.historian.latest(TWIN_RESIDUAL, tags={**site_tag, "device": "RTU45", "point": "MMXU1.PPV"})
     assert int(residual[0].fields["suspect"]) == 1 and abs(float(residual[0].fields["normalised"])) > 4
-    book = AlarmBook(site.settings, site.historian, None)
+    book = AlarmBook.of(site.settings, site.historian, None)
     Detectors(site.settings, site.historian, book).evaluate()
     assert ("residual", "RTU45", "MMXU1.PPV") in book.active
     # the state is estimated without the bad reading: bus 45 stays close to the truth
