@@ -13,6 +13,7 @@ from gridverse.config import Settings
 from gridverse.historian import Historian
 from gridverse.mqtt import broker_host, stop_client
 from gridverse.points import TELEMETRY, Point
+from gridverse.schema import TWIN_CYCLE, TWIN_RESIDUAL, TWIN_VIOLATION
 from gridverse.watchdog import DEFAULT_MISSES, Watchdog, Worker
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class Detectors:
             if p.value is not None and self._last_seen.get(key) != p.time_ns:
                 self.history[key].append(p.value)
                 self._last_seen[key] = p.time_ns
-        last_cycle = self.historian.latest("twin_cycle", tags=site)
+        last_cycle = self.historian.latest(TWIN_CYCLE, tags=site)
         residuals = []
         if last_cycle:
             t = last_cycle[0].time_ns
@@ -53,14 +54,14 @@ class Detectors:
                     float(r.fields["measured"]),
                     bool(int(r.fields.get("suspect", 0))),
                 )
-                for r in self.historian.latest("twin_residual", tags=site, start_ns=t, end_ns=t)
+                for r in self.historian.latest(TWIN_RESIDUAL, tags=site, start_ns=t, end_ns=t)
             ]
         violations = []
         if last_cycle:
             t = last_cycle[0].time_ns
             violations = [
                 (r.tags["element"], r.tags["kind"], float(r.fields["value"]), float(r.fields["limit"]))
-                for r in self.historian.latest("twin_violation", tags=site, start_ns=t, end_ns=t)
+                for r in self.historian.latest(TWIN_VIOLATION, tags=site, start_ns=t, end_ns=t)
             ]
         history = {k: list(v) for k, v in self.history.items()}
         snapshot = Snapshot.of(self.settings, points, history, residuals, violations)

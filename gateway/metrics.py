@@ -7,10 +7,13 @@ and age, device up, store up) are read when scraped, so they are never stale. Th
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from gateway.modbus_poller import DeviceStatus
@@ -63,6 +66,48 @@ class GatewayMetrics:
         for poller in gateway.pollers:
             status = poller.status
             self.device_up.labels(poller.device.name).set_function(partial(_up, status))
+        self.registry.register(_FailureCounts(gateway))
+
+
+class _FailureCounts(Collector):
+    """Counters the spool, the writer, the historian and the pollers keep themselves, read at
+    scrape time: every failure they log once is counted here every time."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        writer, spool = self.gateway.writer, self.gateway.spool
+        failures = CounterMetricFamily(
+            "gridverse_gateway_writer_failures",
+            "spool commits and historian drains that failed, and submissions refused or set aside",
+            labels=["kind"],
+        )
+        for kind, attribute in (
+            ("commit", "commit_failures"),
+            ("drain", "drain_failures"),
+            ("refused", "refusals"),
+            ("memory_refused", "memory_refused"),
+            ("unencodable", "unencodable"),
+        ):
+            failures.add_metric([kind], float(getattr(writer, attribute, 0)))
+        yield failures
+        lost = CounterMetricFamily(
+            "gridverse_gateway_lost_files",
+            "times a spool or historian file was found deleted or replaced",
+            labels=["file"],
+        )
+        lost.add_metric(["spool"], float(getattr(spool, "lost_files", 0)))
+        lost.add_metric(["historian"], float(getattr(writer.historian, "lost_files", 0)))
+        yield lost
+        errors = CounterMetricFamily(
+            "gridverse_gateway_point_errors",
+            "blocks read as invalid or comm_fail, by device (reasons are logged once each)",
+            labels=["device"],
+        )
+        for poller in self.gateway.pollers:
+            errors.add_metric([poller.device.name], float(sum(poller.status.reasons.values())))
+        yield errors
 
 
 def health(gateway: Gateway) -> tuple[bool, dict[str, Any]]:

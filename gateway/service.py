@@ -22,7 +22,7 @@ from gateway.writer import HistorianWriter, OnDurable
 from gridverse.config import Settings
 from gridverse.historian import Historian
 from gridverse.points import Record
-from gridverse.schema import Alarm, alarm_message, alarm_record
+from gridverse.schema import Alarm, AlarmRule, Severity, alarm_message, alarm_record
 from gridverse.watchdog import DEFAULT_MISSES, Watchdog, Worker, in_daemon_thread
 
 log = logging.getLogger(__name__)
@@ -213,7 +213,7 @@ class Gateway:
                 message = "spool back below its warning level"
             (log.error if filling else log.info)("gateway: %s", message)
             # through the spool (the store may be the reason it fills) and at once over MQTT
-            alarm = Alarm("spool", "", "gateway", "spool", "critical", message, float(depth))
+            alarm = Alarm(AlarmRule.SPOOL, "", "gateway", "spool", Severity.CRITICAL, message, float(depth))
             record = alarm_record(self.settings.site.name, alarm, time.time_ns(), filling)
             self.writer.submit_records([record])
             self.mqtt.client.publish(*alarm_message(self.settings.mqtt, record), qos=1)
