@@ -46,7 +46,7 @@ ELEMENT_TYPES = ("bus", "line", "trafo", "sgen", "load")
 SIDES_OF: dict[str, tuple[str, ...]] = {
     "bus": ("",),
     "line": ("from", "to"),
-    "trafo": ("hv", "lv"),
+    "trafo": ("hv", "lv", ""),  # empty: the whole transformer (top-oil temperature)
     "sgen": ("",),
     "load": ("",),
 }

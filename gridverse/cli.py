@@ -268,8 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     n1.add_argument("--output", type=Path, default=None, help="write the whole ranked table as CSV")
     n1.set_defaults(func=cmd_twin_n1)
     from anomaly.cli import add_anomaly_commands  # the anomaly lab's commands live with their part
+    from anomaly.scenarios.cli import add_scenarios_command
 
-    add_anomaly_commands(sub)
+    add_scenarios_command(add_anomaly_commands(sub))
     return parser
 
 
