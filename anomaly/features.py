@@ -51,8 +51,39 @@ def _run_length(flag: np.ndarray) -> np.ndarray:
     return (t - last_false).astype(float)
 
 
-def _rolling_median(frame: pd.DataFrame, window: int, min_periods: int = 1) -> pd.DataFrame:
-    return frame.rolling(window, min_periods=min_periods).median()
+def _nanmedian_last(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(median over the last axis ignoring NaN, count of valid values), by one sort (NaN sort last)."""
+    ordered = np.sort(stack, axis=-1)
+    valid = (~np.isnan(stack)).sum(axis=-1)
+    lo = np.clip((valid - 1) // 2, 0, None)[..., None]
+    hi = np.clip(valid // 2, 0, None)[..., None]
+    med = 0.5 * (np.take_along_axis(ordered, lo, -1)[..., 0] + np.take_along_axis(ordered, hi, -1)[..., 0])
+    return np.where(valid > 0, med, np.nan), valid
+
+
+def _rolling_median(values: np.ndarray, window: int, min_periods: int = 1, step: int = 1) -> np.ndarray:
+    """Median of the last `window` rows (this one included) per column, ignoring NaN (NaN with
+    fewer than `min_periods` valid). With `step` > 1 it is evaluated every `step` rows and held
+    (a scale over a day does not move within two hours). Numpy sliding windows, chunked by columns."""
+    n_t, n_p = values.shape
+    if n_t == 0:
+        return values.copy()
+    padded = np.concatenate([np.full((window - 1, n_p), np.nan), values])
+    views = np.lib.stride_tricks.sliding_window_view(padded, window, axis=0)[::step]  # (T/step, P, window)
+    out = np.empty((views.shape[0], n_p))
+    chunk = max(1, 20_000_000 // max(views.shape[0] * window, 1))
+    for c in range(0, n_p, chunk):
+        med, valid = _nanmedian_last(views[:, c : c + chunk])
+        out[:, c : c + chunk] = np.where(valid >= min_periods, med, np.nan)
+    return np.repeat(out, step, axis=0)[:n_t] if step > 1 else out
+
+
+def _shift(values: np.ndarray, k: int) -> np.ndarray:
+    """Rows moved down by k (the first k rows NaN): the value k samples before."""
+    out = np.full_like(values, np.nan)
+    if k < len(values):
+        out[k:] = values[: len(values) - k]
+    return out
 
 
 def point_features(
@@ -76,35 +107,30 @@ def point_features(
     n_t, n_p = raw.shape
     day = samples_per_day(pd.DatetimeIndex(telemetry.index))
     missing = np.isnan(raw)
-    filled = telemetry.ffill()
-    x = filled.to_numpy(dtype=float)
+    x = telemetry.ffill().to_numpy(dtype=float)
 
     # robust step scale: median |Δx| over the last day, as a σ of one step (floor: the meter's σ)
-    step = filled.diff().abs()
-    step_scale = 1.4826 * _rolling_median(step.shift(1), day, min_periods=4).to_numpy() / np.sqrt(2.0)
+    step = np.abs(np.diff(x, axis=0, prepend=np.nan))
+    slow = max(day // 8, 1)
+    step_scale = 1.4826 * _rolling_median(_shift(step, 1), day, min_periods=4, step=slow) / np.sqrt(2.0)
     step_scale = np.fmax(np.nan_to_num(step_scale, nan=0.0), sigma)
-    recent_med = _rolling_median(filled.shift(1), recent, min_periods=1).to_numpy()
+    recent_med = _rolling_median(_shift(x, 1), recent)
     z_recent = np.nan_to_num((x - recent_med) / step_scale)
 
     # daily profile: the median of the same time of day on up to `history_days` previous days
-    shifted = np.stack([filled.shift(d * day).to_numpy() for d in range(1, history_days + 1)])
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            baseline = np.nanmedian(shifted, axis=0)
+    shifted = np.stack([_shift(x, d * day) for d in range(1, history_days + 1)], axis=-1)
+    baseline, _ = _nanmedian_last(shifted)
     no_history = np.isnan(baseline)  # the first day: no daily profile yet, so no daily features
     baseline = np.where(no_history, recent_med, baseline)
     dev = x - baseline
     # day-to-day spread from deviations that had a profile to deviate from (a quarter day at least)
-    spread = pd.DataFrame(np.where(no_history, np.nan, np.abs(dev)))
-    day_scale = 1.4826 * _rolling_median(spread.shift(1), day, min_periods=max(day // 4, 4)).to_numpy()
+    spread = np.where(no_history, np.nan, np.abs(dev))
+    day_scale = 1.4826 * _rolling_median(_shift(spread, 1), day, min_periods=max(day // 4, 4), step=slow)
     no_history |= np.isnan(day_scale)
     day_scale = np.fmax(np.nan_to_num(day_scale, nan=1.0), np.fmax(step_scale, sigma))
     z_daily = np.where(no_history, 0.0, np.nan_to_num(dev / day_scale))
-    z_sustained = _rolling_median(pd.DataFrame(z_daily), sustain).to_numpy()
-    slope = z_sustained - pd.DataFrame(z_sustained).shift(slope_window).fillna(0.0).to_numpy()
+    z_sustained = _rolling_median(z_daily, sustain)
+    slope = z_sustained - np.nan_to_num(_shift(z_sustained, slope_window))
 
     same = np.zeros_like(missing)
     same[1:] = (raw[1:] == raw[:-1]) & ~missing[1:]
