@@ -43,6 +43,8 @@ _KIND_OF_FEATURE = {
     "limit": "overvoltage",
     "resid": "bias",
 }
+#: the chronological split whose telemetry precedes each split (the generator's OUT/ layout)
+_PREVIOUS_SPLIT = {"validation": "train", "test": "validation"}
 #: quantities whose meters move together when the grid moves
 _MOVE_GROUP = {"p_mw": "flow", "q_mvar": "flow", "i_ka": "flow", "v_pu": "voltage", "temp_oil_c": "temperature"}
 #: features whose signed value matters (a shift up or down); the others are ≥ 0 magnitudes
@@ -69,7 +71,8 @@ class LabPipeline(BaseEstimator):
     """The lab's detector pipeline (see module doc). Parameters:
 
     `physics`: run the twin's estimator per step for residual features (slow part; off = statistics
-    only); `quantile`, `margin`: a component's threshold is `margin` × its clean `quantile`;
+    only); `history_days`: warm-up taken from the preceding split (0: none);
+    `quantile`, `margin`: a component's threshold is `margin` × its clean `quantile`;
     `cap`: the most a threshold may exceed its floor, as a factor; `floors`: the least threshold
     per feature (robust z units, or samples for run lengths);
     `learned_weight`: 0 turns the IsolationForest component off; `learned_screen`: the share of
@@ -80,6 +83,7 @@ class LabPipeline(BaseEstimator):
     def __init__(
         self,
         physics: bool = True,
+        history_days: int = 7,
         quantile: float = 0.9999,
         margin: float = 1.3,
         cap: float = 3.0,
@@ -95,6 +99,7 @@ class LabPipeline(BaseEstimator):
         random_state: int = 0,
     ) -> None:
         self.physics = physics
+        self.history_days = history_days
         self.quantile = quantile
         self.margin = margin
         self.cap = cap
@@ -110,13 +115,44 @@ class LabPipeline(BaseEstimator):
         self.random_state = random_state
 
     # -- features ---------------------------------------------------------------------------------
+    def history(self, scenario: Scenario) -> pd.DataFrame | None:
+        """The telemetry just before a chronological split, as warm-up for the daily profile: for
+        OUT/validation the tail of OUT/train, for OUT/test that of OUT/validation (same points,
+        contiguous in time; labels are never read). None when there is no such sibling."""
+        previous = _PREVIOUS_SPLIT.get(str(scenario.meta.get("split", "")))
+        if not self.history_days or previous is None:
+            return None
+        sibling = scenario.path.parent / previous
+        if not (sibling / "telemetry.csv.gz").exists():
+            return None
+        from anomaly.dataset import read_points, read_telemetry
+
+        try:
+            before, _ = read_telemetry(sibling / "telemetry.csv.gz", read_points(sibling / "points.csv"))
+        except Exception as exc:  # a damaged sibling costs the warm-up, not the detection
+            log.warning(
+                "%s: no warm-up history from %s (%s); the first day has no daily profile", scenario.path, sibling, exc
+            )
+            return None
+        first = scenario.telemetry.index[0] if len(scenario.telemetry) else None
+        if first is None or not len(before) or before.index[-1] >= first:
+            return None
+        before = before[before.index >= first - pd.Timedelta(days=self.history_days)]
+        return before.reindex(columns=scenario.telemetry.columns)
+
     def features(self, scenario: Scenario) -> tuple[np.ndarray, pd.DataFrame | None]:
-        """(time, point, FEATURES) of a scenario, and the physics per-step frame (None without physics)."""
+        """(time, point, FEATURES) of a scenario, and the physics per-step frame (None without physics).
+        Features see the preceding split's telemetry as history when there is one (`history`)."""
         residuals, steps = None, None
         if self.physics:
             detector = PhysicsDetector(network=scenario.network(), points=scenario.points).fit(scenario.telemetry)
             residuals, steps = detector.residual_frame(scenario.telemetry)
-        return point_features(scenario.telemetry, scenario.points, residuals=residuals), steps
+        telemetry = scenario.telemetry
+        before = self.history(scenario)
+        if before is not None:
+            telemetry = pd.concat([before, telemetry])
+        feats = point_features(telemetry, scenario.points, residuals=residuals)
+        return feats[len(telemetry) - len(scenario.telemetry) :], steps
 
     def _default_floors(self) -> dict[str, float]:
         base = {
