@@ -90,6 +90,8 @@ def make_scenario(
     step_min: int = 15,
     feeders: int = 2,
     prefix: str = "",
+    start: pd.Timestamp = START,
+    split: str = "",
 ) -> Path:
     """Write a scenario directory; `faults`: dicts with type, point or element, start and length in samples
     (types: stuck, spike, dropout, drift, bias, line_outage)."""
@@ -97,7 +99,7 @@ def make_scenario(
     net = small_grid(feeders)
     points = _points(net, prefix)
     n = days * 24 * 60 // step_min
-    times = pd.date_range(START, periods=n, freq=f"{step_min}min", tz="UTC")
+    times = pd.date_range(start, periods=n, freq=f"{step_min}min", tz="UTC")
     hour = (times.hour + times.minute / 60).to_numpy()
     load = 0.45 + 0.35 * np.exp(-(((hour - 19) / 3) ** 2)) + 0.15 * np.exp(-(((hour - 8) / 2) ** 2))
     load = load * (1 + 0.05 * rng.standard_normal(n))
@@ -160,4 +162,5 @@ def make_scenario(
         p = points.loc[name]
         labels.append((times[start], times[start + length - 1], f["type"], p.element_type, int(p.element), name))
     label_frame = pd.DataFrame(labels, columns=["start", "end", "type", "element_type", "element", "point"])
-    return write_scenario(out, net=net, points=points, telemetry=telemetry, labels=label_frame, meta={"seed": seed})
+    meta = {"seed": seed, "split": split}
+    return write_scenario(out, net=net, points=points, telemetry=telemetry, labels=label_frame, meta=meta)

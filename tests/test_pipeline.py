@@ -3,9 +3,11 @@ and detect on a grid and point names it never saw in training."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import joblib
+import pandas as pd
 import pytest
 
 from anomaly.dataset import ALARMS_COLUMNS, Scenario, read_alarms, read_scenario, write_alarms
@@ -87,3 +89,18 @@ def test_detect_before_fit_says_what_to_do(data: dict[str, Scenario]) -> None:
         LabPipeline(physics=False).detect(data["clean"])
     with pytest.raises(ValueError, match="at least one scenario"):
         LabPipeline().fit([])
+
+
+def test_a_test_split_takes_its_warm_up_from_the_validation_split_before_it(
+    fitted: LabPipeline, tmp_path: Path
+) -> None:
+    """A bias in the first hours of OUT/test is only visible against a daily profile, which the
+    pipeline builds from the tail of OUT/validation (telemetry only, never its labels)."""
+    make_scenario(tmp_path / "validation", days=3, seed=30, split="validation")
+    bias = [{"type": "bias", "point": "L4.p_mw", "start": 16, "length": 24, "size": 0.5}]
+    later = pd.Timestamp("2016-06-04", tz="UTC")
+    test = read_scenario(make_scenario(tmp_path / "test", days=2, seed=31, faults=bias, start=later, split="test"))
+    assert fitted.history(test) is not None and len(fitted.history(test)) == 3 * 96
+    with_history = evaluate_scenario(test, fitted.detect(test))
+    without = evaluate_scenario(test, copy.deepcopy(fitted).set_params(history_days=0).detect(test))
+    assert with_history.recall == 1.0 and without.recall == 0.0
