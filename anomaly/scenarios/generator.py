@@ -293,6 +293,8 @@ def simulate(
     res_positions = {(t, c): getattr(net, t.replace("res_", "")).index.get_indexer(e) for t, c, _p, e in columns}
     out = np.empty((n_steps, len(points)))
     previous: list[int] = []
+    record = ctx.extra.get("record_steps", set())  # steps whose true bus voltages an attack needs
+    voltages = ctx.extra.setdefault("voltages", {})
     for step in range(n_steps):
         for name, flags in base_flags.items():
             getattr(net, name)["in_service"] = flags.to_numpy()
@@ -303,11 +305,14 @@ def simulate(
         for fault, kind in active:
             kind.apply(fault, net, ctx)
         active_ids = [id(f) for f, _k in active]
-        warm = step > 0 and active_ids == previous and not net.res_bus.vm_pu.isna().any()
+        warm = step > 0 and active_ids == previous  # same topology: isolated buses stay isolated
         _runpp(net, step, times, [f for f, _k in active], warm)
         previous = active_ids
         for fault, kind in active:
             kind.observe(fault, net, ctx)
+        if step in record:
+            va = np.deg2rad(net.res_bus.va_degree.to_numpy())
+            voltages[step] = np.nan_to_num(net.res_bus.vm_pu.to_numpy() * np.exp(1j * va))
         for table, col, pos, _elements in columns:
             values = getattr(net, table)[col].to_numpy()[res_positions[(table, col)]]
             out[step, pos] = np.nan_to_num(values, nan=0.0)  # a de-energised meter reads zero
@@ -422,6 +427,9 @@ def generate(
         faults = sorted(choose_faults(ctx), key=lambda f: (f.start, f.kind, f.element))
         kinds = {name: cls() for name, cls in registry.items()}
     events = [(f, kinds[f.kind]) for f in faults if isinstance(kinds[f.kind], GridEvent)]
+    ctx.extra["record_steps"] = {
+        s for f in faults if isinstance(kinds[f.kind], InjectionAttack) for s in range(f.start, f.end + 1)
+    }
     t1 = time.perf_counter()
     exact = simulate(
         ctx, _profile_arrays(raw_profiles, net, params.start_day, n_steps, params.step_minutes), events, progress

@@ -1,0 +1,201 @@
+"""The labelled scenario generator: labels say exactly where the faults are, runs are reproducible,
+the split is chronological, points name real elements, and the FDIA passes the residual test."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from anomaly.dataset import read_network, read_scenario
+from anomaly.scenarios import ScenarioParams, generate
+from anomaly.scenarios.faults import Fault, fault_kinds
+from anomaly.scenarios.faults.fdia import max_normalised_residual, telemetered
+from gridmodel.baddata import DEFAULT_BAD_DATA_THRESHOLD
+from gridmodel.config import TwinConfig
+from gridmodel.estimator import make_estimator
+from gridmodel.measurements import pseudo_measurements
+
+LV = "1-LV-rural1--0-sw"
+warnings.filterwarnings("ignore", category=RuntimeWarning)
+
+
+def _hand_faults(with_attack: bool):
+    """Faults placed by hand (all in the train split of a one-day scenario: steps 0..56)."""
+
+    def choose(ctx) -> list[Fault]:
+        pts = ctx.points
+        head, _side = ctx.plan.feeder_heads[0]
+        substation = set(ctx.net.trafo.lv_bus) | set(ctx.net.trafo.hv_bus)
+        volts = pts[(pts.quantity == "v_pu") & ~pts.element.isin(substation)]
+        v_point = str(volts.index[0])
+        p_point = str(pts.index[(pts.element_type == "trafo") & (pts.quantity == "p_mw")][0])
+        i_point = str(pts.index[(pts.quantity == "i_ka")][-1])
+        out = [
+            Fault("stuck", 10, 20, "bus", int(volts.element.iloc[0]), v_point),
+            Fault("spike", 25, 25, "trafo", int(pts.loc[p_point, "element"]), p_point, {"sigmas": 40.0}),
+            Fault("dropout", 30, 35, "line", int(pts.loc[i_point, "element"]), i_point, {"fill": "missing"}),
+            Fault("line_outage", 40, 48, "line", int(head)),
+        ]
+        if with_attack:
+            bus = int(volts.element.iloc[-1])
+            out += [
+                Fault("fdia", 50, 55, "bus", bus, params={"delta_vm_pu": 0.02}),
+                Fault("overheating", 20, 56, "trafo", 0, params={"rise_factor": 2.5}),
+            ]
+        return out
+
+    return choose
+
+
+@pytest.fixture(scope="module")
+def hand(tmp_path_factory) -> tuple[Path, Path]:
+    """The same day with the hand-placed faults, with and without the attack and the overheating."""
+    base = tmp_path_factory.mktemp("scen")
+    params = ScenarioParams(grid=LV, days=1, seed=5)
+    generate(params, base / "attacked", choose_faults=_hand_faults(True))
+    generate(params, base / "plain", choose_faults=_hand_faults(False))
+    return base / "attacked", base / "plain"
+
+
+def test_labels_point_at_the_faults_in_the_telemetry(hand):
+    s = read_scenario(hand[0] / "train")
+    tel, pts = s.telemetry, s.points
+    labels = s.labels.set_index("type")
+    assert set(labels.index) == {"stuck", "spike", "dropout", "line_outage", "fdia", "overheating"}
+    stuck = labels.loc["stuck"]
+    window = tel.loc[stuck.start : stuck.end, stuck.point]
+    assert len(window) == 11 and window.nunique() == 1  # frozen for exactly the labelled samples
+    assert tel[stuck.point].loc[: stuck.start].iloc[-3:].nunique() > 1  # and moving before
+    spike = labels.loc["spike"]
+    series, sigma = tel[spike.point], pts.loc[spike.point, "sigma"]
+    assert spike.start == spike.end
+    jumps = (series - series.rolling(5, center=True, min_periods=1).median()).abs() / sigma
+    assert jumps.idxmax() == spike.start and jumps.max() > 20
+    dropout = labels.loc["dropout"]
+    missing = tel[dropout.point].isna()
+    assert list(missing[missing].index) == list(tel.loc[dropout.start : dropout.end].index)
+    outage = labels.loc["line_outage"]
+    meters = pts[(pts.element_type == "line") & (pts.element == outage.element)]
+    assert len(meters) == 3  # the feeder head's P, Q and I
+    during = tel.loc[outage.start : outage.end, meters.index]
+    assert (during.abs() <= 5 * meters.sigma).all().all()  # zero flow, within the noise
+    before = tel.loc[: outage.start, meters.index].iloc[:-1]
+    current = meters.index[meters.quantity == "i_ka"][0]
+    assert before[current].median() > 5 * meters.sigma[current]  # the feeder carried current before
+
+
+def test_grid_events_change_every_meter_consistently_and_the_oil_heats(hand):
+    attacked = read_scenario(hand[0] / "train").telemetry
+    plain = read_scenario(hand[1] / "train").telemetry
+    lab = read_scenario(hand[0] / "train").labels.set_index("type")
+    heat = lab.loc["overheating"]
+    oil = "trafo0.temp_oil_c"
+    before = attacked.loc[: heat.start, oil].iloc[:-1]
+    assert (before - plain.loc[before.index, oil]).abs().max() < 1e-9  # same noise, same truth
+    rise = attacked.loc[heat.start : heat.end, oil] - plain.loc[heat.start : heat.end, oil]
+    assert rise.iloc[-1] > 3.0 and rise.is_monotonic_increasing  # IEC 60076-7: heats with its time constant
+
+
+def test_fdia_shifts_the_estimate_but_passes_the_residual_test(hand):
+    scen = read_scenario(hand[0] / "train")
+    plain = read_scenario(hand[1] / "train").telemetry
+    fault = next(f for f in scen.meta["faults"] if f["type"] == "fdia")
+    window = scen.telemetry.loc[fault["start"] : fault["end"]]
+    diff = (window - plain.loc[window.index]).abs()
+    touched = sorted(c for c in diff.columns[(diff > 1e-9).any()] if not c.endswith("temp_oil_c"))
+    assert touched == fault["params"]["points"] and f"bus{fault['element']}.v_pu" in touched
+    net = read_network(hand[0] / "train" / "network.json")
+    pseudo = pseudo_measurements(net, set(), TwinConfig())
+    estimator = make_estimator("sparse")
+    for when in window.index[[0, -1]]:
+        meas, _ = telemetered(scen.points, window.loc[when].to_numpy())
+        attacked = estimator.estimate(net, meas + pseudo)
+        clean_meas, _ = telemetered(scen.points, plain.loc[when].to_numpy())
+        clean = estimator.estimate(net, clean_meas + pseudo)
+        assert max_normalised_residual(attacked, len(meas)) <= max(
+            DEFAULT_BAD_DATA_THRESHOLD, max_normalised_residual(clean, len(clean_meas)) + 0.5
+        )
+        shift = attacked.res_bus.vm_pu[fault["element"]] - clean.res_bus.vm_pu[fault["element"]]
+        assert abs(shift - fault["params"]["delta_vm_pu"]) < 0.25 * abs(fault["params"]["delta_vm_pu"])
+    params = fault["params"]
+    assert params["max_lnr_attacked"] <= max(DEFAULT_BAD_DATA_THRESHOLD, params["max_lnr_clean"] + 0.5)
+
+
+def _tree(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def drawn(tmp_path_factory) -> Path:
+    """A pandapower network without profiles, many seeded faults, twice with one seed, once with another."""
+    import pandapower as pp
+    import pandapower.networks as pn
+
+    base = tmp_path_factory.mktemp("drawn")
+    net = pn.example_simple()
+    pp.to_json(net, str(base / "grid.json"))
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        generate(ScenarioParams(grid=str(base / "grid.json"), days=1, seed=seed, faults_per_week=150), base / name)
+    return base
+
+
+def test_same_seed_gives_identical_files_and_another_seed_does_not(drawn):
+    a, b, c = _tree(drawn / "a"), _tree(drawn / "b"), _tree(drawn / "c")
+    assert set(a) >= {f"{s}/{f}" for s in ("train", "validation", "test") for f in ("points.csv", "telemetry.csv.gz")}
+    assert a == b
+    assert a["train/telemetry.csv.gz"] != c["train/telemetry.csv.gz"]
+    assert a["train/labels.csv"] != c["train/labels.csv"]
+
+
+def test_split_is_chronological_and_labels_stay_in_their_split(drawn):
+    parts = [read_scenario(drawn / "a" / s) for s in ("train", "validation", "test")]
+    spans = [(p.telemetry.index[0], p.telemetry.index[-1], len(p.telemetry)) for p in parts]
+    assert [n for *_t, n in spans] == [57, 19, 20]  # 60/20/20 of 96 samples
+    for (_s0, e0, _n0), (s1, _e1, _n1) in zip(spans, spans[1:], strict=False):
+        assert s1 - e0 == pd.Timedelta(minutes=15)  # contiguous, in time order, never shuffled
+    for part, (start, end, _n) in zip(parts, spans, strict=True):
+        assert part.meta["split"] in ("train", "validation", "test")
+        assert ((part.labels.start >= start) & (part.labels.end <= end)).all()
+        assert len(part.labels) == len(part.meta["faults"])
+    assert "no time-series profiles" in parts[0].meta["notes"][0]
+
+
+def test_drawn_faults_never_overlap_on_a_target(drawn):
+    faults = [f for s in ("train", "validation", "test") for f in read_scenario(drawn / "a" / s).meta["faults"]]
+    kinds = fault_kinds()
+    assert len(faults) >= 10 and len({f["type"] for f in faults}) >= 5
+    for i, f in enumerate(faults):
+        for g in faults[i + 1 :]:
+            overlap = f["start"] <= g["end"] and g["start"] <= f["end"]
+            same = (f["element_type"], f["element"]) == (g["element_type"], g["element"]) or (
+                f["point"] and f["point"] == g["point"]
+            )
+            both_grid = kinds[f["type"]].family != "measurement" and kinds[g["type"]].family != "measurement"
+            assert not (overlap and (same or both_grid)), (f, g)
+
+
+def test_points_name_existing_elements_and_the_network_is_the_operators_model(hand):
+    import pandapower as pp
+
+    from gridmodel.config import NetworkConfig
+    from gridmodel.network import load_grid
+
+    scen = read_scenario(hand[0] / "test")
+    net = scen.network()
+    for name, p in scen.points.iterrows():
+        assert p.element in getattr(net, p.element_type).index, name
+    truth = load_grid(NetworkConfig(simbench_code=LV)).net
+    assert "profiles" not in net
+    assert net.line.in_service.all()  # the outage is not in the operator's model
+    np.testing.assert_allclose(net.load.p_mw, truth.load.p_mw)  # nominal values, not a profile moment
+    assert set(scen.points.quantity) == {"v_pu", "p_mw", "q_mvar", "i_ka", "temp_oil_c"}
+    share = (scen.points.quantity == "v_pu").sum() / len(net.bus)
+    assert 0.3 <= share <= 0.6  # about a third of the buses, plus the substation busbars
+    meta = json.loads((hand[0] / "test" / "scenario.json").read_text())
+    assert meta["seed"] == 5 and meta["grid"] == LV and meta["step_minutes"] == 15
+    assert isinstance(pp.to_json(net), str)
