@@ -90,9 +90,10 @@ class PhysicsDetector(OutlierMixin, BaseEstimator):
     def fit(self, X: pd.DataFrame, y: Any = None) -> PhysicsDetector:
         """Nothing to learn from data (the physics is the network's); checks the context and X."""
         self._check_context()
+        assert self.points is not None
         unknown = [c for c in X.columns if c not in self.points.index]
         if unknown:
-            raise ValueError(f"telemetry columns {unknown[:5]} are not in points; add them to points.csv")
+            raise ValueError(f"telemetry columns {unknown[:5]} are not in points; add them to points.csv or drop them")
         self.n_features_in_ = X.shape[1]
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         self.offset_ = -float(self.threshold)

@@ -33,7 +33,8 @@ class TemporalDetector(OutlierMixin, BaseEstimator):
         if self.contamination == "auto":
             self.offset_ = -float(self.threshold)
         else:
-            self.offset_ = float(np.quantile(-(np.abs(X - self.center_) / self.scale_).max(axis=1), self.contamination))
+            worst = -(np.abs(X - self.center_) / self.scale_).max(axis=1)
+            self.offset_ = float(np.quantile(worst, float(self.contamination)))
         return self
 
     def robust_z(self, X: Any) -> np.ndarray:
