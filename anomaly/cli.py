@@ -103,7 +103,7 @@ class Progress:
         else:
             fraction = self.last
         fraction = min(max(fraction, 0.0), 1.0)
-        if fraction - self.last < 0.02 and fraction < 1.0 and not texts:
+        if (fraction - self.last < 0.02 and fraction < 1.0 and not texts) or fraction == self.last:
             return
         self.last = fraction
         bar = "#" * int(fraction * 30)
@@ -172,6 +172,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         except ValueError as exc:
             known = ", ".join(sorted(pipeline.get_params(deep=False)))
             raise UsageError(f"--set: {exc}; the pipeline's parameters are {known}") from None
+    progress(0, len(scenarios) + 1, "(features and physics of each scenario)")
     model = pipeline.fit(scenarios, progress=progress)
     progress(1.0)
     progress.done()

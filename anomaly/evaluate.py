@@ -344,6 +344,15 @@ def _ratio(a: float, b: float) -> float | None:
     return a / b if b else None
 
 
+def _f1(precision: float | None, recall: float | None) -> float | None:
+    """F1; with labels but no alarm event at all (precision undefined, recall 0) it is 0, not unknown."""
+    if recall is None:
+        return None
+    if precision is None:
+        return 0.0
+    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+
 def evaluate(
     labels: pd.DataFrame,
     alarms: pd.DataFrame,
@@ -423,9 +432,7 @@ def evaluate(
     n_labels, n_found = len(table), int(table.found.sum()) if len(table) else 0
     n_events, n_true = len(events), int(matched_alarm.sum())
     precision, recall = _ratio(n_true, n_events), _ratio(n_found, n_labels)
-    f1 = None
-    if precision is not None and recall is not None:
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    f1 = _f1(precision, recall)
     delays = [float(d) for d in table.delay_s.dropna()] if len(table) else []
     by_type: dict[str, dict[str, Any]] = {}
     for kind, group in table.groupby("type", sort=True) if len(table) else []:
@@ -515,9 +522,7 @@ def pool(reports: list[Report]) -> dict[str, Any]:
     days = sum(r.days for r in reports)
     clean = sum(r.clean_s for r in reports)
     precision, recall = _ratio(n_true, n_events), _ratio(found, labels)
-    f1 = None
-    if precision is not None and recall is not None:
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    f1 = _f1(precision, recall)
     tables = [r.events for r in reports if r.events is not None and len(r.events)]
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["type", "found", "delay_s"])
     step = reports[0].step_s

@@ -183,3 +183,8 @@ def test_pooled_figures_of_two_periods_are_taken_over_every_event_and_day() -> N
     assert pooled["recall_by_type"]["stuck"]["recall"] == 1.0 and pooled["recall_by_type"]["spike"]["recall"] == 0.0
     assert pooled["clean_time_in_alarm"] == pytest.approx(2 / (2 * 91))  # 96 samples less 3 labelled and 2 grace
     assert pooled["median_delay_samples"] == pytest.approx(1.0)
+
+
+def test_labels_without_any_alarm_score_f1_zero_with_precision_unknown() -> None:
+    report = run(labels((10, 12, "stuck", "bus", 3, "B3.V")), alarms())
+    assert report.precision is None and report.recall == 0.0 and report.f1 == 0.0
