@@ -21,7 +21,9 @@ Rules, in order:
    - overvoltage: the element, every voltage point and every generator point in its voltage
      zone (buses joined without crossing a transformer), and every transformer's points;
    - any other grid event (PV inverter trip, theft at a load, ...): the element, the points on
-     its feeder and the transformers' points, as for a line outage.
+     its feeder and the transformers' points, as for a line outage;
+   - a false-data injection on several points (`fdia`): also every attacked point, when the
+     scenario's `scenario.json` fault record lists them (`params.points`).
 
    Without a network the rule falls back to exact naming (point, or the element of the point),
    and the report says so in `notes`.
@@ -115,7 +117,10 @@ def _element(element_type: Any, element: Any) -> tuple[str, int] | None:
 class Topology:
     """Which points and elements physically see an element, from the network and the point list."""
 
-    def __init__(self, net: Any | None, points: pd.DataFrame | None) -> None:
+    def __init__(
+        self, net: Any | None, points: pd.DataFrame | None, attacked: dict[tuple[str, str], set[str]] | None = None
+    ) -> None:
+        self.attacked = attacked or {}  # (type, start ISO) → the points an injection falsified
         self.points = points if points is not None else pd.DataFrame(columns=["element_type", "element", "quantity"])
         self.net = net
         self.point_element: dict[str, tuple[str, int]] = {
@@ -232,6 +237,8 @@ class Topology:
                             points.add(p)
                 else:  # line outage and every other grid event: the feeder and the substation
                     elements |= self.elements_on(self.feeder(target)) | self.trafos()
+        start = pd.Timestamp(label.start).strftime("%Y-%m-%dT%H:%M:%SZ")
+        points |= self.attacked.get((kind, start), set())
         points |= {p for p, e in self.point_element.items() if e in elements}
         return points, elements
 
@@ -507,7 +514,13 @@ def evaluate_scenario(
     net = scenario.network() if with_network else None
     index = scenario.telemetry.index
     period = (index[0], index[-1] + pd.Timedelta(seconds=step)) if len(index) else None
-    return evaluate(labels, alarms, topology=Topology(net, scenario.points), period=period, config=config)
+    attacked = {
+        (str(f.get("type")), str(f.get("start"))): {str(p) for p in f.get("params", {}).get("points", [])}
+        for f in scenario.meta.get("faults", [])
+        if isinstance(f, dict) and isinstance(f.get("params"), dict) and f["params"].get("points")
+    }
+    topology = Topology(net, scenario.points, attacked)
+    return evaluate(labels, alarms, topology=topology, period=period, config=config)
 
 
 def pool(reports: list[Report]) -> dict[str, Any]:

@@ -188,3 +188,12 @@ def test_pooled_figures_of_two_periods_are_taken_over_every_event_and_day() -> N
 def test_labels_without_any_alarm_score_f1_zero_with_precision_unknown() -> None:
     report = run(labels((10, 12, "stuck", "bus", 3, "B3.V")), alarms())
     assert report.precision is None and report.recall == 0.0 and report.f1 == 0.0
+
+
+def test_an_injection_is_seen_by_the_points_it_falsified() -> None:
+    base = grid()
+    attacked = {("fdia", at(10).strftime("%Y-%m-%dT%H:%M:%SZ")): {"L2.I", "B4.V"}}
+    topo = Topology(base.net, base.points, attacked)
+    lab = labels((10, 20, "fdia", "bus", 3, ""))
+    assert run(lab, alarms((12, 13, "x", "L2.I", "", None)), topology=topo).found == 1
+    assert run(lab, alarms((12, 13, "x", "L2.I", "", None)), topology=base).found == 0
