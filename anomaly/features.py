@@ -114,7 +114,7 @@ def point_features(
     slow = max(day // 8, 1)
     step_scale = 1.4826 * _rolling_median(_shift(step, 1), day, min_periods=4, step=slow) / np.sqrt(2.0)
     step_scale = np.fmax(np.nan_to_num(step_scale, nan=0.0), sigma)
-    recent_med = _rolling_median(_shift(x, 1), recent)
+    recent_med = _rolling_median(_shift(raw, 1), recent)  # measured values only: no jump after a gap
     z_recent = np.nan_to_num((x - recent_med) / step_scale)
 
     # daily profile: the median of the same time of day on up to `history_days` previous days
