@@ -237,3 +237,19 @@ def test_train_stores_a_versioned_model_with_its_report(tmp_path: Path, capsys: 
     assert code == 0 and last_json(out)["model"] == "lab/v1", err
     code, _, err = run(capsys, *train_cmd, "--set", "no_such=1")
     assert code == 2 and "no_such" in err and "physics" in err
+
+
+def test_shipped_default_model_loads_and_scores_a_grid_it_never_saw(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Fails when the pipeline changes so that the shipped model no longer loads: retrain it then."""
+    data = make_scenario(tmp_path / "s", extra_point="L0.I")
+    empty = tmp_path / "no-registry"
+    code, out, err = run(
+        capsys, "anomaly", "detect", "--data", str(data), "--out", str(tmp_path / "a.csv"), "--registry", str(empty)
+    )
+    assert code == 0, err
+    assert last_json(out)["model"] == "default/v1"
+    assert read_alarms(tmp_path / "a.csv").columns.tolist() == ALARMS_COLUMNS
+    code, out, _ = run(capsys, "anomaly", "models", "--registry", str(empty))
+    assert [m["model"] for m in last_json(out)["models"]] == ["default/v1"] and last_json(out)["models"][0]["deployed"]
