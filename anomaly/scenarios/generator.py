@@ -80,6 +80,11 @@ def load_source(grid: str) -> tuple[Any, dict[tuple[str, str], pd.DataFrame], st
 
     path = Path(grid)
     if path.suffix.lower() == ".json" or path.exists():
+        if not path.is_file():
+            raise ScenarioError(
+                f"--grid {grid}: no such file (working directory {Path.cwd()}); give a network saved with "
+                "pandapower.to_json, or a SimBench code such as 1-MV-rural--1-sw"
+            )
         data = load_grid(NetworkConfig(simbench_code=None, file=path))
     else:
         data = load_grid(NetworkConfig(simbench_code=grid))
@@ -220,10 +225,10 @@ def draw_faults(
         length = max(1, min(length, last - first + 1))
         start = int(rng.integers(first, last - length + 2))
         if kind.start_hours is not None:
-            day = (start - first) // int(24 * steps_per_hour)
+            day = start // int(24 * steps_per_hour)  # step 0 is midnight UTC of --start-day
             hour = int(rng.integers(kind.start_hours[0], kind.start_hours[1] + 1))
-            start = first + int((day * 24 + hour) * steps_per_hour)
-            if start + length - 1 > last:
+            start = int((day * 24 + hour) * steps_per_hour)
+            if start < first or start + length - 1 > last:
                 continue
         end = start + length - 1
         fault = kind.draw(ctx, rng, start, end)
@@ -382,6 +387,10 @@ def generate(
     t0 = time.perf_counter()
     if params.days <= 0 or params.step_minutes <= 0:
         raise ScenarioError(f"--days ({params.days}) and --step-minutes ({params.step_minutes}) must be positive")
+    registry = fault_kinds()
+    unknown = sorted(set(params.kinds) - set(registry))
+    if unknown:
+        raise ScenarioError(f"--kinds: unknown fault kind(s) {unknown}; choose from {', '.join(sorted(registry))}")
     net, raw_profiles, note = load_source(params.grid)
     notes = [note] if note else []
     n_steps = int(round(params.days * 24 * 60 / params.step_minutes))
@@ -414,10 +423,6 @@ def generate(
         nominal_load_p=operator.load.p_mw.copy(),
         nominal_sgen_p=operator.sgen.p_mw.copy(),
     )
-    registry = fault_kinds()
-    unknown = sorted(set(params.kinds) - set(registry))
-    if unknown:
-        raise ScenarioError(f"unknown fault kind(s) {unknown}; choose from {sorted(registry)}")
     kinds = {name: cls() for name, cls in registry.items() if not params.kinds or name in params.kinds}
     bounds = _split_bounds(n_steps)
     faults: list[Fault] = []
