@@ -193,13 +193,21 @@ def _visit(port: int, page_name: str) -> tuple[bool, str]:
             request = BackMsg()
             request.rerun_script.page_name = page_name
             await ws.send(request.SerializeToString())
-            while True:
+            not_found, heading = False, ""
+            while True:  # to the end of the run: "page not found" may come before or after a heading
                 msg = ForwardMsg()
                 msg.ParseFromString(await asyncio.wait_for(ws.recv(), 120))
-                if msg.WhichOneof("type") == "page_not_found":
-                    return True, ""
-                if msg.WhichOneof("type") == "delta" and msg.delta.new_element.WhichOneof("type") == "heading":
-                    return False, msg.delta.new_element.heading.body
+                kind = msg.WhichOneof("type")
+                if kind == "page_not_found":
+                    not_found = True
+                elif kind == "delta" and msg.delta.new_element.WhichOneof("type") == "heading" and not heading:
+                    heading = msg.delta.new_element.heading.body
+                elif (  # a whole run of the page (not a rerun cut short, not a fragment's run)
+                    kind == "script_finished"
+                    and msg.script_finished == ForwardMsg.FINISHED_SUCCESSFULLY
+                    and (not_found or heading)
+                ):
+                    return not_found, "" if not_found else heading
 
     return asyncio.run(visit())
 
