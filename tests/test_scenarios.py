@@ -226,3 +226,19 @@ def test_command_names_a_missing_grid_file_and_an_unknown_fault_kind(tmp_path, c
     err = capsys.readouterr().err
     assert "meteor" in err and "stuck" in err and "line_outage" in err
     assert not (tmp_path / "train").exists()
+
+
+def test_pv_surplus_raises_the_feeder_voltage_past_its_drawn_target(tmp_path):
+    def choose(ctx) -> list[Fault]:
+        head = next(h for h, sgens in ctx.feeder_pv.items() if sgens)
+        params = {"feeder_head": head, "factor": 2.0, "target_vm_pu": 1.06, "max_vm_pu": 0.0}
+        return [Fault("overvoltage", 36, 44, "bus", 0, params=params)]  # 09:00-11:00, train split
+
+    result = generate(ScenarioParams(grid=LV, days=1, seed=2), tmp_path, choose_faults=choose)
+    fault = result.faults[0]
+    assert fault.params["max_vm_pu"] >= 1.06 and fault.params["factor"] > 2.0
+    scen = read_scenario(tmp_path / "train")
+    label = scen.labels.iloc[0]
+    assert (label.type, label.element_type, label.element) == ("overvoltage", "bus", fault.element)
+    volts = scen.telemetry[[p for p in scen.points.index if p.endswith("v_pu")]]
+    assert volts.loc[label.start : label.end].max().max() > volts.loc[: label.start].iloc[:-1].max().max() + 0.01

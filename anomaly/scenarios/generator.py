@@ -313,22 +313,26 @@ def simulate(
         warm = step > 0 and active_ids == previous  # same topology: isolated buses stay isolated
         _runpp(net, step, times, [f for f, _k in active], warm)
         previous = active_ids
-        for fault, kind in active:
-            kind.observe(fault, net, ctx)
+        for _again in range(6):
+            if not any([kind.observe(fault, net, ctx) for fault, kind in active]):
+                break
+            for fault, kind in active:
+                kind.apply(fault, net, ctx)
+            _runpp(net, step, times, [f for f, _k in active], True)
         if step in record:
             va = np.deg2rad(net.res_bus.va_degree.to_numpy())
             voltages[step] = np.nan_to_num(net.res_bus.vm_pu.to_numpy() * np.exp(1j * va))
         for table, col, pos, _elements in columns:
             values = getattr(net, table)[col].to_numpy()[res_positions[(table, col)]]
             out[step, pos] = np.nan_to_num(values, nan=0.0)  # a de-energised meter reads zero
-        for pos, t in temp_rows:
+        for temp_pos, t in temp_rows:
             model = thermal[t]
             factor = 1.0
             for fault, kind in active:
                 factor *= kind.rise_factor(fault, t)
             model.rated_rise_k = rated_rise * factor
             loading = float(np.nan_to_num(net.res_trafo.at[t, "loading_percent"])) / 100.0
-            out[step, pos] = model.step(loading, float(ambient[step]), ctx.step_minutes)
+            out[step, temp_pos] = model.step(loading, float(ambient[step]), ctx.step_minutes)
         if progress is not None:
             progress(step + 1, n_steps)
     return out
@@ -431,7 +435,7 @@ def generate(
     if choose_faults is not None:
         faults = sorted(choose_faults(ctx), key=lambda f: (f.start, f.kind, f.element))
         kinds = {name: cls() for name, cls in registry.items()}
-    events = [(f, kinds[f.kind]) for f in faults if isinstance(kinds[f.kind], GridEvent)]
+    events = [(f, k) for f in faults if isinstance(k := kinds[f.kind], GridEvent)]
     ctx.extra["record_steps"] = {
         s for f in faults if isinstance(kinds[f.kind], InjectionAttack) for s in range(f.start, f.end + 1)
     }

@@ -98,8 +98,10 @@ class GridEvent(FaultKind):
     def apply(self, fault: Fault, net: Any, ctx: GridContext) -> None:
         """Change the network for one step of the window (the generator resets it every step)."""
 
-    def observe(self, fault: Fault, net: Any, ctx: GridContext) -> None:
-        """Look at the solved power flow of a step in the window (e.g. to name the worst bus)."""
+    def observe(self, fault: Fault, net: Any, ctx: GridContext) -> bool:
+        """Look at the solved power flow of a step in the window (e.g. to name the worst bus);
+        True asks for the step to be solved again after `apply` (an event that calibrates itself)."""
+        return False
 
     def rise_factor(self, fault: Fault, trafo: int) -> float:
         """Multiplier of a transformer's rated top-oil rise during the window (1: normal cooling)."""
