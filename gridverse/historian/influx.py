@@ -26,7 +26,7 @@ from influxdb_client.service.write_service import WriteService
 
 from gridverse.config import InfluxConfig
 from gridverse.historian.base import Historian, HistorianError, HistorianRejected
-from gridverse.historian.lineproto import to_line, to_lines
+from gridverse.historian.lineproto import to_lines
 from gridverse.points import Record
 
 #: The store refused the data itself; 429 and 5xx (overload, outage) and 401/403/404 (credentials,
@@ -35,10 +35,6 @@ _REJECTED_STATUS = {400, 413, 422}
 
 #: gzip level of write bodies: level 1 gives most of the size gain for a fraction of level 9's CPU
 GZIP_LEVEL = 1
-
-
-def to_line_protocol(record: Record) -> str:
-    return to_line(record)
 
 
 def _quote_ident(name: str) -> str:
