@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,7 +16,7 @@ from gridverse.config import (
     Measurand,
     ProfilePoint,
     SensorConfig,
-    Settings,
+    SimulatorConfig,
 )
 
 
@@ -59,16 +60,17 @@ class FaultState:
 class Instruments:
     """Turns each simulation step into readings for every device point and sensor."""
 
-    settings: Settings
+    simulator: SimulatorConfig
+    sensors: Sequence[SensorConfig]
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(11))
     oil: dict[str, TopOilModel] = field(default_factory=dict)
     faults: list[FaultState] = field(default_factory=list)
     elapsed_s: float = 0.0
 
     def __post_init__(self) -> None:
-        self.rng = np.random.default_rng(self.settings.simulator.seed + 1)
-        self.faults = [FaultState(f) for f in self.settings.simulator.faults]
-        self.oil = {s.name: TopOilModel() for s in self.settings.site.sensors}
+        self.rng = np.random.default_rng(self.simulator.seed + 1)
+        self.faults = [FaultState(f) for f in self.simulator.faults]
+        self.oil = {s.name: TopOilModel() for s in self.sensors}
 
     def _active_faults(self, device: str, point: str | None = None) -> list[FaultState]:
         return [
@@ -97,7 +99,7 @@ class Instruments:
         return value
 
     def _noise(self, value: float, accuracy_class: float) -> float:
-        if not self.settings.simulator.noise:
+        if not self.simulator.noise:
             return value
         sigma = accuracy_class / 100.0 * max(abs(value), 1.0) / 3.0
         return value + float(self.rng.normal(0.0, sigma))
@@ -114,7 +116,7 @@ class Instruments:
     def read_sensor(self, truth: Truth, sensor: SensorConfig, dt_sim_min: float) -> dict[str, tuple[float, str]]:
         """An IoT sensor's points: name → (value, unit)."""
         hour = truth.sim_time.hour + truth.sim_time.minute / 60.0
-        ambient = ambient_temperature(self.settings.simulator.ambient_c, hour)
+        ambient = ambient_temperature(self.simulator.ambient_c, hour)
         loading = float(truth.res_trafo.loading_percent.loc[sensor.element.index]) / 100.0
         oil = self.oil[sensor.name].step(loading, ambient, dt_sim_min)
         readings = {

@@ -27,7 +27,7 @@ class FieldSimulator:
     def __init__(self, settings: Settings, truth_store: Historian | None = None) -> None:
         self.settings = settings
         self.truth_store = truth_store
-        self.instruments = Instruments(settings)
+        self.instruments = Instruments(settings.simulator, settings.site.sensors)
         self.images: dict[str, DeviceImage] = {}
         self.servers: list[RtuServer] = []
         self.sim: GridSimulator | None = None

@@ -16,6 +16,7 @@ from pathlib import Path
 from gridverse.config import Settings
 from gridverse.historian import Historian
 from gridverse.watchdog import DEFAULT_MISSES, Watchdog, Worker, in_daemon_thread
+from inspection.config import AssetConfig, InspectionConfig
 from inspection.state import AssetState, asset_states
 
 log = logging.getLogger(__name__)
@@ -34,15 +35,18 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _serve(settings: Settings, jobs: mp.Queue, results: mp.Queue, parent: int) -> None:
+def _serve(
+    cfg: InspectionConfig | None, assets: dict[str, list[AssetConfig]], jobs: mp.Queue, results: mp.Queue, parent: int
+) -> None:
     # A terminal's Ctrl-C reaches the whole process group; the stack stops this process in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_parent(parent)
     try:
         from inspection.render import _renderer, render_substation
 
-        assert settings.inspection is not None
-        _renderer(settings.inspection.width, settings.inspection.height)  # warm up before jobs
+        if cfg is None:
+            raise ValueError("the configuration has no `inspection` section: nothing to render")
+        _renderer(cfg.width, cfg.height)  # warm up before jobs
     except Exception as exc:
         results.put(("error", f"renderer cannot start: {type(exc).__name__}: {exc}"))
         return
@@ -51,8 +55,7 @@ def _serve(settings: Settings, jobs: mp.Queue, results: mp.Queue, parent: int) -
     while (job := jobs.get()) is not None:
         substation, states, path = job
         try:
-            assets = settings.assets.get(substation, [])
-            image = render_substation(settings.inspection, assets, substation, states, Path(path))
+            image = render_substation(cfg, assets.get(substation, []), substation, states, Path(path))
             results.put(("ok", str(image)))
         except Exception as exc:  # reported to the caller, which logs it
             results.put(("error", f"{type(exc).__name__}: {exc}"))
@@ -63,8 +66,11 @@ class RenderError(Exception):
 
 
 class RenderWorker:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    """The long-lived render process: one Open3D renderer for the life of the process."""
+
+    def __init__(self, cfg: InspectionConfig | None, assets: dict[str, list[AssetConfig]]) -> None:
+        self.cfg = cfg
+        self.assets = assets
         self._ctx = mp.get_context("spawn")
         self._process: mp.process.BaseProcess | None = None
         self._stopping = False
@@ -80,7 +86,7 @@ class RenderWorker:
         self._results: mp.Queue = self._ctx.Queue()
         self._process = self._ctx.Process(
             target=_serve,
-            args=(self.settings, self._jobs, self._results, os.getpid()),
+            args=(self.cfg, self.assets, self._jobs, self._results, os.getpid()),
             name="gridverse-render",
             daemon=True,
         )
@@ -146,7 +152,7 @@ class RenderService:
     def __init__(self, settings: Settings, historian: Historian) -> None:
         self.settings = settings
         self.historian = historian
-        self.renderer = RenderWorker(settings)
+        self.renderer = RenderWorker(settings.inspection, settings.assets)  # spawned only with a section
         self.rendered: list[str] = []
         self.worker = Worker("inspection render", logger=log)
         self._stop = threading.Event()

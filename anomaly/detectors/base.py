@@ -12,7 +12,7 @@ from gridverse.points import Point
 from gridverse.schema import Alarm, placements
 
 if TYPE_CHECKING:
-    from gridverse.config import Settings
+    from gridverse.config import Settings, SiteConfig
 
 
 class Residual(NamedTuple):
@@ -55,12 +55,12 @@ class Snapshot:
         violations: Sequence[Violation | tuple[str, str, float, float]] = (),
     ) -> Snapshot:
         """A snapshot for the configured site (its devices and sensors give the substations)."""
-        return cls(points, history or {}, residuals, violations, substation_of(settings))
+        return cls(points, history or {}, residuals, violations, substation_of(settings.site))
 
 
-def substation_of(settings: Settings) -> dict[str, str]:
+def substation_of(site: SiteConfig) -> dict[str, str]:
     """Device or sensor name → its substation, for every device and sensor of the site."""
-    return {name: at.substation for name, at in placements(settings.site).items()}
+    return {name: at.substation for name, at in placements(site).items()}
 
 
 @runtime_checkable
