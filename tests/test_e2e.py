@@ -4,6 +4,7 @@ detectors → render → UI."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,8 @@ def _with_fault(doc: dict) -> None:
         {"kind": "spike", "device": "T2-oil", "point": "YPTR1.TmpOil", "start_s": 8, "magnitude": 80}
     ]
     doc["inspection"]["every_s"] = 5
+    # a small frame: Open3D on Mesa's CPU renderer takes tens of seconds for the full 800x500 here
+    doc["inspection"].update(width=200, height=125)
 
 
 def _overview_app() -> None:
@@ -58,6 +61,11 @@ def test_stack_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
             await stack.start()
             try:
                 await asyncio.sleep(RUN_SECONDS)
+                # Open3D on Mesa's CPU renderer takes tens of seconds a frame on a busy 2-core machine:
+                # the stack keeps running until its first render is written (or 240 s more)
+                deadline = time.monotonic() + 240.0
+                while stack.renderer is not None and not stack.renderer.rendered and time.monotonic() < deadline:
+                    await asyncio.sleep(1.0)
             finally:
                 await stack.stop()
             return stack
