@@ -182,31 +182,31 @@ def read_telemetry(path: Path, points: pd.DataFrame) -> tuple[pd.DataFrame, list
     return wide, notes
 
 
-def read_labels(path: Path) -> pd.DataFrame:
-    """`labels.csv`: fault windows with their type and target (start ≤ end, UTC)."""
+def _read_windows(path: Path, columns: list[str]) -> pd.DataFrame:
+    """A CSV of time windows (labels or alarms): UTC start/end, element as a nullable integer."""
     if not path.exists():
         raise DatasetError(f"{path}: not found")
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    _require_columns(frame, path, LABELS_COLUMNS)
+    _require_columns(frame, path, columns)
     frame["start"] = _utc_times(frame.start, path, "start")
     frame["end"] = _utc_times(frame.end, path, "end")
+    frame["element"] = pd.to_numeric(frame.element.replace("", None), errors="coerce").astype("Int64")
+    return frame
+
+
+def read_labels(path: Path) -> pd.DataFrame:
+    """`labels.csv`: fault windows with their type and target (start ≤ end, UTC)."""
+    frame = _read_windows(path, LABELS_COLUMNS)
     backwards = frame.end < frame.start
     if backwards.any():
         i = int(np.flatnonzero(backwards.to_numpy())[0])
         raise DatasetError(f"{path}: row {_row(i)}, column end: the window ends before it starts")
-    frame["element"] = pd.to_numeric(frame.element.replace("", None), errors="coerce").astype("Int64")
     return frame[LABELS_COLUMNS]
 
 
 def read_alarms(path: Path) -> pd.DataFrame:
     """`alarms.csv` as detectors write it (score: higher = more anomalous)."""
-    if not path.exists():
-        raise DatasetError(f"{path}: not found")
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    _require_columns(frame, path, ALARMS_COLUMNS)
-    frame["start"] = _utc_times(frame.start, path, "start")
-    frame["end"] = _utc_times(frame.end, path, "end")
-    frame["element"] = pd.to_numeric(frame.element.replace("", None), errors="coerce").astype("Int64")
+    frame = _read_windows(path, ALARMS_COLUMNS)
     frame["score"] = pd.to_numeric(frame.score.replace("", None), errors="coerce")
     return frame[ALARMS_COLUMNS]
 

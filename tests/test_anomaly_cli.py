@@ -214,7 +214,6 @@ def test_evaluate_without_a_scenario_says_it_matched_by_names_only(
 
 
 def test_train_stores_a_versioned_model_with_its_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("anomaly.pipeline", reason="A2's LabPipeline has not landed yet")
     train = make_scenario(tmp_path / "set" / "train", spike_at=40)
     make_scenario(tmp_path / "set" / "validation", spike_at=100)
     registry = tmp_path / "models"
