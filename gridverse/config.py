@@ -24,6 +24,7 @@ from gateway.config import (
     SpoolConfig,
 )
 from gridmodel.config import EstimatorKind, NetworkConfig, TwinConfig
+from gridverse.audit.config import AuditConfig
 from gridverse.configbase import Port, ReadableFile, Strict
 from gridverse.elements import ElementKind, ElementRef, Measurand
 from inspection.config import AssetConfig, AssetKind, InspectionConfig
@@ -221,6 +222,7 @@ class Settings(Strict):
         default_factory=dict, description="per substation name, from configs/assets.yaml"
     )
     ui: UiConfig = UiConfig()
+    audit: AuditConfig = AuditConfig()
 
     @model_validator(mode="after")
     def _references(self, info: ValidationInfo) -> Settings:
