@@ -24,6 +24,7 @@ from gateway.config import (
     SpoolConfig,
 )
 from gridmodel.config import EstimatorKind, NetworkConfig, TwinConfig
+from gridverse.auth.config import AuthConfig
 from gridverse.audit.config import AuditConfig
 from gridverse.configbase import Port, ReadableFile, Strict
 from gridverse.elements import ElementKind, ElementRef, Measurand
@@ -222,6 +223,7 @@ class Settings(Strict):
         default_factory=dict, description="per substation name, from configs/assets.yaml"
     )
     ui: UiConfig = UiConfig()
+    auth: AuthConfig = AuthConfig()
     audit: AuditConfig = AuditConfig()
 
     @model_validator(mode="after")

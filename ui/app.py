@@ -1,5 +1,6 @@
 """gridverse UI: `streamlit run ui/app.py [-- --config PATH]` (the demo starts it for you, with the
-`--config` it was given)."""
+`--config` it was given). Nobody sees a page before signing in; a signed-in user is offered only
+the pages their role permits (`ui/views/PAGES`, `ui/signin.py`)."""
 
 from __future__ import annotations
 
@@ -14,17 +15,43 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 if "--config" in sys.argv[1:-1]:  # the pages load GRIDVERSE_CONFIG (ui/data.py: load_settings())
     os.environ["GRIDVERSE_CONFIG"] = str(Path(sys.argv[sys.argv.index("--config", 1) + 1]).resolve())
 
+from ui import signin
 from ui.views import PAGES
 
 st.set_page_config(page_title="gridverse", layout="wide")
-pages = [st.Page(p.render, title=p.title, icon=p.icon, url_path=p.url_path) for p in PAGES]
-sections: dict[str, list] = {}
-for spec, page in zip(PAGES, pages, strict=True):
-    sections.setdefault(spec.section, []).append(page)
-# Streamlit serves its default page only at the root URL (`/overview` would be "Page not found"),
-# so the default is a hidden page that opens the first one at its own URL.
-root = st.Page(
-    lambda: st.switch_page(pages[0]), title=PAGES[0].title, url_path="start", default=True, visibility="hidden"
-)
-sections.setdefault(PAGES[0].section, []).insert(0, root)
-st.navigation(sections).run()
+user = signin.current_user()
+if user is None:
+    # Signed out: every URL (a page's too) shows the sign-in form; after signing in, the same URL
+    # opens its page, so a deep link survives the sign-in.
+    form = st.Page(signin.sign_in_page, title="Sign in", url_path="signin", default=True)
+    at_pages = [
+        st.Page(signin.sign_in_page, title="Sign in", url_path=p.url_path, visibility="hidden")
+        for p in PAGES
+        if p.url_path != "signin"
+    ]
+    st.navigation([form, *at_pages], position="hidden").run()
+else:
+    signin.sidebar(user)
+    permitted = [p for p in PAGES if user.can(p.permission)]
+    if not permitted:
+
+        def nothing() -> None:
+            st.title("Nothing to show")
+            st.info(f"The role {user.role.value} has no page in this console; sign out below.")
+
+        pages = [st.Page(nothing, title="Nothing to show", url_path="nothing")]
+    else:
+        pages = [st.Page(p.render, title=p.title, icon=p.icon, url_path=p.url_path) for p in permitted]
+    sections: dict[str, list] = {}
+    for spec, page in zip(permitted or [None], pages, strict=True):
+        sections.setdefault(spec.section if spec else "", []).append(page)
+    # Streamlit serves its default page only at the root URL (`/overview` would be "Page not found"),
+    # so the default is a hidden page that opens the first one at its own URL; the sign-in URL does
+    # the same once signed in.
+    first = pages[0]
+    for url_path, default in (("start", True), ("signin", False)):
+        redirect = st.Page(
+            lambda: st.switch_page(first), title=first.title, url_path=url_path, default=default, visibility="hidden"
+        )
+        next(iter(sections.values())).insert(0, redirect)
+    st.navigation(sections).run()
