@@ -154,14 +154,25 @@ def cmd_gateway_write(args: argparse.Namespace) -> int:
     import logging
 
     from gateway.writes import WriteError, WriteRefused, write_point
+    from gridverse.audit.actions import audit_cli, point_value_now
 
     settings = _settings(args)
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # our one-line error says it all
+    target, before = f"{args.device}/{args.point}", {"value": point_value_now(settings, args.device, args.point)}
+
+    def audit(outcome: str) -> None:
+        after = {"value": args.value, "outcome": outcome}
+        audit_cli(settings, "device.write", target, before=before, after=after, reason=args.reason)
+
+    audit("requested")  # BEFORE acting: when the entry cannot be written this raises, and nothing is written
     try:
         written = asyncio.run(write_point(settings, args.device, args.point, args.value))
     except WriteError as exc:
-        print(f"write {'refused' if isinstance(exc, WriteRefused) else 'failed'}: {exc}", file=sys.stderr)
+        outcome = f"{'refused' if isinstance(exc, WriteRefused) else 'failed'}: {exc}"
+        audit(outcome)
+        print(f"write {outcome}", file=sys.stderr)
         return exc.exit_code
+    audit("written, read back")
     print(f"wrote {args.device}/{args.point} = {args.value} ({written}), read back")
     return 0
 
@@ -182,8 +193,11 @@ def cmd_twin_n1(args: argparse.Namespace) -> int:
 
     from gridmodel.contingency import n_minus_1
     from gridmodel.network import apply_profiles, load_grid, profile_values
+    from gridverse.audit.actions import audit_cli
 
     settings = _settings(args)
+    network = str(settings.site.network.file or settings.site.network.simbench_code)
+    audit_cli(settings, "twin.n1", network, after={"at": args.at, "top": args.top})
     grid = load_grid(settings.site.network)
     if grid.profiles and args.at is not None:
         apply_profiles(grid.net, profile_values(grid.profiles, pd.Timestamp(args.at, tz="UTC")))
@@ -252,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     gateway_write.add_argument("device")
     gateway_write.add_argument("point")
     gateway_write.add_argument("value", type=float)
+    gateway_write.add_argument("--reason", default="", help="why (kept in the audit record)")
     gateway_write.set_defaults(func=cmd_gateway_write)
     twin = sub.add_parser("twin", help="the grid twin: live loop, replay of a past moment, N-1")
     twin_sub = twin.add_subparsers(dest="action", required=True)
@@ -271,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     from anomaly.scenarios.cli import add_scenarios_command
 
     add_scenarios_command(add_anomaly_commands(sub))
+    from gridverse.audit.cli import add_audit_commands
+
+    add_audit_commands(sub)
     return parser
 
 

@@ -24,6 +24,7 @@ def config_dir(tmp: Path, mutate=None) -> Path:
     doc["historian"]["path"] = str(tmp / "gridverse.db")
     doc.setdefault("gateway", {})["spool"] = {"path": str(tmp / "spool.db")}
     doc["inspection"]["output_dir"] = str(tmp / "render")
+    doc["audit"] = {"path": str(tmp / "audit" / "audit.jsonl"), "key_path": str(tmp / "audit" / "audit.key")}
     if mutate is not None:
         mutate(doc)
     main.write_text(yaml.safe_dump(doc, sort_keys=False))

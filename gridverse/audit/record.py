@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import math
 import os
 import re
 import threading
@@ -150,12 +151,20 @@ def _utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _finite(value: Any) -> Any:
+    """NaN and infinities as the strings "nan", "inf", "-inf" (JSON has no such numbers)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _plain(value: Any, where: str) -> Any:
-    """`value` as plain JSON (what it will read back as), refusing secrets and non-finite numbers."""
-    try:
-        plain = json.loads(json.dumps(value, default=str, allow_nan=False))
-    except ValueError:
-        raise ValueError(f"audit {where}: NaN or infinite numbers cannot be recorded; give a finite value") from None
+    """`value` as plain JSON (what it will read back as), refusing secrets."""
+    plain = json.loads(json.dumps(_finite(value), default=str))
     _refuse_secrets(plain, where)
     return plain
 

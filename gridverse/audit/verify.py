@@ -94,7 +94,12 @@ def verify_record(path: Path, *, trusted_key_id: str | None = None) -> VerifyRep
     path = Path(path)
     report = VerifyReport(path=path.resolve())
     if not path.exists():
-        report.problems.append(Problem(f"no audit record at {path} (deleted, or audit.path points elsewhere)"))
+        if public_key_path(path).exists() or checkpoints_path(path).exists():
+            report.problems.append(Problem(f"no audit record at {path}, but its checkpoints or key remain: deleted"))
+        else:
+            report.problems.append(
+                Problem(f"no audit record at {path} (nothing recorded yet, or audit.path / --path points elsewhere)")
+            )
         return report
     lines, cut = _load_lines(path)
     hash_at: dict[int, str] = {}
