@@ -1,27 +1,40 @@
-"""Each asset's state, read from the historian, and the colour it is drawn in."""
+"""Each piece of equipment's live state and values, read from the historian, and its colour.
+
+An equipment's data comes from its own device and from the sensors that monitor it: a sensor
+in the same substation and bay as the equipment's device, on the same network element, or
+named after it (`T2-oil` monitors `T2`). So an alarm on the T2 oil sensor puts the T2
+transformer in alarm, not only the sensor. Equipment nobody measures is `unknown`, never a
+believable `normal`. Transformers also get the IEC 60076-7 hot-spot temperature and ageing rate
+from the twin's loading and the measured top oil (`inspection/thermal.py`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from gridverse.config import SiteConfig
-from gridverse.elements import ElementKind
+from gridverse.elements import ElementKind, ElementRef
 from gridverse.historian import Historian
 from gridverse.points import Point, Quality
-from gridverse.schema import ALARM, TELEMETRY, TWIN_BRANCH, placements
-from inspection.config import AssetConfig
+from gridverse.schema import ALARM, TELEMETRY, TWIN_BRANCH, TWIN_BUS, TWIN_CYCLE, placements
+from inspection.config import AssetConfig, AssetKind
+from inspection.thermal import HOT_SPOT_LIMIT_C, ONAN, ageing_rate, hot_spot_from_top_oil, steady_hot_spot
 
 Rgb = tuple[float, float, float]
+
+#: Ambient assumed for a hot spot when no top-oil temperature is measured (IEC 60076-7's 20 °C).
+DEFAULT_AMBIENT_C = 20.0
 
 
 class AssetState(StrEnum):
     NORMAL = "normal"
-    WARNING = "warning"  # loaded: at or above its kind's warning loading (gridverse.schema, 50 %)
+    WARNING = "warning"  # loaded (≥ its kind's warning loading, gridverse.schema), or hot spot over its limit
     OVERLOADED = "overloaded"  # at or above its kind's alarm loading (80 %)
-    ALARM = "alarm"  # an active alarm names the device
-    OPEN = "open"  # breaker open
-    UNKNOWN = "unknown"  # no data or the device does not answer
+    ALARM = "alarm"  # an active alarm names its device or a sensor that monitors it
+    OPEN = "open"  # breaker or switch open
+    DEENERGISED = "de-energised"  # the twin's latest estimate has no voltage or flow for its element
+    UNKNOWN = "unknown"  # no data, the device does not answer, or nothing measures it
 
 
 COLOURS: dict[AssetState, Rgb] = {
@@ -30,14 +43,140 @@ COLOURS: dict[AssetState, Rgb] = {
     AssetState.OVERLOADED: (0.90, 0.12, 0.10),
     AssetState.ALARM: (0.90, 0.12, 0.10),
     AssetState.OPEN: (0.35, 0.35, 0.40),
+    AssetState.DEENERGISED: (0.15, 0.20, 0.45),
     AssetState.UNKNOWN: (0.70, 0.30, 0.80),
 }
 
 
-def asset_states(
-    site_config: SiteConfig, assets: Sequence[AssetConfig], historian: Historian, substation: str, since_ns: int
-) -> dict[str, AssetState]:
-    """Each asset's state: alarm, no data, open, or how loaded its branch is (its kind's thresholds)."""
+@dataclass(frozen=True)
+class ActiveAlarm:
+    """An active alarm as the historian holds it (rule, where, how urgent, what it said)."""
+
+    rule: str
+    device: str
+    point: str
+    severity: str
+    message: str
+    value: float | None
+    time_ns: int
+
+
+@dataclass(frozen=True)
+class EquipmentLive:
+    """One equipment's state, why, and the live values a technician compares against."""
+
+    asset: str
+    kind: AssetKind
+    state: AssetState
+    reasons: tuple[str, ...] = ()
+    values: dict[str, float] = field(default_factory=dict)  # "T2/MMXU1.TotW", "loading_percent", "hot_spot_c"…
+    alarms: tuple[ActiveAlarm, ...] = ()
+    devices: tuple[str, ...] = ()  # its device first, then the sensors that monitor it
+    time_ns: int | None = None  # newest value's time
+
+    @property
+    def hot_spot_c(self) -> float | None:
+        return self.values.get("hot_spot_c")
+
+    @property
+    def ageing_rate(self) -> float | None:
+        return self.values.get("ageing_rate")
+
+
+def monitoring_sensors(site: SiteConfig, substation: str, device: str | None, bay: str | None = None) -> list[str]:
+    """The site's sensors that monitor `device` (or bay `bay`) in `substation`: same bay, same
+    network element, or named `<device>-…`."""
+    dev_bay, dev_element = bay, None
+    for sub in site.substations:
+        for d in sub.devices:
+            if d.name == device and sub.name == substation:
+                dev_bay = dev_bay or d.bay
+                dev_element = d.element
+    out = []
+    for s in site.sensors:
+        if s.substation != substation or s.name == device:
+            continue
+        same_bay = bool(s.bay) and s.bay == dev_bay
+        same_element = dev_element is not None and (s.element.kind, s.element.index) == (
+            dev_element.kind,
+            dev_element.index,
+        )
+        named = device is not None and s.name.startswith(f"{device}-")
+        if same_bay or same_element or named:
+            out.append(s.name)
+    return out
+
+
+def active_alarms(historian: Historian, site: str) -> list[ActiveAlarm]:
+    """Every alarm whose latest record says active."""
+    out = []
+    for r in historian.latest(ALARM, tags={"site": site}):
+        if int(r.fields.get("active", 0)) != 1:
+            continue
+        value = r.fields.get("value")
+        out.append(
+            ActiveAlarm(
+                r.tags.get("rule", ""),
+                r.tags.get("device", ""),
+                r.tags.get("point", ""),
+                r.tags.get("severity", ""),
+                str(r.fields.get("message", "")),
+                None if value is None else float(value),
+                r.time_ns,
+            )
+        )
+    return out
+
+
+def elements_of(asset: AssetConfig, site: SiteConfig) -> list[ElementRef]:
+    """The network elements an asset stands for: its own (assets.yaml `element`), then its
+    device's (a breaker is a switch of the network and its device measures the feeder's line)."""
+    out: list[ElementRef] = []
+    own = getattr(asset, "element", None)
+    ref = own.ref() if hasattr(own, "ref") else own
+    if isinstance(ref, ElementRef):
+        out.append(ref)
+    where = placements(site)
+    placed = where[asset.device].element if asset.device in where else None
+    if placed is not None and all((e.kind, e.index) != (placed.kind, placed.index) for e in out):
+        out.append(placed)
+    return out
+
+
+def _twin_view(historian: Historian, site: str, since_ns: int) -> tuple[int | None, dict, dict]:
+    """The twin's latest branch loadings; the newest converged cycle's time, with the branches
+    and buses its estimate holds (a de-energised element is missing from them)."""
+    loading = {
+        (r.tags["kind"], int(r.tags["index"])): float(r.fields["loading_percent"])
+        for r in historian.latest(TWIN_BRANCH, tags={"site": site}, start_ns=since_ns)
+    }
+    cycles = [
+        r
+        for r in historian.latest(TWIN_CYCLE, tags={"site": site}, start_ns=since_ns)
+        if int(r.fields.get("converged", 0)) == 1
+    ]
+    if not cycles:
+        return None, {"loading": loading}, {}
+    t = cycles[0].time_ns
+    fresh = {
+        (r.tags["kind"], int(r.tags["index"]))
+        for r in historian.latest(TWIN_BRANCH, tags={"site": site}, start_ns=t, end_ns=t)
+    }
+    buses = {int(r.tags["bus"]) for r in historian.latest(TWIN_BUS, tags={"site": site}, start_ns=t, end_ns=t)}
+    return t, {"loading": loading, "fresh": fresh}, {"buses": buses}
+
+
+def live_states(
+    site_config: SiteConfig,
+    assets: Sequence[AssetConfig],
+    historian: Historian,
+    substation: str,
+    since_ns: int,
+    *,
+    ambient_c: float = DEFAULT_AMBIENT_C,
+) -> dict[str, EquipmentLive]:
+    """Each asset's state, the reasons for it and its live values, from the telemetry since
+    `since_ns`, the active alarms and the twin's latest estimate."""
     from inspection.equipment import equipment_kind  # the kinds import this module's states
 
     site = site_config.name
@@ -48,29 +187,104 @@ def asset_states(
     by_device: dict[str, list[Point]] = {}
     for p in points:
         by_device.setdefault(p.device, []).append(p)
-    alarms = historian.latest(ALARM, tags={"site": site})
-    alarmed = {r.tags["device"] for r in alarms if int(r.fields.get("active", 0)) == 1}
-    loading = {
-        (r.tags["kind"], int(r.tags["index"])): float(r.fields["loading_percent"])
-        for r in historian.latest(TWIN_BRANCH, tags={"site": site}, start_ns=since_ns)
-    }
-    where = placements(site_config)
-    states: dict[str, AssetState] = {}
+    alarms_by_device: dict[str, list[ActiveAlarm]] = {}
+    for a in active_alarms(historian, site):
+        alarms_by_device.setdefault(a.device, []).append(a)
+    cycle_t, branches, buses = _twin_view(historian, site, since_ns)
+    loading: dict = branches.get("loading", {})
+    out: dict[str, EquipmentLive] = {}
     for asset in assets:
-        if asset.device is None:
-            states[asset.name] = AssetState.NORMAL
-            continue
-        dev_points = by_device.get(asset.device, [])
-        if asset.device in alarmed:
+        elements = elements_of(asset, site_config)
+        branch = next((e for e in elements if e.kind in (ElementKind.LINE, ElementKind.TRAFO)), None)
+        modelled = [e for e in elements if e.kind in (ElementKind.BUS, ElementKind.LINE, ElementKind.TRAFO)]
+        bay = getattr(asset, "bay", None)
+        devices = (
+            [asset.device, *monitoring_sensors(site_config, substation, asset.device, bay)] if asset.device else []
+        )
+        if not devices and bay:
+            devices = monitoring_sensors(site_config, substation, None, bay)
+        dev_points = [p for d in devices for p in by_device.get(d, [])]
+        good = [p for p in dev_points if p.value is not None and p.quality in (Quality.GOOD, Quality.SUSPECT)]
+        values = {f"{p.device}/{p.name}": float(p.value) for p in good if p.value is not None}
+        alarms = tuple(a for d in devices for a in alarms_by_device.get(d, []))
+        reasons: list[str] = []
+        pct = None
+        if branch is not None:
+            pct = loading.get((branch.kind.value, branch.index))
+            if pct is not None:
+                values["loading_percent"] = pct
+        if asset.kind is AssetKind.TRANSFORMER or (branch is not None and branch.kind is ElementKind.TRAFO):
+            _thermal(values, good, pct, ambient_c)
+
+        kind = equipment_kind(asset.kind)
+        if alarms:
             state = AssetState.ALARM
-        elif not dev_points or all(p.quality is Quality.COMM_FAIL for p in dev_points):
+            reasons += [f"{a.severity} {a.rule} alarm on {a.device}/{a.point}: {a.message}" for a in alarms]
+        elif not devices and not modelled:
             state = AssetState.UNKNOWN
-        elif any(p.name.endswith("XCBR1.Pos") and p.value == 0.0 for p in dev_points):
+            reasons.append("nothing measures it: give it a device or a network element in assets.yaml")
+        elif devices and not good:
+            state = AssetState.UNKNOWN
+            silent = "no data" if not dev_points else "no valid reading (device silent or invalid)"
+            reasons.append(f"{silent} from {', '.join(devices)} since the window start")
+        elif any(p.name.endswith(("XCBR1.Pos", "XSWI1.Pos")) and p.value == 0.0 for p in good):
             state = AssetState.OPEN
+            reasons.append("breaker reads open")
+        elif cycle_t is not None and (dead := [e for e in modelled if _deenergised(e, branches, buses)]):
+            state = AssetState.DEENERGISED
+            where = ", ".join(f"{e.kind.value} {e.index}" for e in dead)
+            reasons.append(f"the twin's latest estimate has no voltage or flow on {where}")
+        elif not devices and cycle_t is None:
+            state = AssetState.UNKNOWN
+            reasons.append("no data: nothing measures it and the twin has no recent estimate")
         else:
-            state = AssetState.NORMAL
-            element = where[asset.device].element if asset.device in where else None
-            if element is not None and element.kind != ElementKind.BUS:
-                state = equipment_kind(asset.kind).loading_state(loading.get((element.kind.value, element.index)))
-        states[asset.name] = state
-    return states
+            state = kind.loading_state(pct)
+            if state is not AssetState.NORMAL and pct is not None:
+                reasons.append(f"loaded {pct:.0f} %")
+            hot = values.get("hot_spot_c")
+            if hot is not None and hot > HOT_SPOT_LIMIT_C and state is AssetState.NORMAL:
+                state = AssetState.WARNING
+            if hot is not None and hot > HOT_SPOT_LIMIT_C:
+                reasons.append(f"hot spot {hot:.0f} °C over the {HOT_SPOT_LIMIT_C:.0f} °C limit")
+        times = [p.time_ns for p in dev_points]
+        out[asset.name] = EquipmentLive(
+            asset.name,
+            asset.kind,
+            state,
+            tuple(reasons),
+            values,
+            alarms,
+            tuple(devices),
+            max(times) if times else None,
+        )
+    return out
+
+
+def _deenergised(element: ElementRef, branches: dict, buses: dict) -> bool:
+    if element.kind == ElementKind.BUS:
+        return element.index not in buses.get("buses", set())
+    if element.kind in (ElementKind.LINE, ElementKind.TRAFO):
+        return (element.kind.value, element.index) not in branches.get("fresh", set())
+    return False
+
+
+def _thermal(values: dict[str, float], good: list[Point], pct: float | None, ambient_c: float) -> None:
+    """Hot spot and ageing rate (IEC 60076-7) from the loading and the measured top oil."""
+    oil = next((float(p.value) for p in good if p.name.endswith("TmpOil") and p.value is not None), None)
+    if oil is not None:
+        values["top_oil_c"] = oil
+    if pct is None:
+        return
+    k = pct / 100.0
+    hot = hot_spot_from_top_oil(oil, k, ONAN) if oil is not None else steady_hot_spot(k, ambient_c, ONAN)
+    values["hot_spot_c"] = hot
+    values["ageing_rate"] = ageing_rate(hot)
+
+
+def asset_states(
+    site_config: SiteConfig, assets: Sequence[AssetConfig], historian: Historian, substation: str, since_ns: int
+) -> dict[str, AssetState]:
+    """Each asset's state alone (see `live_states` for the reasons and values)."""
+    return {
+        name: live.state for name, live in live_states(site_config, assets, historian, substation, since_ns).items()
+    }
