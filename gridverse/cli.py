@@ -76,6 +76,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"historian {settings.historian.path}); Ctrl-C stops",
             flush=True,
         )
+    if with_ui:
+        from gridverse.auth.demo_users import announce_demo_users
+
+        announce_demo_users(settings)  # one user per role, passwords printed once
     make = lambda: DemoStack(settings, with_ui=with_ui, config_path=args.config)  # noqa: E731
     summary = asyncio.run(run_stack(make, seconds=args.seconds))
     gc.freeze()  # exit without a last full collection over the networks' object graphs (seconds)
@@ -289,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gridverse.audit.cli import add_audit_commands
 
     add_audit_commands(sub)
+    from gridverse.auth.cli import add_users_commands
+
+    add_users_commands(sub)
     return parser
 
 

@@ -105,6 +105,12 @@ def sign_in_page() -> None:
     notice = st.session_state.pop(NOTICE_KEY, None)
     if notice:
         st.info(notice)
+    if not service().users.exists():
+        st.warning(
+            "No users yet. A security administrator creates them on the server: "
+            "`gridverse users add NAME --role ROLE` (roles: " + ", ".join(r.value for r in Role) + ")."
+        )
+    _oidc_form()
     with st.form("signin", clear_on_submit=True):
         name = st.text_input("User name", key="signin.user", autocomplete="username")
         password = st.text_input("Password", type="password", key="signin.password", autocomplete="current-password")
@@ -124,8 +130,47 @@ def sign_in_page() -> None:
         st.rerun()
 
 
+def start_session(name: str) -> str:
+    """A session for a user whose identity was established elsewhere (OIDC through `st.login`;
+    tests: `at.session_state[TOKEN_KEY] = start_session("operator")`). The user must exist and
+    be enabled in the users file, which gives the role; KeyError otherwise."""
+    user = service().users.get(name)
+    if user is None or user.disabled:
+        raise KeyError(f"no enabled user {name!r} in {service().users.path}; add it with `gridverse users add`")
+    return service().sessions.create(user.name, source())
+
+
+def _oidc_form() -> None:
+    """Sign-in through the identity provider (`auth.oidc`); its user name (preferred_username,
+    else e-mail) must be a user in the users file, which gives the role. Untested here: there is
+    no identity provider on this machine."""
+    oidc = service().config.oidc
+    if not oidc.enabled:
+        return
+    identity = st.user
+    if identity.get("is_logged_in"):
+        name = str(identity.get("preferred_username") or identity.get("email") or "(unnamed)")
+        user = service().users.get(name)
+        if user is None or user.disabled:
+            service().audit(name, "", "auth.signin_failed", name, source=source(), reason="oidc: no such enabled user")
+            st.error(f"{name} is known to the identity provider but not a console user; ask a security administrator.")
+            if st.button("Sign out of the identity provider", key="signin.oidc_out"):
+                st.logout()
+            return
+        st.session_state[TOKEN_KEY] = start_session(name)
+        service().audit(name, user.role.value, "auth.signin", name, source=source(), reason="oidc")
+        st.rerun()
+    if st.button("Sign in with the identity provider", key="signin.oidc"):
+        if oidc.provider:
+            st.login(oidc.provider)
+        else:
+            st.login()
+
+
 def sign_out() -> None:
     service().sign_out(st.session_state.pop(TOKEN_KEY, None), source=source())
+    if service().config.oidc.enabled and st.user.get("is_logged_in"):
+        st.logout()
 
 
 def sidebar(user: User) -> None:
