@@ -164,9 +164,9 @@ def test_copied_configs_with_a_new_site_fail_once_naming_each_file(tmp_path: Pat
     result = _cli(main, "config", "check")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     err = result.stderr
-    assert "3 problems" in err
-    assets_part = err.split(f"{main.parent / 'assets.yaml'}: 1 problem(s)")[1].split(f"{main}:")[0]
-    assert "primary: no substation 'primary'" in assets_part
+    assert "4 problems" in err
+    assets_part = err.split(f"{main.parent / 'assets.yaml'}: 2 problem(s)")[1].split(f"{main}:")[0]
+    assert "primary: no substation 'primary'" in assets_part and "ss20: no substation 'ss20'" in assets_part
     main_part = err.split(f"{main}: 2 problem(s)")[1]
     assert "inspection.substation: unknown substation 'primary'" in main_part
     assert "simulator.faults.0.device: unknown device or sensor 'T2-oil'" in main_part

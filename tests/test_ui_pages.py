@@ -178,7 +178,7 @@ def test_substation_page_shows_the_render_and_its_assets(env: Site) -> None:
     assert f"amber loaded ≥ {LOADING_WARNING_PERCENT:.0f} %" in caption
     assert f"loaded ≥ {LOADING_ALARM_PERCENT:.0f} %" in caption
     assets = at.dataframe[0].value
-    assert len(assets) == 14 and "PRIM/T2/YPTR1" in set(assets.asset)
+    assert len(assets) == 44 and "PRIM/T2/YPTR1" in set(assets.asset)
 
 
 def _visit(port: int, page_name: str) -> tuple[bool, str]:

@@ -34,14 +34,14 @@ class PartSpec:
     size: tuple[float, ...]
     offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
     colour: ColourRole = ColourRole.STRUCTURE
-    axis: str = "z"  # cylinders: "z" upright, "x" lying along the x axis
+    axis: str = "z"  # cylinders: "z" upright, "x" or "y" lying along that axis
 
     def __post_init__(self) -> None:
         need = {Primitive.BOX: 3, Primitive.CYLINDER: 2, Primitive.SPHERE: 1}[self.primitive]
         if len(self.size) != need or min(self.size) <= 0:
             raise ValueError(f"part {self.name!r}: a {self.primitive} needs {need} positive sizes, got {self.size}")
-        if self.axis not in ("x", "z"):
-            raise ValueError(f"part {self.name!r}: axis must be 'x' or 'z', got {self.axis!r}")
+        if self.axis not in ("x", "y", "z"):
+            raise ValueError(f"part {self.name!r}: axis must be 'x', 'y' or 'z', got {self.axis!r}")
 
 
 @dataclass(frozen=True)

@@ -1,23 +1,35 @@
-"""Power transformer: a tank (state colour), four radiators and three bushings."""
+"""Power transformer: the tank (state colour), four radiator banks, the conservator on top, three HV
+and three LV bushings, and two tertiary bushings when the asset has a third winding."""
 
 from __future__ import annotations
 
-from inspection.config import AssetKind
+from inspection.config import AssetConfig, AssetKind
 from inspection.equipment.base import ColourRole, EquipmentKind, PartSpec, Primitive, register
 
-TRANSFORMER = register(
-    EquipmentKind(
-        kind=AssetKind.TRANSFORMER,
-        parts=(
-            PartSpec("tank", Primitive.BOX, (4.0, 2.6, 3.0), (0.0, 0.0, 0.0), ColourRole.STATE),
-            *(
-                PartSpec(f"radiator{i}", Primitive.BOX, (0.15, 2.2, 2.4), (dx, 0.0, 0.3))
-                for i, dx in enumerate((-2.3, -2.6, 2.3, 2.6))
-            ),
-            *(
-                PartSpec(f"bushing{i}", Primitive.CYLINDER, (0.18, 1.6), (dx, 0.0, 3.8))
-                for i, dx in enumerate((-1.2, 0.0, 1.2))
-            ),
+
+def transformer_parts(asset: AssetConfig) -> list[PartSpec]:
+    parts = [
+        PartSpec("tank", Primitive.BOX, (4.0, 2.6, 3.0), (0.0, 0.0, 0.0), ColourRole.STATE),
+        *(
+            PartSpec(f"radiator{i}", Primitive.BOX, (0.15, 2.2, 2.4), (dx, 0.0, 0.3))
+            for i, dx in enumerate((-2.3, -2.6, 2.3, 2.6))
         ),
-    )
-)
+        PartSpec("conservator", Primitive.CYLINDER, (0.4, 2.4), (0.0, 1.0, 4.0), axis="x"),
+        *(
+            PartSpec(f"hv_bushing{i}", Primitive.CYLINDER, (0.18, 1.6), (dx, -0.6, 3.8))
+            for i, dx in enumerate((-1.2, 0.0, 1.2))
+        ),
+        *(
+            PartSpec(f"lv_bushing{i}", Primitive.CYLINDER, (0.12, 0.9), (dx, 0.3, 3.45))
+            for i, dx in enumerate((-0.8, 0.0, 0.8))
+        ),
+    ]
+    if len(asset.windings) == 3:
+        parts += [
+            PartSpec(f"tv_bushing{i}", Primitive.CYLINDER, (0.1, 0.7), (dx, 0.3, 3.35))
+            for i, dx in enumerate((-1.6, 1.6))
+        ]
+    return parts
+
+
+TRANSFORMER = register(EquipmentKind(kind=AssetKind.TRANSFORMER, parts=transformer_parts))
