@@ -23,6 +23,7 @@ def config_dir(tmp: Path, mutate=None) -> Path:
     doc["mqtt"]["port"] = free_port()
     doc["historian"]["path"] = str(tmp / "gridverse.db")
     doc.setdefault("gateway", {})["spool"] = {"path": str(tmp / "spool.db")}
+    doc.setdefault("anomaly", {})["alarm_state_path"] = str(tmp / "alarm-state.db")
     doc["inspection"]["output_dir"] = str(tmp / "render")
     doc["audit"] = {"path": str(tmp / "audit" / "audit.jsonl"), "key_path": str(tmp / "audit" / "audit.key")}
     if mutate is not None:

@@ -144,8 +144,71 @@ def test_stuck_rule_needs_n_identical_analogue_readings() -> None:
     }
     found = _only(AlarmRule.STUCK, Snapshot(history=history, substations={"RTU1": "PRIM"}), config)
     assert [(a.substation, a.device, a.point, a.message, a.value) for a in found] == [
-        ("PRIM", "RTU1", "MMXU1.TotW", "MMXU1.TotW has read 1.5 for 4 samples", 1.5)
+        ("PRIM", "RTU1", "MMXU1.TotW", "MMXU1.TotW has read 1.5 for 4 samples while it should have moved", 1.5)
     ]
+
+
+def test_stuck_rule_is_quiet_on_a_lightly_loaded_feeder_quantised_at_a_tenth_of_an_amp() -> None:
+    """Issue 11: in a healthy demo the stuck rule fired 17 times in 10 minutes on feeders whose
+    current reads 0.3 A in 0.1 A steps while their (well-resolved) power moved by its noise. A
+    current that should have moved by only a fraction of a step is not stuck; one that should have
+    moved by several steps, or a frozen power reading, is."""
+    config = AnomalyConfig(stuck_after_samples=8)
+    noisy_p = [5200.0, 5188.0, 5213.0, 5195.0, 5206.0, 5191.0, 5209.0, 5199.0]  # ±0.5 % noise, W
+    noisy_q = [1490.0, 1495.0, 1487.0, 1493.0, 1489.0, 1496.0, 1491.0, 1494.0]
+    history = {
+        ("F2", "MMXU1.A"): [0.3] * 8,  # 0.15 A of true current, read in 0.1 A steps: holds still
+        ("F2", "MMXU1.TotW"): noisy_p,
+        ("F2", "MMXU1.TotVAr"): noisy_q,
+        ("F3", "MMXU1.A"): [80.0] * 8,  # 80 A should move by ~0.4 A (4 steps) with its power: stuck
+        ("F3", "MMXU1.TotW"): noisy_p,
+        ("F4", "MMXU1.A"): [0.0] * 8,  # a dead feeder reads zero on purpose
+        ("F4", "MMXU1.TotW"): [0.0] * 8,
+        ("F5", "MMXU1.TotW"): [7123.0] * 8,  # the power itself frozen while the current moves
+        ("F5", "MMXU1.A"): [40.1, 40.3, 40.0, 40.2, 40.4, 40.1, 40.2, 40.3],
+        ("F6", "MMXU1.A"): [0.4] * 8,  # the whole bay frozen: a small current is not evidence...
+        ("F6", "MMXU1.TotW"): [9001.0] * 8,  # ...but thousands of 1 W steps held exactly are
+    }
+    resolution = {(f, "MMXU1.A"): 0.1 for f in ("F2", "F3", "F4", "F5", "F6")}
+    resolution |= {(f, p): 1.0 for f in ("F2", "F3", "F4", "F5", "F6") for p in ("MMXU1.TotW", "MMXU1.TotVAr")}
+    snapshot = Snapshot(history=history, resolution=resolution)
+    found = _only(AlarmRule.STUCK, snapshot, config)
+    assert sorted((a.device, a.point) for a in found) == [("F3", "MMXU1.A"), ("F5", "MMXU1.TotW"), ("F6", "MMXU1.TotW")]
+
+
+def test_stuck_rule_takes_each_readings_resolution_from_its_device_profile(tmp_path: Path) -> None:
+    settings = load_settings(config_dir(tmp_path), environ={})
+    snapshot = Snapshot.of(settings)
+    assert snapshot.resolution[("F2", "MMXU1.A")] == pytest.approx(0.1)  # feeder_ied: u16, scale 0.1
+    assert snapshot.resolution[("F2", "MMXU1.TotW")] == pytest.approx(1.0)
+    assert ("T1", "MMXU1.PPV") not in snapshot.resolution  # f32: continuous
+
+
+def test_limit_rule_holds_until_the_value_is_back_by_its_deadband() -> None:
+    """Hysteresis: raised above 85, the alarm holds at 84 (inside 2 % of 85) and clears at 83."""
+    config = AnomalyConfig(limits=[LimitRule(point="YPTR1.TmpOil", high=85.0, severity=Severity.CRITICAL)])
+    key = ("limit", "T2-oil", "YPTR1.TmpOil")
+
+    def found(value: float, active: frozenset) -> bool:
+        snap = Snapshot([_point("T2-oil", "YPTR1.TmpOil", value, unit="degC")], active=active)
+        return bool(_only(AlarmRule.LIMIT, snap, config))
+
+    assert not found(85.0, frozenset()) and found(85.1, frozenset())
+    assert found(84.0, frozenset({key})) and not found(83.2, frozenset({key}))
+    assert not found(84.0, frozenset())  # not raised from inside the band
+
+
+def test_a_voltage_at_the_band_edge_does_not_raise_but_a_clear_violation_does() -> None:
+    """Issue 11: a bus estimated at 1.0502 against a 1.05 band raised and cleared with every
+    cycle. It is raised only beyond the deadband (0.005 pu), and once raised holds while the twin
+    still reports it outside the band."""
+    config = AnomalyConfig()
+    edge = [Violation("bus 7", "voltage", 1.0502, 1.05), Violation("line 3", "loading", 100.9, 100.0)]
+    assert _only(AlarmRule.VIOLATION, Snapshot(violations=edge), config) == []
+    held = frozenset({("violation", "bus 7", "voltage")})
+    assert [a.device for a in _only(AlarmRule.VIOLATION, Snapshot(violations=edge, active=held), config)] == ["bus 7"]
+    clear = [Violation("bus 7", "voltage", 1.0571, 1.05), Violation("bus 9", "voltage", 0.9431, 0.95)]
+    assert [a.device for a in _only(AlarmRule.VIOLATION, Snapshot(violations=clear), config)] == ["bus 7", "bus 9"]
 
 
 def test_residual_rule_alarms_only_identified_bad_data() -> None:
@@ -228,6 +291,7 @@ def test_alarm_book_can_be_read_while_the_detector_thread_updates_it(tmp_path: P
 
     def clear_at_once(doc: dict) -> None:
         doc["anomaly"]["clear_after"] = 1
+        doc["anomaly"]["chatter_count"] = 10 * UPDATES  # alternating on purpose: not folded as chatter here
 
     settings = load_settings(config_dir(tmp_path, clear_at_once))
     historian = EmbeddedHistorian(tmp_path / "alarms.db")

@@ -44,6 +44,11 @@ class Snapshot:
     residuals: Sequence[Residual | tuple[str, str, float, float, bool]] = ()
     violations: Sequence[Violation | tuple[str, str, float, float]] = ()
     substations: Mapping[str, str] = field(default_factory=dict)  # device or sensor → substation
+    #: (device, point) → the reading's resolution in its SI unit (register scale, or its reporting
+    #: deadband); absent or 0 for a continuous (floating-point) reading
+    resolution: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    #: the alarms raised now, by (rule, device, point): a rule's hysteresis holds these
+    active: frozenset[tuple[str, str, str]] = frozenset()
 
     @classmethod
     def of(
@@ -53,9 +58,51 @@ class Snapshot:
         history: Mapping[tuple[str, str], Sequence[float]] | None = None,
         residuals: Sequence[Residual | tuple[str, str, float, float, bool]] = (),
         violations: Sequence[Violation | tuple[str, str, float, float]] = (),
+        active: frozenset[tuple[str, str, str]] = frozenset(),
     ) -> Snapshot:
-        """A snapshot for the configured site (its devices and sensors give the substations)."""
-        return cls(points, history or {}, residuals, violations, substation_of(settings.site))
+        """A snapshot for the configured site (its devices and sensors give the substations, their
+        profiles each reading's resolution)."""
+        return cls(
+            points,
+            history or {},
+            residuals,
+            violations,
+            substation_of(settings.site),
+            resolution_of(settings),
+            frozenset(active),
+        )
+
+    def suppressed(self) -> dict[str, str]:
+        """Devices whose alarms are suppressed by design now (device → why): a bay whose breaker
+        reads open (its feeder is dead on purpose, its readings are expected to sit at zero)."""
+        return {
+            p.device: f"breaker {p.name} of {p.device} is open"
+            for p in self.points
+            if p.name.startswith("XCBR") and p.name.endswith(".Pos") and p.value is not None and p.value == 0
+        }
+
+
+_FLOAT_TYPES = {"f32", "f64"}
+
+
+def resolution_of(settings: Settings) -> dict[tuple[str, str], float]:
+    """(device, point) → the resolution of its reading in SI units: an integer register's scale
+    (so a feeder current in 0.1 A steps has 0.1), or its reporting deadband when larger. Floating-
+    point registers and scale-factor registers (SunSpec) have none listed."""
+    out: dict[tuple[str, str], float] = {}
+    profiles = getattr(settings, "profiles", {}) or {}
+    for sub in settings.site.substations:
+        for dev in sub.devices:
+            profile = profiles.get(dev.profile)
+            for pt in getattr(profile, "points", ()):
+                step = 0.0
+                if str(pt.type) not in _FLOAT_TYPES and pt.scale_register is None:
+                    step = abs(pt.scale) * pt.si_factor
+                if pt.deadband:
+                    step = max(step, pt.deadband)
+                if step > 0:
+                    out[(dev.name, pt.name)] = step
+    return out
 
 
 def substation_of(site: SiteConfig) -> dict[str, str]:

@@ -1,13 +1,39 @@
-"""Stuck rule: analogue points whose last N readings are identical (real, noisy instruments never
-are). N is `anomaly.stuck_after_samples`; positions and tap positions are expected to hold."""
+"""Stuck rule: an analogue point whose last N readings are identical although it should have moved.
+
+N is `anomaly.stuck_after_samples`; breaker and tap positions are expected to hold. Identical
+readings alone are not enough: a lightly loaded feeder's current, quantised at 0.1 A, can hold
+still for minutes while its noisy instrument works perfectly (the rule used to fire 17 times in 10
+healthy minutes for that). So the rule asks how far the point *should* have moved: its peers on
+the same device (the well-resolved ones, e.g. the feeder's active and reactive power) give the
+relative movement seen meanwhile, and the point is stuck only when that movement, applied to its
+value, is at least `stuck_min_quanta` of its resolution steps (`Snapshot.resolution`). With no
+moving peer, a quantised reading must sit at least `stuck_quiet_quanta` steps from zero; a
+continuous (floating-point) reading that repeats exactly is stuck, unless it reads exactly 0.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from typing import ClassVar
 
 from anomaly.config import AnomalyConfig
 from anomaly.detectors.base import Snapshot, register
 from gridverse.schema import Alarm, AlarmRule, Severity
+
+
+def _held(point: str) -> bool:
+    return point.endswith(".Pos") or point.endswith("TapPos")
+
+
+def _relative_movement(values: Sequence[float]) -> float:
+    """(max − min) / mean magnitude of a peer's readings; 0 for a peer hovering around zero
+    (its movement says nothing about the scale of the others)."""
+    lo, hi = min(values), max(values)
+    mean = sum(abs(v) for v in values) / len(values)
+    if mean == 0 or hi - lo > mean:
+        return 0.0
+    return (hi - lo) / mean
 
 
 @register
@@ -16,13 +42,44 @@ class StuckDetector:
 
     def evaluate(self, snapshot: Snapshot, config: AnomalyConfig) -> list[Alarm]:
         n = config.stuck_after_samples
-        out = []
+        tails: dict[str, dict[str, list[float]]] = defaultdict(dict)
         for (device, point), values in snapshot.history.items():
-            if point.endswith(".Pos") or point.endswith("TapPos") or len(values) < n:
-                continue
-            tail = list(values)[-n:]
-            if max(tail) == min(tail):
-                message = f"{point} has read {tail[-1]:g} for {n} samples"
+            if not _held(point) and len(values) >= n:
+                tails[device][point] = list(values)[-n:]
+        out = []
+        for device, points in tails.items():
+            for point, tail in points.items():
+                if max(tail) != min(tail):
+                    continue
+                value = tail[-1]
+                step = snapshot.resolution.get((device, point), 0.0)
+                if not self._should_have_moved(device, point, value, step, points, snapshot, config):
+                    continue
+                message = f"{point} has read {value:g} for {n} samples while it should have moved"
                 substation = snapshot.substations.get(device, "")
-                out.append(Alarm(self.name, substation, device, point, Severity.WARNING, message, tail[-1]))
+                out.append(Alarm(self.name, substation, device, point, Severity.WARNING, message, value))
         return out
+
+    @staticmethod
+    def _should_have_moved(
+        device: str,
+        point: str,
+        value: float,
+        step: float,
+        peers: dict[str, list[float]],
+        snapshot: Snapshot,
+        config: AnomalyConfig,
+    ) -> bool:
+        if value == 0:
+            return False  # a dead or unloaded measurand reads exactly zero on purpose
+        moving = [
+            _relative_movement(tail)
+            for name, tail in peers.items()
+            if name != point and max(tail) != min(tail) and _relative_movement(tail) > 0
+        ]
+        if not moving:
+            return step == 0 or abs(value) >= config.stuck_quiet_quanta * step
+        if step == 0:
+            return True
+        expected = abs(value) * max(moving)  # how far this reading should have moved meanwhile
+        return expected >= config.stuck_min_quanta * step

@@ -1,5 +1,10 @@
 """Violation rule: each limit the twin's newest estimate breaks (an overload is critical, a
-voltage outside the band a warning)."""
+voltage outside the band a warning).
+
+The estimate carries its own uncertainty, so a bus sitting at the band's edge (1.050 against a
+1.05 pu band) would raise and clear with every cycle. A violation is therefore raised only once it
+is beyond its limit by the deadband (`anomaly.voltage_deadband_pu`, `anomaly.loading_deadband_percent`);
+once raised, it holds for as long as the twin still reports it beyond the limit itself."""
 
 from __future__ import annotations
 
@@ -15,15 +20,14 @@ class ViolationDetector:
     name: ClassVar[str] = AlarmRule.VIOLATION
 
     def evaluate(self, snapshot: Snapshot, config: AnomalyConfig) -> list[Alarm]:
-        return [
-            Alarm(
-                self.name,
-                "",
-                element,
-                kind,
-                Severity.CRITICAL if kind == "loading" else Severity.WARNING,
-                f"{element}: {kind} {value:.3f} beyond {limit}",
-                value,
+        out = []
+        for element, kind, value, limit in snapshot.violations:
+            margin = config.loading_deadband_percent if kind == "loading" else config.voltage_deadband_pu
+            held = (self.name, element, kind) in snapshot.active
+            if not held and abs(value - limit) < margin:
+                continue
+            severity = Severity.CRITICAL if kind == "loading" else Severity.WARNING
+            out.append(
+                Alarm(self.name, "", element, kind, severity, f"{element}: {kind} {value:.3f} beyond {limit}", value)
             )
-            for element, kind, value, limit in snapshot.violations
-        ]
+        return out
