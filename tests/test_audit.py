@@ -382,3 +382,83 @@ def test_audit_show_prints_the_last_entries(tmp_path: Path, capsys: pytest.Captu
     assert main(["audit", "show", "--path", str(path), "--last", "2"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 2 and out[0].split()[0] == "3" and "alarm.ack alarm-4" in out[1]
+
+
+def _audit_page() -> None:
+    """Sign in through the real sign-in service (name and password from the environment), then
+    draw the auditor's page."""
+    import os
+
+    import streamlit as st
+
+    from ui import signin
+    from ui.views.audit import page
+
+    if signin.TOKEN_KEY not in st.session_state:
+        token, _user = signin.service().sign_in(os.environ["AUDIT_TEST_USER"], os.environ["AUDIT_TEST_PASSWORD"])
+        st.session_state[signin.TOKEN_KEY] = token
+    page()
+
+
+@pytest.fixture
+def ui_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A configuration with an auditor and a viewer, and a record of actions by two actors."""
+    import streamlit as st
+
+    from gridverse.auth.users import UserStore
+
+    main_file = config_dir(
+        tmp_path,
+        lambda d: d.update(
+            auth={"users_file": str(tmp_path / "users.yaml"), "argon2_time_cost": 1, "argon2_memory_kib": 64}
+        ),
+    )
+    settings = load_settings(main_file)
+    users = UserStore(settings.auth)
+    users.add("ada", "secaud", "correct horse battery")
+    users.add("vic", "viewer", "staple battery horse")
+    record = AuditRecord(settings.audit.path, settings.audit.key_path, checkpoint_every=2)
+    for i in range(5):
+        record.append("olga" if i % 2 else "omar", "operator", "alarm.ack", f"alarm-{i}", source="10.1.1.1")
+    record.append("olga", "operator", "alarm.shelve", "alarm-9", after={"until": "2026-12-03T00:00:00Z"}, reason="x")
+    record.close()
+    monkeypatch.setenv("GRIDVERSE_CONFIG", str(main_file))
+    st.cache_resource.clear()  # the UI caches its settings per process
+    yield settings
+    st.cache_resource.clear()
+
+
+def test_the_auditor_browses_filters_and_verifies_the_record(ui_config, monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("AUDIT_TEST_USER", "ada")
+    monkeypatch.setenv("AUDIT_TEST_PASSWORD", "correct horse battery")
+    at = AppTest.from_function(_audit_page, default_timeout=60).run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert len(table) >= 6 and list(table["seq"])[0] == table["seq"].max()  # newest first
+    assert {"olga", "omar"} <= set(table["actor"])
+    at.multiselect(key="audit.actors").select("olga").run()
+    assert set(at.dataframe[0].value["actor"]) == {"olga"}
+    at.button[0].click().run()
+    assert "Intact" in at.success[0].value
+    # tamper with entry 3, then verify again from the page
+    path = Path(ui_config.audit.path)
+    lines = path.read_text().splitlines(keepends=True)
+    lines[2] = lines[2].replace('"alarm-2"', '"alarm-7"')
+    path.write_text("".join(lines))
+    at.button[0].click().run()
+    assert "Broken" in at.error[0].value
+    assert "line 3, seq 3: modified" in at.markdown[-1].value
+    assert not at.text_input  # read-only: nothing to type into
+
+
+def test_a_viewer_cannot_open_the_audit_page(ui_config, monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("AUDIT_TEST_USER", "vic")
+    monkeypatch.setenv("AUDIT_TEST_PASSWORD", "staple battery horse")
+    at = AppTest.from_function(_audit_page, default_timeout=60).run()
+    assert not at.exception
+    assert "Not permitted: audit.view" in at.error[0].value
+    assert not at.dataframe and not at.button

@@ -44,4 +44,5 @@ PAGES: tuple[PageSpec, ...] = (
         "Field technicians",
         permission=P.INSPECT_VIEW,
     ),
+    PageSpec("Audit record", ":material/policy:", "ui.views.audit", "audit", "Security", permission=P.AUDIT_VIEW),
 )
