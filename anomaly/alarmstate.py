@@ -12,7 +12,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,11 @@ __all__ = [
     "AlarmStore",
     "AlarmStoreError",
     "Event",
+    "Flood",
+    "bad_actors",
+    "flood",
+    "per_window",
+    "standing",
     "InvalidTransition",
     "Priority",
     "State",
@@ -487,3 +493,57 @@ class AlarmStore:
 def open_alarm_store(settings: Settings) -> AlarmStore:
     """The alarm store of a configuration (`anomaly.alarm_state_path`)."""
     return AlarmStore(settings.anomaly.alarm_state_path)
+
+
+# ---- alarm-load figures (EEMUA 191 / ISA-18.2) ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Flood:
+    """More than `limit` alarms arrived within the window: how many, and where from."""
+
+    arrivals: int
+    limit: int
+    window_s: float
+    by_substation: dict[str, int]
+    by_device: dict[str, int]
+
+
+def flood(events: Iterable[AlarmEvent], now_ns: int, *, window_s: float, limit: int) -> Flood | None:
+    """A flood when more than `limit` alarms arrived (were raised) in the `window_s` before
+    `now_ns`, with a summary by substation and by device (most first); None otherwise."""
+    since = now_ns - int(window_s * 1e9)
+    arrived = [e for e in events if e.event == Event.RAISE and since < e.time_ns <= now_ns]
+    if len(arrived) <= limit:
+        return None
+    return Flood(
+        len(arrived),
+        limit,
+        window_s,
+        dict(Counter(e.substation or "(no substation)" for e in arrived).most_common()),
+        dict(Counter(e.device for e in arrived).most_common()),
+    )
+
+
+def per_window(events: Iterable[AlarmEvent], since_ns: int, until_ns: int, window_s: float = 600.0) -> list[int]:
+    """Alarms arrived in each consecutive `window_s` from `since_ns` to `until_ns` (EEMUA 191's
+    alarms per 10 minutes when `window_s` is 600)."""
+    width = int(window_s * 1e9)
+    n = max(1, -(-(until_ns - since_ns) // width))
+    counts = [0] * n
+    for e in events:
+        if e.event == Event.RAISE and since_ns <= e.time_ns < until_ns:
+            counts[(e.time_ns - since_ns) // width] += 1
+    return counts
+
+
+def bad_actors(events: Iterable[AlarmEvent], n: int = 10) -> list[tuple[str, int]]:
+    """The `n` alarms that occurred most often (raises and folded chattering returns), by key text."""
+    counts = Counter(key_text(e.key) for e in events if e.event in (Event.RAISE, "recur"))
+    return counts.most_common(n)
+
+
+def standing(rows: Iterable[AlarmRow], now_ns: int, older_than_s: float = 86400.0) -> list[AlarmRow]:
+    """Alarms whose condition has held, without a break, since longer than `older_than_s` (a day)."""
+    limit = now_ns - int(older_than_s * 1e9)
+    return [r for r in rows if r.active and r.last_raised_ns < limit]
