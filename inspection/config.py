@@ -179,6 +179,8 @@ class AssetConfig(Strict):
             return data
         data = dict(data)
         derived = scl_path_parts(data["name"])
+        if derived["voltage_level"] is None and derived["bay"] == data.get("voltage_level"):
+            derived["bay"] = None  # SUB/VL/EQ: equipment of a voltage level outside any bay
         for key in ("voltage_level", "bay"):
             if data.get(key) is None and derived[key] is not None:
                 data[key] = derived[key]
