@@ -27,7 +27,7 @@ def test_compose_file_validates_with_docker_compose() -> None:
     cmd = _compose_command()
     if cmd is None:
         unavailable("no docker compose client: apt-get install docker-compose")
-    env = dict(os.environ, INFLUX_TOKEN="t", INFLUX_PASSWORD="p", MQTT_PASSWORD="mq-pw")
+    env = dict(os.environ, INFLUX_TOKEN="t", INFLUX_PASSWORD="p", MQTT_PASSWORD="mq-pw", GRAFANA_ADMIN_PASSWORD="g")
     result = subprocess.run(
         [*cmd, "-f", str(COMPOSE), "config"], capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=60
     )
@@ -46,7 +46,7 @@ def test_compose_refuses_to_start_without_an_mqtt_password() -> None:
     if cmd is None:
         unavailable("no docker compose client: apt-get install docker-compose")
     env = {k: v for k, v in os.environ.items() if k != "MQTT_PASSWORD"}
-    env.update(INFLUX_TOKEN="t", INFLUX_PASSWORD="p")
+    env.update(INFLUX_TOKEN="t", INFLUX_PASSWORD="p", GRAFANA_ADMIN_PASSWORD="g")
     result = subprocess.run(
         [*cmd, "-f", str(COMPOSE), "config"], capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=60
     )
