@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from gridverse.config import SiteConfig
+from gridverse.config import SensorKind, SiteConfig
 from gridverse.elements import ElementKind, ElementRef
 from gridverse.historian import Historian
 from gridverse.points import Point, Quality
@@ -83,18 +83,36 @@ class EquipmentLive:
         return self.values.get("ageing_rate")
 
 
-def monitoring_sensors(site: SiteConfig, substation: str, device: str | None, bay: str | None = None) -> list[str]:
-    """The site's sensors that monitor `device` (or bay `bay`) in `substation`: same bay, same
-    network element, or named `<device>-…`."""
-    dev_bay, dev_element = bay, None
+#: What each kind of sensor monitors: a transformer's thermal sensor belongs to the transformer,
+#: not to the CT or disconnector of the same bay.
+SENSOR_MONITORS: dict[SensorKind, frozenset[AssetKind]] = {
+    SensorKind.TRANSFORMER_THERMAL: frozenset({AssetKind.TRANSFORMER}),
+}
+
+
+def monitoring_sensors(
+    site: SiteConfig,
+    substation: str,
+    device: str | None,
+    bay: str | None = None,
+    *,
+    kind: AssetKind | None = None,
+    element: ElementRef | None = None,
+) -> list[str]:
+    """The site's sensors that monitor equipment of `kind` with `device` (or in bay `bay`, or on
+    network `element`) in `substation`: a sensor of a kind that monitors such equipment, in the
+    same bay, on the same network element, or named `<device>-…`."""
+    dev_bay, dev_element = bay, element
     for sub in site.substations:
         for d in sub.devices:
             if d.name == device and sub.name == substation:
                 dev_bay = dev_bay or d.bay
-                dev_element = d.element
+                dev_element = dev_element or d.element
     out = []
     for s in site.sensors:
         if s.substation != substation or s.name == device:
+            continue
+        if kind is not None and kind not in SENSOR_MONITORS.get(s.kind, frozenset()):
             continue
         same_bay = bool(s.bay) and s.bay == dev_bay
         same_element = dev_element is not None and (s.element.kind, s.element.index) == (
@@ -198,22 +216,26 @@ def live_states(
         branch = next((e for e in elements if e.kind in (ElementKind.LINE, ElementKind.TRAFO)), None)
         modelled = [e for e in elements if e.kind in (ElementKind.BUS, ElementKind.LINE, ElementKind.TRAFO)]
         bay = getattr(asset, "bay", None)
-        devices = (
-            [asset.device, *monitoring_sensors(site_config, substation, asset.device, bay)] if asset.device else []
-        )
-        if not devices and bay:
-            devices = monitoring_sensors(site_config, substation, None, bay)
-        dev_points = [p for d in devices for p in by_device.get(d, [])]
+        own_element = elements[0] if elements and getattr(asset, "element", None) is not None else None
+        sensors = monitoring_sensors(site_config, substation, asset.device, bay, kind=asset.kind, element=own_element)
+        devices = [asset.device, *sensors] if asset.device else sensors
+        # an asset that names its points owns only those of its device (a VT: the voltage)
+        described = set(getattr(asset, "points", None) or [])
+
+        def own(device: str, point: str, mine: str | None = asset.device, names: set[str] = described) -> bool:
+            return device != mine or not names or point in names or point in ("*", "")
+
+        dev_points = [p for d in devices for p in by_device.get(d, []) if own(p.device, p.name)]
         good = [p for p in dev_points if p.value is not None and p.quality in (Quality.GOOD, Quality.SUSPECT)]
         values = {f"{p.device}/{p.name}": float(p.value) for p in good if p.value is not None}
-        alarms = tuple(a for d in devices for a in alarms_by_device.get(d, []))
+        alarms = tuple(a for d in devices for a in alarms_by_device.get(d, []) if own(a.device, a.point))
         reasons: list[str] = []
         pct = None
         if branch is not None:
             pct = loading.get((branch.kind.value, branch.index))
             if pct is not None:
                 values["loading_percent"] = pct
-        if asset.kind is AssetKind.TRANSFORMER or (branch is not None and branch.kind is ElementKind.TRAFO):
+        if asset.kind is AssetKind.TRANSFORMER:
             _thermal(values, good, pct, ambient_c)
 
         kind = equipment_kind(asset.kind)

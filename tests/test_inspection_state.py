@@ -68,20 +68,20 @@ def test_an_oil_sensor_alarm_puts_the_transformer_in_alarm(env) -> None:
     assert [a.device for a in t2.alarms] == ["T2-oil"]
     assert live["PRIM/T2/STMP1"].state is AssetState.ALARM
     assert live["PRIM/T1/YPTR1"].state is AssetState.NORMAL  # its neighbour is untouched
+    assert live["PRIM/T2/TCTR1"].state is not AssetState.ALARM  # the oil sensor monitors the transformer only
     assert t2.values["T2-oil/YPTR1.TmpOil"] == 150.0  # the sensor's reading is one of its live values
 
 
 def test_no_data_is_unknown_never_normal(env) -> None:
     settings, historian = env
-    historian.write(
-        [_pt(settings, "F1", "MMXU1.TotW", 1e5), _pt(settings, "F3", "MMXU1.TotW", None, Quality.COMM_FAIL)]
-    )
+    historian.write([_pt(settings, "F1", "XCBR1.Pos", 1.0), _pt(settings, "F3", "XCBR1.Pos", None, Quality.COMM_FAIL)])
     states = asset_states(settings.site, settings.assets["primary"], historian, "primary", T0 - 1)
     assert states["PRIM/Q01/XCBR1"] is AssetState.NORMAL
     assert states["PRIM/Q03/XCBR1"] is AssetState.UNKNOWN  # its device does not answer
     assert states["PRIM/Q05/XCBR1"] is AssetState.UNKNOWN  # nothing heard from it at all
     assert states["PRIM/T1/YPTR1"] is AssetState.UNKNOWN
     assert states["PRIM/BB1/BUSBAR"] is AssetState.UNKNOWN  # no device, and no twin estimate of its bus
+    assert states["PRIM/Q01/TCTR1"] is AssetState.UNKNOWN  # its point (the current) was not heard
 
 
 def test_a_branch_missing_from_the_estimate_is_deenergised(env) -> None:
