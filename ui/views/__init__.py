@@ -36,6 +36,7 @@ P = Permission
 PAGES: tuple[PageSpec, ...] = (
     PageSpec("Panoramic view", ":material/hub:", "ui.views.overview", "overview", "Operators", permission=P.GRID_VIEW),
     PageSpec("Grid twin", ":material/monitoring:", "ui.views.twin", "twin", "Operators", permission=P.GRID_VIEW),
+    PageSpec("Alarms", ":material/notifications:", "ui.views.alarms", "alarms", "Operators", permission=P.GRID_VIEW),
     PageSpec(
         "Substation",
         ":material/factory:",
