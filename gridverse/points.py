@@ -81,6 +81,7 @@ class Source(StrEnum):
     MODBUS = "modbus"
     MQTT = "mqtt"
     SPARKPLUG = "sparkplug"
+    MANUAL = "manual"  # read by a technician on an inspection (a finding), with its σ in the row's fields
 
 
 def now_ns() -> int:
