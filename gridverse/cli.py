@@ -296,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gridverse.auth.cli import add_users_commands
 
     add_users_commands(sub)
+    from inspection.cli import add_inspect_commands
+
+    add_inspect_commands(sub)
     return parser
 
 

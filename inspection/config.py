@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from gridverse.configbase import Strict
+from gridverse.configbase import Port, Strict
 from gridverse.elements import ElementKind, ElementRef
 
 
@@ -24,6 +24,8 @@ class InspectionConfig(Strict):
     width: int = Field(default=800, ge=64)
     height: int = Field(default=500, ge=64)
     every_s: float = Field(default=10.0, gt=0)
+    viewer_host: str = Field(default="127.0.0.1", description="the 3D viewer's address (loopback: this machine)")
+    viewer_port: Port = Field(default=8765, description="the 3D viewer's port (`gridverse inspect serve`)")
 
 
 class AssetKind(StrEnum):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from typing import Any
 import numpy as np
 import pygltflib as gl
 
+from gridverse.config import Settings
+from gridverse.historian import Historian
 from inspection.config import AssetConfig
 from inspection.equipment import ColourRole, PartSpec, Primitive, equipment_kind
 from inspection.scene import local_part_mesh
@@ -254,6 +257,50 @@ def export_glb(
     )
     b.gltf.scenes.append(gl.Scene(name=substation, nodes=[root]))
     return b.finish(path)
+
+
+def gather_live(
+    settings: Settings,
+    assets: Sequence[AssetConfig],
+    substation: str,
+    historian: Historian | None,
+    window_s: float = 60.0,
+) -> tuple[dict[str, Live], str]:
+    """Each asset's state and live values from the historian (the last `window_s`), and a note
+    when there is none to ask: then every state is `unknown`, never a believable `normal`."""
+    if historian is None:
+        return {}, "no historian: states unknown"
+    from inspection import state as state_module
+
+    since = time.time_ns() - int(window_s * 1e9)
+    try:
+        live_states = getattr(state_module, "live_states", None)
+        if live_states is not None:
+            found = live_states(settings.site, assets, historian, substation, since)
+            return {
+                name: Live(e.state, dict(e.values), tuple(getattr(e, "reasons", ()))) for name, e in found.items()
+            }, ""
+        states = state_module.asset_states(settings.site, assets, historian, substation, since)
+        return {name: Live(s) for name, s in states.items()}, ""
+    except Exception as exc:  # the export still works; the note and the unknown states say why
+        return {}, f"historian read failed ({type(exc).__name__}: {exc}); states unknown"
+
+
+def read_nodes(path: Path) -> list[dict[str, Any]]:
+    """Each equipment node of a GLB: its extras, glTF position (x, y up, z) and top height."""
+    gltf = gl.GLTF2.load_binary(str(path))
+    out = []
+    for node in gltf.nodes:
+        if not (isinstance(node.extras, dict) and "scl_path" in node.extras):
+            continue
+        top = 0.0
+        for child in node.children or []:
+            mesh = gltf.nodes[child].mesh
+            if mesh is not None:
+                accessor = gltf.accessors[gltf.meshes[mesh].primitives[0].attributes.POSITION]
+                top = max(top, float(accessor.max[1]))
+        out.append({**node.extras, "position": list(node.translation or [0.0, 0.0, 0.0]), "height": top})
+    return out
 
 
 def read_extras(path: Path) -> dict[str, dict[str, Any]]:
