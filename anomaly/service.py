@@ -64,9 +64,9 @@ class Detectors:
                 for r in self.historian.latest(TWIN_VIOLATION, tags=site, start_ns=t, end_ns=t)
             ]
         history = {k: list(v) for k, v in self.history.items()}
-        snapshot = Snapshot.of(self.settings, points, history, residuals, violations)
+        snapshot = Snapshot.of(self.settings, points, history, residuals, violations, self.alarms.active_keys())
         conditions = run_detectors(snapshot, self.settings.anomaly)
-        self.alarms.update(conditions, now)
+        self.alarms.update(conditions, now, suppress=snapshot.suppressed())
 
     def start(self, watchdog: Watchdog | None = None) -> None:
         """Evaluate every `interval_s` in a thread of its own and publish alarms over MQTT;
