@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import pandas as pd
 import streamlit as st
 
-from gridmodel.network import load_grid
-from gridverse.config import Settings
+from gridmodel.network import NetworkLoadError, load_grid
+from gridverse.config import NetworkConfig, Settings
 from gridverse.historian import Historian, open_historian
 from gridverse.schema import (
-    ALARM,
     SIM_CLOCK,
     TWIN_BRANCH,
     TWIN_BUS,
@@ -21,6 +19,9 @@ from gridverse.schema import (
     TWIN_RESIDUAL,
 )
 from gridverse.settings import load_settings
+from ui.panorama.layout import GridLayout, build_layout
+from ui.panorama.live import Snapshot, read_snapshot
+from ui.panorama.n1store import N1Run, critical_outages, load_n1, n1_path, save_n1
 
 
 @st.cache_resource
@@ -33,55 +34,109 @@ def historian() -> Historian:
     return open_historian(settings().historian)
 
 
-@st.cache_resource
+def _network(config: NetworkConfig):
+    """The network alone (a SimBench grid without its year of profiles loads 3-4x faster)."""
+    if config.file is not None:
+        return load_grid(config).net
+    import simbench as sb
+
+    try:
+        return sb.get_simbench_net(config.simbench_code)
+    except Exception as exc:  # simbench raises plain exceptions for unknown codes
+        raise NetworkLoadError(
+            f"network.simbench_code {config.simbench_code!r}: not a SimBench grid ({exc}); "
+            "see simbench's list of codes, e.g. 1-MV-rural--1-sw"
+        ) from exc
+
+
+@st.cache_resource(show_spinner="Loading the network model…")
+def network():
+    """The site's network as the file or SimBench code describes it (normal switching state)."""
+    return _network(settings().site.network)
+
+
+@st.cache_resource(show_spinner="Laying out the network…")
+def layout() -> GridLayout:
+    """Geographic and schematic positions of every bus, branch and switch (built once)."""
+    return build_layout(network())
+
+
 def network_geometry() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Bus coordinates (x, y) and line end buses, from the network's GeoJSON."""
-    net = load_grid(settings().site.network).net
-    coords = []
-    for idx, geo in net.bus.geo.items():
-        x, y = json.loads(geo)["coordinates"] if isinstance(geo, str) else (float("nan"),) * 2
-        coords.append((idx, x, y, net.bus.at[idx, "name"]))
-    buses = pd.DataFrame(coords, columns=["bus", "x", "y", "name"]).set_index("bus")
-    lines = net.line[["from_bus", "to_bus", "name"]].copy()
-    return buses, lines
+    """Bus coordinates (x, y: geographic where the network has them) and line end buses."""
+    net, lay = network(), layout()
+    xy = lay.geo if lay.geo is not None else lay.schematic
+    buses = pd.DataFrame({"bus": lay.bus, "x": xy[:, 0], "y": xy[:, 1], "name": lay.bus_name}).set_index("bus")
+    return buses, net.line[["from_bus", "to_bus", "name"]].copy()
 
 
-def latest_estimate(max_age_s: float = 60.0) -> tuple[pd.Series, pd.Series, int | None]:
-    """Estimated voltage per bus and loading per line from the newest twin cycle."""
+def last_n1() -> N1Run | None:
+    """The twin page's last N-1 run (any session, any earlier UI process), or None."""
+    return load_n1(n1_path(settings().historian.path))
+
+
+def store_n1(run: N1Run) -> None:
+    save_n1(n1_path(settings().historian.path), run)
+
+
+def snapshot() -> Snapshot:
+    """The live state of every element now (read each refresh; not cached)."""
+    return read_snapshot(settings(), historian(), network(), layout(), n1=critical_outages(last_n1()))
+
+
+def sim_now_ns() -> int | None:
+    """The field simulator's clock as last written, or None when no simulator runs."""
+    clock = historian().latest(SIM_CLOCK, tags={"site": settings().site.name}, start_ns=time.time_ns() - 3600 * 10**9)
+    return int(clock[0].fields["sim_time_ns"]) if clock else None
+
+
+def trend(kind: str, index: int, minutes: float = 30.0) -> pd.DataFrame:
+    """An element's estimated history over the last minutes: a bus's voltage (pu) or a line's or
+    transformer's loading (%); `kind` is "bus", "line" or "trafo"."""
     site = settings().site.name
-    h = historian()
-    since = time.time_ns() - int(max_age_s * 1e9)
-    cycles = h.latest(TWIN_CYCLE, tags={"site": site}, start_ns=since)
-    if not cycles:
-        return pd.Series(dtype=float), pd.Series(dtype=float), None
-    t = cycles[0].time_ns
-    vm = {
-        int(r.tags["bus"]): float(r.fields["vm_pu"])
-        for r in h.latest(TWIN_BUS, tags={"site": site}, start_ns=t, end_ns=t)
-    }
-    loading = {
-        int(r.tags["index"]): float(r.fields["loading_percent"])
-        for r in h.latest(TWIN_BRANCH, tags={"site": site, "kind": "line"}, start_ns=t, end_ns=t)
-    }
-    return pd.Series(vm, dtype=float), pd.Series(loading, dtype=float), t
+    since = time.time_ns() - int(minutes * 60e9)
+    if kind == "bus":
+        rows = historian().query(TWIN_BUS, tags={"site": site, "bus": str(index)}, start_ns=since)
+        field = "vm_pu"
+    else:
+        tags = {"site": site, "kind": kind, "index": str(index)}
+        rows = historian().query(TWIN_BRANCH, tags=tags, start_ns=since)
+        field = "loading_percent"
+    frame = pd.DataFrame(
+        [(pd.Timestamp(r.time_ns, tz="UTC"), float(r.fields[field])) for r in rows if field in r.fields],
+        columns=["time", field],
+    )
+    return frame
 
 
-def active_alarms() -> pd.DataFrame:
-    site = settings().site.name
-    rows = [
-        {
-            "time": pd.Timestamp(r.time_ns, tz="UTC"),
-            "severity": r.tags["severity"],
-            "rule": r.tags["rule"],
-            "device": r.tags["device"],
-            "point": r.tags["point"],
-            "message": r.fields.get("message", ""),
-        }
-        for r in historian().latest(ALARM, tags={"site": site})
-        if int(r.fields.get("active", 0)) == 1
-    ]
-    columns = ["time", "severity", "rule", "device", "point", "message"]
-    return pd.DataFrame(rows, columns=columns).sort_values("time", ascending=False)
+def standing_alarms() -> pd.DataFrame | None:
+    """Alarms that are not back to normal, from the alarm store the stack and the Alarms page
+    share (state reconciled at each start, so a previous run's alarms are not shown as active);
+    None when this installation has no alarm store."""
+    try:
+        from anomaly.alarmstate import open_alarm_store
+    except ImportError:
+        return None
+    store = open_alarm_store(settings())
+    try:
+        rows = store.rows(include_normal=False)
+    finally:
+        store.close()
+    columns = ["priority", "state", "device", "point", "message", "since"]
+    frame = pd.DataFrame(
+        [
+            {
+                "priority": str(r.priority),
+                "state": str(r.state),
+                "device": r.device,
+                "point": r.point,
+                "message": r.message,
+                "since": pd.Timestamp(r.first_raised_ns, tz="UTC").strftime("%H:%M:%S"),
+            }
+            for r in rows
+        ],
+        columns=columns,
+    )
+    return frame
 
 
 def latest_cycle(max_age_s: float = 60.0) -> dict | None:
