@@ -366,6 +366,7 @@ class AlarmStore:
             if r is None or r[0] is None or row is None:
                 return None
             before = State(r[0])
+            state: State
             if row.state in (State.SHELVED, State.SUPPRESSED, State.OUT_OF_SERVICE):
                 state = row.state  # still out of annunciation; it now tracks a true condition
             elif before is State.ACK or (before is State.UNACK and row.state is State.NORMAL):
