@@ -462,3 +462,18 @@ def test_a_viewer_cannot_open_the_audit_page(ui_config, monkeypatch: pytest.Monk
     assert not at.exception
     assert "Not permitted: audit.view" in at.error[0].value
     assert not at.dataframe and not at.button
+
+
+def test_twin_n1_from_the_command_line_is_recorded_before_it_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The request is recorded before any work: even a run that then fails (here, on a network
+    file that is not one, so the test needs no power-flow run) leaves its entry."""
+    grid = tmp_path / "grid.json"
+    grid.write_text("{}")
+    main_file = config_dir(tmp_path, lambda d: d["site"].update(network={"file": str(grid)}))
+    assert main(["--config", str(main_file), "twin", "n1", "--top", "3"]) == 1
+    assert "network error" in capsys.readouterr().err
+    (entry,) = AuditRecord(tmp_path / "audit" / "audit.jsonl").entries()
+    assert (entry.action, entry.target, entry.source) == ("twin.n1", str(grid), "cli")
+    assert entry.after == {"at": None, "top": 3} and entry.actor
