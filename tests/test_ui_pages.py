@@ -1,5 +1,6 @@
-"""The UI's pages: every page in `ui.views.PAGES` opens at its own URL on a real Streamlit server,
-and each renders the data of a small historian (AppTest)."""
+"""The UI's pages: on a real Streamlit server a signed-out browser gets only the sign-in form at
+every URL, and once signed in every page in `ui.views.PAGES` opens at its own URL; each page
+renders the data of a small historian (AppTest, signed in as an engineer)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from gridverse.auth.roles import ROLE_PERMISSIONS, Role
+from gridverse.auth.users import UserStore
 from gridverse.historian.embedded import EmbeddedHistorian
 from gridverse.points import Record
 from gridverse.schema import (
@@ -34,11 +37,25 @@ from gridverse.schema import (
 from gridverse.settings import REPO_ROOT, load_settings
 from tests.helpers import config_dir
 from tests.services import free_port, wait_for
-from ui import data
+from ui import data, signin
 from ui.views import PAGES, PageSpec
 
 APP = REPO_ROOT / "ui" / "app.py"
 LOADINGS = {0: 60.0, 12: 85.0, 21: 20.0}  # line index → percent; the other lines 10 %
+PASSWORD = "a test password, not a default"  # every role's user (named after the role) has it
+
+
+def fast_auth(doc: dict) -> None:
+    """Users in the test's folder, hashed with cheap Argon2 parameters (sign-ins in milliseconds)."""
+    users = Path(doc["historian"]["path"]).parent / "users.yaml"
+    doc["auth"] = {"users_file": str(users), "argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1}
+
+
+def add_role_users(config: Path) -> None:
+    """One user per role, named after it, password PASSWORD."""
+    store = UserStore(load_settings(config).auth)
+    for role in Role:
+        store.add(role.value, role, PASSWORD)
 
 
 @dataclass
@@ -54,7 +71,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """The demo configuration with a historian holding one twin cycle (estimates, loadings,
     residuals, an observability note), an active alarm, and a substation render on disk."""
     tmp = tmp_path_factory.mktemp("ui")
-    config = config_dir(tmp)
+    config = config_dir(tmp, fast_auth)
+    add_role_users(config)
     settings = load_settings(config)
     st.cache_resource.clear()  # the UI caches settings, historian and network per process
     with pytest.MonkeyPatch.context() as mp:
@@ -112,14 +130,18 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     st.cache_resource.clear()
 
 
-def _app(spec: PageSpec) -> AppTest:
-    return AppTest.from_function(_render_page, args=(spec.module, spec.function), default_timeout=120)
+def _app(spec: PageSpec, user: str = "engineer") -> AppTest:
+    """The page alone, with `user` signed in (pages refuse to draw for nobody)."""
+    at = AppTest.from_function(_render_page, args=(spec.module, spec.function), default_timeout=120)
+    at.session_state[signin.TOKEN_KEY] = signin.start_session(user)
+    return at
 
 
 def _render_page(module: str, function: str) -> None:
+    from gridverse.auth.roles import Permission
     from ui.views import PageSpec
 
-    PageSpec("", "", module, "", "", function).render()
+    PageSpec("", "", module, "", "", function, permission=Permission.GRID_VIEW).render()
 
 
 @pytest.fixture
@@ -130,14 +152,22 @@ def env(site: Site, monkeypatch: pytest.MonkeyPatch) -> Site:
 
 def test_pages_are_listed_once_with_explicit_url_paths() -> None:
     paths = [p.url_path for p in PAGES]
-    assert paths == ["overview", "twin", "substation"]
+    assert paths[:3] == ["overview", "twin", "substation"] and len(set(paths)) == len(paths)
+    assert not {"start", "signin", "nothing"} & set(paths), "the app's own URLs"
     assert len({p.title for p in PAGES}) == len(PAGES) and all(p.icon and p.section for p in PAGES)
+    assert all(p.permission in {q for r in Role for q in ROLE_PERMISSIONS[r]} for p in PAGES), "some role sees each"
 
 
-def test_the_app_opens_the_first_page_at_its_root(env: Site) -> None:
+def test_the_app_opens_the_first_page_at_its_root_after_sign_in(env: Site) -> None:
     at = AppTest.from_file(str(APP), default_timeout=120).run()
     assert not at.exception
+    assert at.title[0].value == "gridverse — sign in" and not at.metric, "nothing of the grid before sign-in"
+    at.text_input(key="signin.user").input("operator")
+    at.text_input(key="signin.password").input(PASSWORD)
+    at.button(key="FormSubmitter:signin-Sign in").click().run()
+    assert not at.exception
     assert at.title[0].value == f"Panoramic view — {env.site}"
+    assert at.sidebar.markdown[0].value == "Signed in as **operator** (operator)"
 
 
 def test_overview_shows_the_estimate_loadings_and_alarms(env: Site) -> None:
@@ -181,43 +211,92 @@ def test_substation_page_shows_the_render_and_its_assets(env: Site) -> None:
     assert len(assets) == 44 and "PRIM/T2/YPTR1" in set(assets.asset)
 
 
-def _visit(port: int, page_name: str) -> tuple[bool, str]:
-    """What a browser opening /<page_name> gets first: (page not found?, the page's heading)."""
-    import websockets
-    from streamlit.proto.BackMsg_pb2 import BackMsg
-    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+@dataclass
+class Run:
+    """What a browser got from one whole run of the script."""
 
-    async def visit() -> tuple[bool, str]:
+    not_found: bool
+    heading: str
+    listed: list[str]  # url paths the navigation shows (not hidden)
+    widgets: dict[str, str]  # widget label → id
+
+
+class Tab:
+    """One browser tab: a Streamlit session over its websocket (session state lives as long as it)."""
+
+    def __init__(self, ws: object) -> None:
+        self.ws = ws
+
+    async def run(self, page_name: str, widgets: list | None = None) -> Run:
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+        from streamlit.proto.Navigation_pb2 import Navigation
+
+        request = BackMsg()
+        request.rerun_script.page_name = page_name
+        for state in widgets or []:
+            request.rerun_script.widget_states.widgets.append(state)
+        await self.ws.send(request.SerializeToString())  # type: ignore[attr-defined]
+        not_found, heading, listed, ids = False, "", [], {}
+        while True:  # to the end of a run: "page not found" may come before or after a heading
+            msg = ForwardMsg()
+            msg.ParseFromString(await asyncio.wait_for(self.ws.recv(), 120))  # type: ignore[attr-defined]
+            kind = msg.WhichOneof("type")
+            if kind == "new_session":  # a run starts (after a rerun, what the cut-short run drew is gone)
+                heading, listed, ids = "", [], {}
+            elif kind == "page_not_found":
+                not_found = True
+            elif kind == "navigation":
+                shown = msg.navigation.position != Navigation.HIDDEN
+                listed = [p.url_pathname for p in msg.navigation.app_pages if shown and not p.is_hidden]
+            elif kind == "delta" and msg.delta.WhichOneof("type") == "new_element":
+                element = msg.delta.new_element
+                what = element.WhichOneof("type")
+                if what == "heading" and not heading:
+                    heading = element.heading.body
+                elif what in ("text_input", "button"):
+                    widget = getattr(element, what)
+                    ids[widget.label] = widget.id
+            elif (  # a whole run of the page (not a rerun cut short, not a fragment's run)
+                kind == "script_finished"
+                and msg.script_finished == ForwardMsg.FINISHED_SUCCESSFULLY
+                and (not_found or heading)
+            ):
+                return Run(not_found, "" if not_found else heading, listed, ids)
+
+    async def sign_in(self, page_name: str, user: str, password: str) -> Run:
+        """Fill in and submit the sign-in form shown at `page_name`, as the browser does."""
+        from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+        form = await self.run(page_name)
+        assert form.heading == "gridverse — sign in", form
+        states = [
+            WidgetState(id=form.widgets["User name"], string_value=user),
+            WidgetState(id=form.widgets["Password"], string_value=password),
+            WidgetState(id=form.widgets["Sign in"], trigger_value=True),
+        ]
+        return await self.run(page_name, states)
+
+
+def _browse(port: int, visit: object) -> object:
+    """Run `visit(tab)` (a coroutine function) in a fresh browser session."""
+    import websockets
+
+    async def main() -> object:
         url = f"ws://127.0.0.1:{port}/_stcore/stream"
         async with websockets.connect(url, subprotocols=["streamlit"], max_size=None) as ws:  # type: ignore[list-item]
-            request = BackMsg()
-            request.rerun_script.page_name = page_name
-            await ws.send(request.SerializeToString())
-            not_found, heading = False, ""
-            while True:  # to the end of the run: "page not found" may come before or after a heading
-                msg = ForwardMsg()
-                msg.ParseFromString(await asyncio.wait_for(ws.recv(), 120))
-                kind = msg.WhichOneof("type")
-                if kind == "page_not_found":
-                    not_found = True
-                elif kind == "delta" and msg.delta.new_element.WhichOneof("type") == "heading" and not heading:
-                    heading = msg.delta.new_element.heading.body
-                elif (  # a whole run of the page (not a rerun cut short, not a fragment's run)
-                    kind == "script_finished"
-                    and msg.script_finished == ForwardMsg.FINISHED_SUCCESSFULLY
-                    and (not_found or heading)
-                ):
-                    return not_found, "" if not_found else heading
+            return await visit(Tab(ws))  # type: ignore[operator]
 
-    return asyncio.run(visit())
+    return asyncio.run(main())
 
 
-def test_every_url_path_opens_its_page_on_a_real_server(site: Site, tmp_path: Path) -> None:
-    """`/overview` used to answer "Page not found": Streamlit serves its default page only at `/`."""
+@pytest.fixture(scope="module")
+def server(site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """The app on a real Streamlit server (as the demo starts it); yields its port."""
     port = free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port)]
     cmd += ["--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    log = tmp_path / "streamlit.log"
+    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env={**os.environ, "GRIDVERSE_CONFIG": str(site.config)}, stdout=out, stderr=out)
     try:
@@ -226,12 +305,50 @@ def test_every_url_path_opens_its_page_on_a_real_server(site: Site, tmp_path: Pa
             wait_for(lambda: urllib.request.urlopen(health, timeout=1).status == 200, "streamlit", timeout=120)
         except TimeoutError:
             pytest.fail(f"streamlit did not answer on port {port} within 120 s:\n{log.read_text()[-2000:]}")
-        for spec in PAGES:
-            not_found, heading = _visit(port, spec.url_path)
-            assert not not_found and heading.startswith(spec.title), (spec.url_path, heading)
-        not_found, heading = _visit(port, "")  # the root opens the first page
-        assert not not_found and heading.startswith(PAGES[0].title)
-        assert _visit(port, "no-such-page")[0], "an unknown path is reported, so the check above can fail"
+        yield port
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_signed_out_every_url_shows_only_the_sign_in_form(server: int) -> None:
+    """No page without a session: whatever URL a browser opens, it gets the form and no navigation."""
+
+    async def visit(tab: Tab) -> list[Run]:
+        return [await tab.run(path) for path in ["", *(p.url_path for p in PAGES), "no-such-page"]]
+
+    *known, unknown = _browse(server, visit)  # type: ignore[misc]
+    for run in known:
+        assert run.heading == "gridverse — sign in" and run.listed == [], run
+        assert set(run.widgets) == {"User name", "Password", "Sign in"}, "nothing but the form"
+    assert unknown.not_found and set(unknown.widgets) == {"User name", "Password", "Sign in"}
+
+
+def test_every_url_path_opens_its_page_on_a_real_server_after_sign_in(server: int) -> None:
+    """`/overview` used to answer "Page not found": Streamlit serves its default page only at `/`.
+    A deep link survives the sign-in: the form shown at /twin opens the twin page once submitted."""
+    engineer = {p.url_path for p in PAGES if p.permission in ROLE_PERMISSIONS[Role.ENGINEER]}
+
+    async def visit(tab: Tab) -> tuple[Run, dict[str, Run], Run, Run]:
+        first = await tab.sign_in("twin", "engineer", PASSWORD)
+        pages = {p.url_path: await tab.run(p.url_path) for p in PAGES if p.url_path in engineer}
+        return first, pages, await tab.run(""), await tab.run("no-such-page")
+
+    first, pages, root, unknown = _browse(server, visit)  # type: ignore[misc]
+    assert first.heading.startswith("Grid twin") and set(first.listed) == engineer
+    for spec in PAGES:
+        if spec.url_path in engineer:
+            run = pages[spec.url_path]
+            assert not run.not_found and run.heading.startswith(spec.title), (spec.url_path, run)
+    assert not root.not_found and root.heading.startswith(PAGES[0].title), "the root opens the first page"
+    assert unknown.not_found, "an unknown path is reported, so the check above can fail"
+
+
+def test_a_page_outside_the_role_is_not_served(server: int) -> None:
+    """A security auditor who types /overview gets 'page not found', not the grid."""
+
+    async def visit(tab: Tab) -> tuple[Run, Run]:
+        return await tab.sign_in("", "secaud", PASSWORD), await tab.run("overview")
+
+    first, overview = _browse(server, visit)  # type: ignore[misc]
+    assert "overview" not in first.listed and overview.not_found
