@@ -36,7 +36,6 @@ P = Permission
 PAGES: tuple[PageSpec, ...] = (
     PageSpec("Panoramic view", ":material/hub:", "ui.views.overview", "overview", "Operators", permission=P.GRID_VIEW),
     PageSpec("Grid twin", ":material/monitoring:", "ui.views.twin", "twin", "Operators", permission=P.GRID_VIEW),
-    PageSpec("Alarms", ":material/notifications:", "ui.views.alarms", "alarms", "Operators", permission=P.GRID_VIEW),
     PageSpec(
         "Substation",
         ":material/factory:",
@@ -45,5 +44,6 @@ PAGES: tuple[PageSpec, ...] = (
         "Field technicians",
         permission=P.INSPECT_VIEW,
     ),
+    PageSpec("Alarms", ":material/notifications:", "ui.views.alarms", "alarms", "Operators", permission=P.GRID_VIEW),
     PageSpec("Audit record", ":material/policy:", "ui.views.audit", "audit", "Security", permission=P.AUDIT_VIEW),
 )
