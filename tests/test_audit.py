@@ -186,6 +186,28 @@ def test_a_replaced_public_key_is_caught(tmp_path: Path, capsys: pytest.CaptureF
         )
 
 
+def test_deleted_checkpoints_and_key_are_caught_when_the_interval_or_key_is_known(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Deleting both sidecar files leaves an unsigned chain anyone could have rewritten: the
+    verifier refuses it when it knows the writer's checkpoint interval (from the configuration
+    or --checkpoint-every) or the trusted key id."""
+    path = _record(tmp_path)
+    key = _verify(path, capsys)[1].split("key ")[1].split(")")[0]
+    Path(f"{path}.checkpoints").unlink()
+    Path(f"{path}.pub").unlink()
+    rc, out = _verify(path, capsys, "--checkpoint-every", "5")
+    assert rc == 3 and "seq 1..12: 12 entries without a signed checkpoint" in out and "were deleted" in out
+    rc, out = _verify(path, capsys, "--key-id", key)
+    assert rc == 3 and f"but key {key} is trusted" in out
+    # the same through the configuration: audit.path is this record, checkpoint_every 5
+    main_file = config_dir(
+        tmp_path / "c", lambda d: d.update(audit={"path": str(path), "key_path": str(tmp_path), "checkpoint_every": 5})
+    )
+    assert main(["--config", str(main_file), "audit", "verify"]) == 3
+    assert "checkpoints were deleted" in capsys.readouterr().out
+
+
 def test_an_altered_checkpoint_is_caught(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = _record(tmp_path)
     cps = Path(f"{path}.checkpoints")

@@ -22,11 +22,27 @@ def _record_path(args: argparse.Namespace) -> Path:
     return Path(load_settings(args.config).audit.path)
 
 
+def _checkpoint_every(args: argparse.Namespace, path: Path) -> int | None:
+    """The writer's audit.checkpoint_every for this record: from --checkpoint-every, or from the
+    configuration when its audit.path is this record (None when unknown)."""
+    if args.checkpoint_every is not None:
+        return int(args.checkpoint_every)
+    from gridverse.settings import ConfigError, load_settings
+
+    try:
+        audit = load_settings(args.config).audit
+    except (ConfigError, OSError):
+        if args.path is None:
+            raise
+        return None
+    return audit.checkpoint_every if Path(audit.path).resolve() == path.resolve() else None
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     """Exit 0 when the record is intact, 3 when any entry was modified, deleted, inserted,
     reordered or the tail truncated (each problem printed with its line and seq)."""
     path = _record_path(args)
-    report = verify_record(path, trusted_key_id=args.key_id)
+    report = verify_record(path, trusted_key_id=args.key_id, checkpoint_every=_checkpoint_every(args, path))
     print(f"audit record {report.path}")
     print(report.summary())
     for problem in report.problems[: args.max_problems]:
@@ -71,6 +87,9 @@ def add_audit_commands(sub: argparse._SubParsersAction) -> argparse._SubParsersA
     verify.add_argument("--key-id", default=None, help="refuse checkpoints not signed by this key id (pinned)")
     verify.add_argument(
         "--strict", action="store_true", help="also fail when entries follow the last signed checkpoint"
+    )
+    verify.add_argument(
+        "--checkpoint-every", type=int, default=None, help="the writer's audit.checkpoint_every (default: the config's)"
     )
     verify.add_argument("--max-problems", type=int, default=20, help=argparse.SUPPRESS)
     verify.set_defaults(func=cmd_audit_verify)

@@ -88,9 +88,13 @@ def _load_lines(path: Path) -> tuple[list[str], bool]:
     return data.decode("utf-8", errors="replace").split("\n")[: None if not complete else -1], not complete
 
 
-def verify_record(path: Path, *, trusted_key_id: str | None = None) -> VerifyReport:
+def verify_record(
+    path: Path, *, trusted_key_id: str | None = None, checkpoint_every: int | None = None
+) -> VerifyReport:
     """Check the record at `path` (and `path.checkpoints`, `path.pub`). `trusted_key_id` pins the
-    signing key (as printed by earlier runs): a record re-signed with another key is refused."""
+    signing key (as printed by earlier runs): a record re-signed with another key is refused.
+    `checkpoint_every` (the writer's `audit.checkpoint_every`, when known): that many entries or
+    more after the last signed checkpoint means checkpoints were deleted."""
     path = Path(path)
     report = VerifyReport(path=path.resolve())
     if not path.exists():
@@ -154,6 +158,16 @@ def verify_record(path: Path, *, trusted_key_id: str | None = None) -> VerifyRep
         prev_seq, prev_hash, prev_line = seq, stored, i
         report.last_seq = max(report.last_seq, seq)
     _verify_checkpoints(path, report, hash_at, line_at, trusted_key_id)
+    if checkpoint_every and report.unsigned_tail >= checkpoint_every:
+        first = report.last_checkpoint_seq + 1
+        report.problems.append(
+            Problem(
+                f"seq {first}..{report.last_seq}: {report.unsigned_tail} entries without a signed checkpoint, though "
+                f"the writer signs one every {checkpoint_every} (audit.checkpoint_every): checkpoints were deleted",
+                line_at.get(first),
+                first,
+            )
+        )
     if report.ok and report.unsigned_tail:
         first = report.last_checkpoint_seq + 1
         span = f"seq {first}" if first == report.last_seq else f"seq {first}..{report.last_seq}"
@@ -170,7 +184,9 @@ def _verify_checkpoints(
     cp_path, pub_path = checkpoints_path(path), public_key_path(path)
     cp_name = cp_path.name
     if not cp_path.exists():
-        if pub_path.exists():
+        if trusted:
+            report.problems.append(Problem(f"no signed checkpoint ({cp_name} missing), but key {trusted} is trusted"))
+        elif pub_path.exists():
             report.problems.append(
                 Problem(f"missing, but {pub_path.name} shows checkpoints were signed: deleted", file=cp_name)
             )
