@@ -164,8 +164,11 @@ def _yaw_quaternion(rotation_deg: float) -> list[float]:
 
 
 def asset_extras(asset: AssetConfig, substation: str, live: Live) -> dict[str, Any]:
-    """What a headset app reads from an equipment node: who it is, where, its state and values."""
+    """What a headset app reads from an equipment node: who it is, where, its state and values.
+
+    pygltflib leaves out keys whose value is None or empty (no bay, no values): read with defaults."""
     values = {k: _json_number(v) for k, v in (live.values or {}).items()}
+    missing = sorted(k for k, v in values.items() if v is None)
     extras: dict[str, Any] = {
         "scl_path": asset.name,
         "asset_id": asset.id,
@@ -176,8 +179,10 @@ def asset_extras(asset: AssetConfig, substation: str, live: Live) -> dict[str, A
         "bay": asset.bay,
         "device": asset.device,
         "state": live.state.value,
-        "values": values,
+        "values": {k: v for k, v in values.items() if v is not None},
     }
+    if missing:  # NaN or infinite: named, not dropped silently (JSON has no spelling for them)
+        extras["values_missing"] = missing
     if live.reasons:
         extras["reasons"] = list(live.reasons)
     if asset.element is not None:
