@@ -10,7 +10,7 @@ import pandapower as pp
 from gridmodel.config import TwinConfig
 from gridverse.config import DeviceProfile, SiteConfig
 from gridverse.elements import ElementKind, ElementRef, Measurand
-from gridverse.points import Point, Quality
+from gridverse.points import Point, Quality, Record
 
 #: pandapower measurement type for each measurand, and the factor from SI to its unit.
 _PP_TYPE = {Measurand.P: ("p", 1e-6), Measurand.Q: ("q", 1e-6), Measurand.V: ("v", None), Measurand.I: ("i", 1e-3)}
@@ -90,6 +90,37 @@ def from_points(
                     continue
                 out.append(_measurement(net, dev.element, p.measurand, pt, dev.accuracy_class, cfg))
     return MeasurementSet(out, open_lines, open_trafos, switches)
+
+
+def manual_measurements(net: pp.pandapowerNet, records: list[Record]) -> list[Measurement]:
+    """Readings a technician took on an inspection (telemetry rows of source `manual`): a row that
+    names its network element (fields `element_type`, `element`, `side`), its `measurand` (`i`
+    or `v`) and its σ (`sigma`, SI like the value) is a measurement with that σ, labelled
+    `manual:<point>` so it stands beside the device's own telemetry."""
+    out: list[Measurement] = []
+    for r in records:
+        f = r.fields
+        value, sigma, measurand = f.get("value"), f.get("sigma"), f.get("measurand")
+        if measurand not in ("i", "v") or not isinstance(value, int | float) or not isinstance(sigma, int | float):
+            continue
+        try:
+            side = str(f.get("side") or "") or None
+            element = ElementRef(kind=ElementKind(str(f.get("element_type"))), index=int(f["element"]), side=side)  # type: ignore[arg-type]
+        except (KeyError, TypeError, ValueError):
+            continue
+        label = f"manual:{r.tags.get('point', '')}"
+        device = r.tags.get("device", "")
+        if sigma <= 0 or element.kind == ElementKind.SWITCH:
+            continue
+        if measurand == "v":
+            bus = _end_bus(net, element)
+            base = float(net.bus.at[bus, "vn_kv"]) * 1e3
+            out.append(Measurement("v", "bus", bus, None, value / base, sigma / base, device, label))
+        elif element.kind != ElementKind.BUS:
+            side = element.side or ("from" if element.kind == ElementKind.LINE else "lv")
+            kind = element.kind.value
+            out.append(Measurement("i", kind, element.index, side, value * 1e-3, sigma * 1e-3, device, label))
+    return out
 
 
 def _measurement(

@@ -14,13 +14,13 @@ import pandas as pd
 
 from gridmodel.baddata import BadDataReport, detect_and_identify
 from gridmodel.estimator import Estimate, EstimationError, make_estimator
-from gridmodel.measurements import Measurement, from_points, pseudo_measurements
+from gridmodel.measurements import Measurement, from_points, manual_measurements, pseudo_measurements
 from gridmodel.network import GridData, apply_profiles, load_grid, profile_values
 from gridmodel.observability import analyse, device_loss_impact
 from gridmodel.ppcmodel import ModelBuildError
 from gridverse.config import Settings
 from gridverse.historian import Historian, HistorianError
-from gridverse.points import TELEMETRY, Point, Quality, Record
+from gridverse.points import TELEMETRY, Point, Quality, Record, Source
 from gridverse.schema import (  # the measurement names, defined once for every part
     SIM_CLOCK,
     TWIN_BRANCH,
@@ -66,6 +66,7 @@ class Twin:
         self.last: CycleResult | None = None
         self._last_telemetered: dict[str, list[Measurement]] = {}  # device → its last cycle's measurements
         self._cycle_points: dict[tuple[str, str], Point] = {}
+        self._manual_records: list[Record] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.worker = Worker("twin cycle", logger=log)  # replaced by the watchdog's in start()
@@ -75,7 +76,11 @@ class Twin:
     def _latest_points(self, at_ns: int) -> dict[tuple[str, str], Point]:
         since = at_ns - int(self.settings.twin.stale_after_s * 1e9)
         records = self.historian.latest(TELEMETRY, tags={"site": self.settings.site.name}, start_ns=since, end_ns=at_ns)
-        points = (Point.from_record(r) for r in records)
+        manual = Source.MANUAL.value  # a technician's readings: measurements of their own (with their σ)
+        self._manual_records = [
+            r for r in records if r.tags.get("source") == manual and r.fields.get("quality") == "good"
+        ]
+        points = (Point.from_record(r) for r in records if r.tags.get("source") != manual)
         return {(p.device, p.name): p for p in points}
 
     def _profile_time(self, at_ns: int) -> pd.Timestamp:
@@ -93,6 +98,7 @@ class Twin:
         if self.grid.profiles:
             apply_profiles(net, profile_values(self.grid.profiles, self._profile_time(at_ns)))
         mset = from_points(net, self.settings.site, self.settings.profiles, self.settings.twin, points)
+        mset.measurements.extend(manual_measurements(net, self._manual_records))
         net.line["in_service"] = self.base_line_service & ~net.line.index.isin(list(mset.open_lines))
         net.trafo["in_service"] = self.base_trafo_service & ~net.trafo.index.isin(list(mset.open_trafos))
         closed = self.base_switch_closed.copy()

@@ -26,6 +26,10 @@ class InspectionConfig(Strict):
     every_s: float = Field(default=10.0, gt=0)
     viewer_host: str = Field(default="127.0.0.1", description="the 3D viewer's address (loopback: this machine)")
     viewer_port: Port = Field(default=8765, description="the 3D viewer's port (`gridverse inspect serve`)")
+    labels_path: Path = Field(
+        default=Path("var/inspection/labels.csv"),
+        description="failed inspection checks are appended here as labels (the anomaly lab's labels.csv format)",
+    )
 
 
 class AssetKind(StrEnum):

@@ -35,6 +35,8 @@ class ReadingKind:
     point: str  # IEC 61850 data object the manual point is written as
     sigma_abs: float
     sigma_rel: float = 0.0
+    si_factor: float = 1.0  # the historian keeps SI units: value × si_factor (bar → Pa)
+    measurand: str | None = None  # what the twin can use it as on the equipment's element (i: a current)
 
     def sigma(self, value: float) -> float:
         return self.sigma_abs + self.sigma_rel * abs(value)
@@ -46,9 +48,9 @@ READINGS: dict[str, ReadingKind] = {
     r.key: r
     for r in (
         ReadingKind("top_oil_c", "top-oil temperature (thermometer)", "°C", "YPTR1.TmpOil", 1.0),
-        ReadingKind("sf6_pressure_bar", "SF6 pressure at 20 °C (density gauge)", "bar", "SIMG1.Pres", 0.05),
+        ReadingKind("sf6_pressure_bar", "SF6 pressure at 20 °C (density gauge)", "bar", "SIMG1.Pres", 0.05, 0.0, 1e5),
         ReadingKind("operation_count", "operation counter", "", "XCBR1.OpCnt", 0.0),
-        ReadingKind("current_a", "clamp-meter current", "A", "MMXU1.A", 0.5, 0.007),
+        ReadingKind("current_a", "clamp-meter current", "A", "MMXU1.A", 0.5, 0.007, measurand="i"),
         ReadingKind("thermography_dk", "thermography ΔT over a similar component", "K", "STMP1.TmpDif", 0.5),
     )
 }
