@@ -66,3 +66,16 @@ class AnomalyConfig(Strict):
         default=Path("var/models"),
         description="the model registry: one folder per model name, one per version, and the `deployed` pointer",
     )
+    model_enabled: bool = Field(default=True, description="score the live points with a lab model each cycle")
+    model: str = Field(
+        default="deployed",
+        pattern=r"^(deployed|[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(/v\d+)?)$",
+        description='the model live scoring uses: "deployed" (the registry\'s pointer, else the shipped default), '
+        "NAME (its newest version) or NAME/vN",
+    )
+    model_window: int = Field(
+        default=150, ge=20, le=5000, description="live samples (one per detector cycle) the model scores each cycle"
+    )
+    model_warmup: int = Field(
+        default=10, ge=4, description="samples of a point the model needs before it may alarm on it (no start-up storm)"
+    )

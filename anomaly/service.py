@@ -9,6 +9,7 @@ from collections import defaultdict, deque
 
 from anomaly.alarms import AlarmBook
 from anomaly.detectors import Snapshot, run_detectors
+from anomaly.live import LiveScorer
 from gridverse.config import Settings
 from gridverse.historian import Historian
 from gridverse.mqtt import broker_host, stop_client
@@ -31,6 +32,7 @@ class Detectors:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.worker = Worker("detector evaluation", logger=log)  # the watchdog's once started
+        self.model = LiveScorer(settings, historian)  # the deployed lab model (anomaly.model_*)
 
     def evaluate(self) -> None:
         now = time.time_ns()
@@ -66,6 +68,7 @@ class Detectors:
         history = {k: list(v) for k, v in self.history.items()}
         snapshot = Snapshot.of(self.settings, points, history, residuals, violations, self.alarms.active_keys())
         conditions = run_detectors(snapshot, self.settings.anomaly)
+        conditions += self.model.conditions(now)  # never raises: its failures are in its status
         self.alarms.update(conditions, now, suppress=snapshot.suppressed())
 
     def start(self, watchdog: Watchdog | None = None) -> None:
