@@ -39,7 +39,7 @@ STATIC = {"/": "index.html", "/index.html": "index.html", "/viewer.js": "viewer.
 #: the only parts of three.js served: the decoders model-viewer loads for compressed models
 THREE_SERVED = ("examples/jsm/libs/draco/", "examples/jsm/libs/basis/", "examples/jsm/loaders/")
 SIGNATURE = "gridverse-viewer"
-GLB_CACHE_S = 2.0  # a page load asks for the GLB and the JSON together: export once for both
+GLB_CACHE_S = 5.0  # a page load asks for the JSON, then the GLB: export once for both
 
 
 class ViewerMissing(RuntimeError):
@@ -151,7 +151,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _three(self, rest: str) -> None:
         root = (NODE_MODULES / "three").resolve()
         file = (root / rest).resolve()
-        if not rest.startswith(THREE_SERVED) or not file.is_relative_to(root) or not file.is_file():
+        allowed = any(file.is_relative_to(root / served) for served in THREE_SERVED)  # after resolving ..
+        if not allowed or not file.is_file():
             self._error(HTTPStatus.NOT_FOUND, f"/vendor/three/{rest}: not served")
             return
         kind = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
