@@ -193,21 +193,25 @@ def trip_consequence(
     return Consequence(name, mw, summary.unsupplied_mw, shed, tuple(over))
 
 
-def _network_at(settings: Settings, historian: Historian | None, now_ns: int) -> tuple[pp.pandapowerNet, int]:
-    """The network with its loads at the simulator's clock (or now), and that moment's hour."""
+def _load_moment(settings: Settings, historian: Historian | None, now_ns: int) -> int:
+    """The moment the network's loads describe: the simulator's clock when one runs, else now."""
+    if historian is not None:
+        clock = historian.latest(SIM_CLOCK, tags={"site": settings.site.name}, end_ns=now_ns)
+        if clock:
+            return int(clock[0].fields["sim_time_ns"])
+    return now_ns
+
+
+def _network_at(settings: Settings, when_ns: int) -> pp.pandapowerNet:
+    """The network with its loads and generation at `when_ns` (its profiles, when it has them)."""
     import pandas as pd
 
     from gridmodel.network import apply_profiles, load_grid, profile_values
 
     grid = load_grid(settings.site.network)
-    when = pd.Timestamp(now_ns, tz="UTC")
-    if historian is not None:
-        clock = historian.latest(SIM_CLOCK, tags={"site": settings.site.name}, end_ns=now_ns)
-        if clock:
-            when = pd.Timestamp(int(clock[0].fields["sim_time_ns"]), tz="UTC")
     if grid.profiles:
-        apply_profiles(grid.net, profile_values(grid.profiles, when))
-    return grid.net, int(when.value // 3_600_000_000_000)
+        apply_profiles(grid.net, profile_values(grid.profiles, pd.Timestamp(when_ns, tz="UTC")))
+    return grid.net
 
 
 def consequences(
@@ -218,24 +222,24 @@ def consequences(
     now_ns: int | None = None,
     net: pp.pandapowerNet | None = None,
 ) -> dict[tuple[str, int], Consequence]:
-    """Each element's trip consequence, computed once per network, element and hour of load."""
+    """Each element's trip consequence, computed once per network, element and hour of load
+    (the network is loaded only when something is not cached yet)."""
     now_ns = time.time_ns() if now_ns is None else now_ns
-    network_key = repr(settings.site.network)
-    wanted = {(e.kind.value, e.index): e for e in elements}
-    out: dict[tuple[str, int], Consequence] = {}
-    hour: int | None = None
-    band = tuple(settings.anomaly.voltage_band_pu)
+    when = _load_moment(settings, historian, now_ns)
+    hour = when // 3_600_000_000_000
+    network_key = repr(settings.site.network) if net is None else f"net-{id(net)}"
+    band = (float(settings.anomaly.voltage_band_pu[0]), float(settings.anomaly.voltage_band_pu[1]))
     limit = float(settings.anomaly.loading_limit_percent)
-    for key, element in wanted.items():
-        if net is None and hour is None:
-            net_here, hour = _network_at(settings, historian, now_ns)
-            net = net_here
+    out: dict[tuple[str, int], Consequence] = {}
+    for element in elements:
+        key = (element.kind.value, element.index)
         cache_key = (network_key, hour, key)
         with _CACHE_LOCK:
             hit = _CACHE.get(cache_key)
         if hit is None:
-            assert net is not None
-            hit = trip_consequence(net, element, band=(float(band[0]), float(band[1])), limit=limit)
+            if net is None:
+                net = _network_at(settings, when)
+            hit = trip_consequence(net, element, band=band, limit=limit)
             with _CACHE_LOCK:
                 _CACHE[cache_key] = hit
         out[key] = hit
