@@ -83,8 +83,11 @@ ENTRY_FIELDS = ("seq", "time", "actor", "role", "source", "action", "target", "b
 GENESIS = "0" * 64
 
 _ACTION_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+#: Keys that name a secret: passwords and their hashes, tokens, keys, salts, cookies. (A content
+#: digest such as a model's `data_hash` is not a secret; a bare `hash` or `password_hash` is.)
 _SECRET_KEY_RE = re.compile(
-    r"pass(word|wd|phrase)|secret|token|credential|private.?key|api.?key|hash|salt|cookie", re.IGNORECASE
+    r"passw|passphrase|pwd|pw_?hash|^hash(ed)?$|secret|token|credential|private.?key|api.?key|^salt$|cookie",
+    re.IGNORECASE,
 )
 _SECRET_VALUE_RE = re.compile(r"^\$(argon2(id|i|d)|2[aby]|scrypt|pbkdf2)[$-]")
 _CHECKPOINT_CONTEXT = b"gridverse-audit-checkpoint/v1\n"
