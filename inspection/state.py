@@ -9,9 +9,14 @@ from the twin's loading and the measured top oil (`inspection/thermal.py`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 
 from gridverse.config import SensorKind, SiteConfig
 from gridverse.elements import ElementKind, ElementRef
@@ -310,3 +315,42 @@ def asset_states(
     return {
         name: live.state for name, live in live_states(site_config, assets, historian, substation, since_ns).items()
     }
+
+
+def stamp_render(path: Path, states: Mapping[str, AssetState], rendered_ns: int | None = None) -> Path:
+    """Mark a render with the time it shows: the UTC time drawn in its bottom-left corner and a
+    sidecar `<image>.json` (time, states), so a stale picture never passes for a current one."""
+    from PIL import Image, ImageDraw
+
+    t = time.time_ns() if rendered_ns is None else rendered_ns
+    when = datetime.fromtimestamp(t / 1e9, tz=UTC)
+    image = Image.open(path).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    text = f"rendered {when:%Y-%m-%d %H:%M:%S} UTC"
+    draw.rectangle((6, image.height - 22, 16 + 6 * len(text), image.height - 4), fill=(255, 255, 255))
+    draw.text((10, image.height - 20), text, fill=(20, 20, 30))
+    partial = path.with_name(f".{path.name}.stamping.png")
+    image.save(partial)
+    os.replace(partial, path)  # a reader never sees a half-written image
+    doc = {
+        "rendered_ns": t,
+        "rendered": when.isoformat(timespec="seconds"),
+        "states": {k: str(v) for k, v in states.items()},
+    }
+    stamp = render_stamp_path(path)
+    partial_doc = stamp.with_name(f".{stamp.name}.partial")
+    partial_doc.write_text(json.dumps(doc, indent=1))
+    os.replace(partial_doc, stamp)
+    return stamp
+
+
+def render_stamp_path(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def read_render_stamp(path: Path) -> dict | None:
+    """The render's sidecar stamp (time and states), or None when it has none."""
+    try:
+        return json.loads(render_stamp_path(path).read_text())
+    except (OSError, ValueError):
+        return None

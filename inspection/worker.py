@@ -17,7 +17,7 @@ from gridverse.config import Settings
 from gridverse.historian import Historian
 from gridverse.watchdog import DEFAULT_MISSES, Watchdog, Worker, in_daemon_thread
 from inspection.config import AssetConfig, InspectionConfig
-from inspection.state import AssetState, asset_states
+from inspection.state import AssetState, asset_states, stamp_render
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +205,7 @@ class RenderService:
                     since,
                 )
                 path = self.renderer.render(cfg.substation, states, cfg.output_dir / f"{cfg.substation}.png")
+                stamp_render(path, states)  # the time it shows, on the image and beside it: never a stale "now"
             except Exception as exc:  # logged once, counted, backed off; logged again on recovery
                 if self._stop.is_set():
                     return

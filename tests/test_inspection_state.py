@@ -126,3 +126,20 @@ def test_a_transformer_carries_its_hot_spot_and_ageing_rate(env) -> None:
     assert t2.hot_spot_c == pytest.approx(154.04, abs=0.01)
     assert t2.state is AssetState.OVERLOADED  # 150 % is overloaded, which outranks the hot-spot warning
     assert any("hot spot 154" in r for r in t2.reasons)
+
+
+def test_a_render_carries_the_time_it_shows(tmp_path: Path) -> None:
+    """The defect: renders had no timestamp, so a stale picture looked current."""
+    from PIL import Image
+
+    from inspection.state import read_render_stamp, stamp_render
+
+    png = tmp_path / "primary.png"
+    Image.new("RGB", (320, 200), (200, 220, 240)).save(png)
+    stamp_render(png, {"PRIM/T2/YPTR1": AssetState.ALARM}, T0)
+    stamp = read_render_stamp(png)
+    assert stamp is not None and stamp["rendered_ns"] == T0 and stamp["rendered"].startswith("2026-09-21T")
+    assert stamp["states"] == {"PRIM/T2/YPTR1": "alarm"}
+    corner = Image.open(png).convert("RGB").crop((6, 178, 200, 196))
+    assert len(set(corner.getdata())) > 1  # the time is drawn on the image itself
+    assert read_render_stamp(tmp_path / "other.png") is None
