@@ -53,10 +53,11 @@ def _clear_errors(func: Callable[[argparse.Namespace], int]) -> Callable[[argpar
     @functools.wraps(func)
     def wrapper(args: argparse.Namespace) -> int:
         from anomaly.registry import RegistryError
+        from gridverse.audit import AuditError
 
         try:
             return func(args)
-        except (DatasetError, RegistryError, LabUnavailable, UsageError) as exc:
+        except (DatasetError, RegistryError, LabUnavailable, UsageError, AuditError) as exc:
             _say(f"error: {exc}")
             return 2
         except KeyboardInterrupt:
@@ -70,6 +71,16 @@ def _clear_errors(func: Callable[[argparse.Namespace], int]) -> Callable[[argpar
     return wrapper
 
 
+def _settings(args: argparse.Namespace) -> Any:
+    """The configuration of `--config` (or the default file when it exists), else None."""
+    from gridverse.settings import default_config_path, load_settings
+
+    path = args.config or default_config_path()
+    if args.config or Path(path).exists():
+        return load_settings(path)
+    return None
+
+
 def _registry(args: argparse.Namespace) -> Any:
     """The registry of `--registry`, else `anomaly.models_dir` of the configuration (if there is one)."""
     from anomaly.config import AnomalyConfig
@@ -77,12 +88,31 @@ def _registry(args: argparse.Namespace) -> Any:
 
     if getattr(args, "registry", None):
         return ModelRegistry(args.registry)
-    from gridverse.settings import default_config_path, load_settings
+    settings = _settings(args)
+    return ModelRegistry(settings.anomaly.models_dir if settings is not None else AnomalyConfig().models_dir)
 
-    path = args.config or default_config_path()
-    if args.config or Path(path).exists():
-        return ModelRegistry(load_settings(path).anomaly.models_dir)
-    return ModelRegistry(AnomalyConfig().models_dir)
+
+def _audit(args: argparse.Namespace) -> Any:
+    """The audit record of `--audit`, else the configuration's `audit.path` (else its default)."""
+    from gridverse.audit import AuditConfig, AuditRecord, open_audit
+
+    if getattr(args, "audit", None):
+        return AuditRecord(args.audit)
+    settings = _settings(args)
+    if settings is not None:
+        return open_audit(settings)
+    cfg = AuditConfig()
+    return AuditRecord(cfg.path, cfg.key_path, checkpoint_every=cfg.checkpoint_every)
+
+
+def _os_user() -> str:
+    """Who runs the command: the OS user (the CLI has no sign-in; the audit record says so by the source)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (a container without passwd entry): the uid
+        return f"uid {os.getuid()}"
 
 
 class Progress:
@@ -187,8 +217,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if report is not None:
         _say(f"validation: F1 {report['f1']}, precision {report['precision']}, recall {report['recall']}")
     if args.deploy:
-        registry.deploy(card.ref)
-        _say(f"deployed {card.ref}")
+        audit = _audit(args)
+        registry.deploy(card.ref, audit=audit, actor=_os_user(), role="os-user", source="cli", reason="train --deploy")
+        _say(f"deployed {card.ref} (recorded in {audit.path})")
     _last_line(
         {"model": card.ref, "path": card.path, "train_s": train_s, "data_hash": card.data_hash, "report": report}
     )
@@ -306,9 +337,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 @_clear_errors
 def cmd_deploy(args: argparse.Namespace) -> int:
     registry = _registry(args)
-    card = registry.deploy(args.model)
-    _say(f"deployed {card.ref}: detect and the live detectors use it from now on")
-    _last_line({"deployed": card.ref, "path": card.path})
+    audit = _audit(args)
+    card = registry.deploy(args.model, audit=audit, actor=_os_user(), role="os-user", source="cli", reason=args.reason)
+    _say(f"deployed {card.ref}: detect and the live detectors use it from now on (recorded in {audit.path})")
+    _last_line({"deployed": card.ref, "path": card.path, "audit": str(audit.path)})
     return 0
 
 
@@ -320,6 +352,11 @@ def add_anomaly_commands(sub: argparse._SubParsersAction) -> argparse._SubParser
     def registry_option(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--registry", type=Path, default=None, help="model registry folder (default: anomaly.models_dir)"
+        )
+
+    def audit_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--audit", type=Path, default=None, help="audit record a deployment goes to (default: audit.path)"
         )
 
     train = asub.add_parser("train", help="train the lab pipeline on scenario directories and store it")
@@ -343,6 +380,7 @@ def add_anomaly_commands(sub: argparse._SubParsersAction) -> argparse._SubParser
     )
     train.add_argument("--deploy", action="store_true", help="deploy the new model")
     registry_option(train)
+    audit_option(train)
     train.set_defaults(func=cmd_train)
 
     detect = asub.add_parser("detect", help="score a scenario directory and write alarms.csv")
@@ -368,6 +406,8 @@ def add_anomaly_commands(sub: argparse._SubParsersAction) -> argparse._SubParser
 
     deploy = asub.add_parser("deploy", help="deploy a model for detect and the live detectors")
     deploy.add_argument("model", metavar="NAME", help="NAME (newest version) or NAME/vN")
+    deploy.add_argument("--reason", default="", help="why (kept in the audit record)")
     registry_option(deploy)
+    audit_option(deploy)
     deploy.set_defaults(func=cmd_deploy)
     return asub

@@ -215,10 +215,25 @@ class ModelRegistry:
             return self.root / name / version
         return self.root / name / f"v{versions[-1]}"
 
-    def deploy(self, ref: str) -> ModelCard:
-        """Point `deployed` at a model ("NAME" means its newest version)."""
+    def deploy(
+        self, ref: str, *, audit: Any = None, actor: str = "", role: str = "", source: str = "", reason: str = ""
+    ) -> ModelCard:
+        """Point `deployed` at a model ("NAME" means its newest version). With `audit` (an
+        `gridverse.audit.AuditRecord`) the deployment is recorded first, as `model.deploy` by
+        `actor` with the model deployed before and after; if it cannot be recorded, nothing is deployed."""
         folder = self.resolve(ref)
         card = _read_card(folder)
+        if audit is not None:
+            audit.append(
+                actor,
+                role,
+                "model.deploy",
+                card.ref,
+                source=source,
+                before={"deployed": self.deployed_ref() or f"{DEFAULT_NAME} (shipped)"},
+                after={"deployed": card.ref, "data_hash": card.data_hash, "f1": (card.report or {}).get("f1")},
+                reason=reason,
+            )
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / DEPLOYED_FILE).write_text(card.ref + "\n")
         return card

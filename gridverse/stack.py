@@ -207,6 +207,8 @@ class Stack:
         if self._ui is not None and self._ui.poll() is not None:
             problems.append(f"ui: Streamlit exited with code {self._ui.returncode}")
         body["workers"] = workers
+        if self.detectors is not None:  # live scoring with the lab model: loading, warming up, scoring …
+            body["live_model"] = self.detectors.model.status.as_dict()
         body["problems"] = problems
         if not problems:
             body["status"] = "ok"

@@ -115,7 +115,8 @@ def test_detect_without_a_model_uses_the_deployed_one_and_models_lists_it(
 ) -> None:
     ModelRegistry(registry).save("jump", JumpModel(k=1e9))  # v2 finds nothing
     data = make_scenario(tmp_path / "s")
-    assert run(capsys, "anomaly", "deploy", "jump/v1", "--registry", str(registry))[0] == 0
+    audit = ["--audit", str(tmp_path / "audit.jsonl")]
+    assert run(capsys, "anomaly", "deploy", "jump/v1", "--registry", str(registry), *audit)[0] == 0
     code, out, _ = run(
         capsys, "anomaly", "detect", "--data", str(data), "--out", str(tmp_path / "a.csv"), "--registry", str(registry)
     )
@@ -219,7 +220,7 @@ def test_train_stores_a_versioned_model_with_its_report(tmp_path: Path, capsys: 
     registry = tmp_path / "models"
     train_cmd = ["anomaly", "train", "--data", str(train), "--model", "lab", "--registry", str(registry)]
     # the physics detector runs a state estimate per step: too slow for a unit test, so it is set off
-    code, out, err = run(capsys, *train_cmd, "--set", "physics=false", "--deploy")
+    code, out, err = run(capsys, *train_cmd, "--set", "physics=false", "--deploy", "--audit", str(tmp_path / "a.jsonl"))
     assert code == 0, err
     result = last_json(out)
     assert result["model"] == "lab/v1" and result["report"] is not None and "f1" in result["report"]
@@ -252,3 +253,37 @@ def test_shipped_default_model_loads_and_scores_a_grid_it_never_saw(
     assert read_alarms(tmp_path / "a.csv").columns.tolist() == ALARMS_COLUMNS
     code, out, _ = run(capsys, "anomaly", "models", "--registry", str(empty))
     assert [m["model"] for m in last_json(out)["models"]] == ["default/v1"] and last_json(out)["models"][0]["deployed"]
+
+
+def test_deploy_is_recorded_in_the_audit_record_first_with_the_os_user(
+    tmp_path: Path, registry: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import getpass
+
+    from gridverse.audit import AuditRecord, verify_record
+
+    path = tmp_path / "audit" / "audit.jsonl"
+    deploy = ["anomaly", "deploy", "jump", "--registry", str(registry), "--audit", str(path)]
+    code, out, err = run(capsys, *deploy, "--reason", "better recall on feeder F2")
+    assert code == 0, err
+    assert last_json(out)["audit"] == str(path)
+    (entry,) = AuditRecord(path).entries()
+    assert (entry.actor, entry.role, entry.source, entry.action, entry.target) == (
+        getpass.getuser(),
+        "os-user",
+        "cli",
+        "model.deploy",
+        "jump/v1",
+    )
+    assert entry.before == {"deployed": "default (shipped)"} and entry.after["deployed"] == "jump/v1"
+    assert entry.reason == "better recall on feeder F2"
+    assert verify_record(path).ok
+    # a record that cannot be written: nothing is deployed
+    ModelRegistry(registry).save("jump", JumpModel(k=1e9))
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the audit folder should be")
+    code, _, err = run(
+        capsys, "anomaly", "deploy", "jump/v2", "--registry", str(registry), "--audit", str(blocked / "a.jsonl")
+    )
+    assert code == 2 and "blocked" in err
+    assert ModelRegistry(registry).deployed_ref() == "jump/v1"
