@@ -11,8 +11,10 @@ Rules, in order:
    finds no label is a false alarm event. One alarm event may find several labels.
 3. **What sees a label** (the topology rule, from `network.json` and `points.csv`):
 
-   - a measurement fault (a label naming a point: stuck, drift, spike, dropout, bias, a
-     false-data injection): the faulty point, or its element;
+   - a measurement fault (a label naming a point: stuck, drift, spike, dropout, bias): the
+     faulty point, or its element;
+   - a false-data injection whose label names the points it falsified (`;`-separated in the
+     `point` column): any of those points;
    - a line outage: the line, and every point on its *feeder* (the buses reached from the line
      through lines and closed bus-bus switches without passing a transformer's bus, with the
      lines, loads and generators on them) and every transformer's points (the substation sees
@@ -106,6 +108,12 @@ class Report:
 
 def _blank(value: Any) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)) or str(value) == ""
+
+
+def label_points(value: Any) -> set[str]:
+    """The point(s) a label names: one point, or for a false-data injection the `;`-separated
+    points it falsified; empty for a grid event."""
+    return set() if _blank(value) else {p.strip() for p in str(value).split(";") if p.strip()}
 
 
 def _element(element_type: Any, element: Any) -> tuple[str, int] | None:
@@ -214,10 +222,15 @@ class Topology:
         """(points, elements) that see the label; an alarm naming any of them may find it."""
         kind = str(label.type)
         target = _element(label.element_type, label.element)
-        point = None if _blank(label.point) else str(label.point)
+        named = label_points(label.point)
         elements: set[tuple[str, int]] = set()
         points: set[str] = set()
-        if point is not None:  # a measurement fault: the point or its element
+        if len(named) > 1:  # an injection naming the points it falsified: those points, its bus
+            points |= named
+            if target is not None:
+                elements.add(target)
+        elif named:  # a measurement fault: the point or its element
+            point = next(iter(named))
             points.add(point)
             if point in self.point_element:
                 elements.add(self.point_element[point])
@@ -402,7 +415,7 @@ def evaluate(
     for label in labels.itertuples(index=False):
         lab = pd.Series(label._asdict())
         points, elements = topology.sees(lab)
-        lab_point = None if _blank(lab.point) else str(lab.point)
+        lab_points = label_points(lab.point)
         lab_element = _element(lab.element_type, lab.element)
         first: pd.Timestamp | None = None
         exact = False
@@ -413,8 +426,8 @@ def evaluate(
                 continue
             matched_alarm[i] = True
             first = ev.start if first is None else min(first, ev.start)
-            if lab_point is not None:
-                exact |= ev.point == lab_point
+            if lab_points:
+                exact |= ev.point in lab_points
             elif lab_element is not None:
                 exact |= ev.element == lab_element
         delay = None if first is None else max((first - lab.start).total_seconds(), 0.0)

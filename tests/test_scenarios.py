@@ -137,6 +137,9 @@ def test_fdia_shifts_the_estimate_but_passes_the_residual_test(hand):
         assert abs(shift - fault["params"]["delta_vm_pu"]) < 0.25 * abs(fault["params"]["delta_vm_pu"])
     params = fault["params"]
     assert params["max_lnr_attacked"] <= max(DEFAULT_BAD_DATA_THRESHOLD, params["max_lnr_clean"] + 0.5)
+    # the label itself names the falsified points, so labels.csv alone can credit an alarm on them
+    label = scen.labels.set_index("type").loc["fdia"]
+    assert label.point.split(";") == params["points"] and len(params["points"]) >= 1
 
 
 def _tree(path: Path) -> dict[str, bytes]:
@@ -228,17 +231,48 @@ def test_command_names_a_missing_grid_file_and_an_unknown_fault_kind(tmp_path, c
     assert not (tmp_path / "train").exists()
 
 
+def _pv_grid(tmp_path: Path) -> str:
+    """The lab's 10-bus grid (0.4 MVA, 30 kW of PV per feeder: a surplus may reach 13 × that) as JSON."""
+    import pandapower as pp
+
+    from tests.lab_grid import small_grid
+
+    net = small_grid()
+    net.sgen["type"] = "PV"
+    pp.to_json(net, str(tmp_path / "grid.json"))
+    return str(tmp_path / "grid.json")
+
+
 def test_pv_surplus_raises_the_feeder_voltage_past_its_drawn_target(tmp_path):
     def choose(ctx) -> list[Fault]:
         head = next(h for h, sgens in ctx.feeder_pv.items() if sgens)
-        params = {"feeder_head": head, "factor": 2.0, "target_vm_pu": 1.06, "max_vm_pu": 0.0}
-        return [Fault("overvoltage", 36, 44, "bus", 0, params=params)]  # 09:00-11:00, train split
+        params = {"feeder_head": head, "factor": 2.0, "target_vm_pu": 1.11, "max_vm_pu": 0.0}
+        return [Fault("overvoltage", 36, 44, "bus", 0, params=params)]  # 09:00-11:00 in June, train split
 
-    result = generate(ScenarioParams(grid=LV, days=1, seed=2), tmp_path, choose_faults=choose)
+    result = generate(
+        ScenarioParams(grid=_pv_grid(tmp_path), days=1, seed=2, start_day=170), tmp_path, choose_faults=choose
+    )
     fault = result.faults[0]
-    assert fault.params["max_vm_pu"] >= 1.06 and fault.params["factor"] > 2.0
+    assert fault.params["max_vm_pu"] >= 1.11 and fault.params["factor"] > 2.0
     scen = read_scenario(tmp_path / "train")
     label = scen.labels.iloc[0]
     assert (label.type, label.element_type, label.element) == ("overvoltage", "bus", fault.element)
+    # labelled: only the steps whose highest feeder voltage truly passed the band, inside the window
+    first, last = fault.params["labelled_steps"]
+    assert 36 <= first <= last <= 44 and (label.start, label.end) == (
+        scen.telemetry.index[first],
+        scen.telemetry.index[last],
+    )
     volts = scen.telemetry[[p for p in scen.points.index if p.endswith("v_pu")]]
     assert volts.loc[label.start : label.end].max().max() > volts.loc[: label.start].iloc[:-1].max().max() + 0.01
+
+
+def test_a_pv_surplus_that_never_passes_the_band_is_not_labelled(tmp_path):
+    def choose(ctx) -> list[Fault]:  # 00:00-02:00: no sun, so no surplus can raise the voltage
+        head = next(h for h, sgens in ctx.feeder_pv.items() if sgens)
+        params = {"feeder_head": head, "factor": 2.0, "target_vm_pu": 1.11, "max_vm_pu": 0.0}
+        return [Fault("overvoltage", 0, 8, "bus", 0, params=params)]
+
+    result = generate(ScenarioParams(grid=_pv_grid(tmp_path), days=1, seed=2), tmp_path, choose_faults=choose)
+    assert result.faults == [] and any("past the band" in n for n in result.notes)
+    assert read_scenario(tmp_path / "train").labels.empty

@@ -301,6 +301,7 @@ def simulate(
     record = ctx.extra.get("record_steps", set())  # steps whose true bus voltages an attack needs
     voltages = ctx.extra.setdefault("voltages", {})
     for step in range(n_steps):
+        ctx.extra["step"] = step
         for name, flags in base_flags.items():
             getattr(net, name)["in_service"] = flags.to_numpy()
         for (table, col), (_idx, values) in profiles.items():
@@ -444,6 +445,11 @@ def generate(
         ctx, _profile_arrays(raw_profiles, net, params.start_day, n_steps, params.step_minutes), events, progress
     )
     t2 = time.perf_counter()
+    settled = [f for f in faults if not isinstance(k := kinds[f.kind], GridEvent) or k.settle(f)]
+    dropped = len(faults) - len(settled)
+    if dropped:
+        notes.append(f"{dropped} grid event(s) had no effect the label could name (e.g. no step past the band)")
+    faults = settled
     sigma = point_sigmas(points, exact, params.accuracy_class)
     points["sigma"] = sigma
     values = exact + rng_noise.normal(0.0, 1.0, exact.shape) * sigma[None, :]

@@ -107,6 +107,11 @@ class GridEvent(FaultKind):
         """Multiplier of a transformer's rated top-oil rise during the window (1: normal cooling)."""
         return 1.0
 
+    def settle(self, fault: Fault) -> bool:
+        """After the simulation: adjust the labelled window to what the grid really did (False:
+        the event had no effect worth a label, and it is dropped from the labels)."""
+        return True
+
 
 class InjectionAttack(FaultKind):
     family = "attack"
