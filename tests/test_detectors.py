@@ -162,6 +162,11 @@ def test_stuck_rule_is_quiet_on_a_lightly_loaded_feeder_quantised_at_a_tenth_of_
         ("F2", "MMXU1.TotVAr"): noisy_q,
         ("F3", "MMXU1.A"): [80.0] * 8,  # 80 A should move by ~0.4 A (4 steps) with its power: stuck
         ("F3", "MMXU1.TotW"): noisy_p,
+        ("F3", "MMXU1.TotVAr"): noisy_q,
+        # from a healthy demo run: P fell 10 % while Q rose, |S| (so the current) moved 0.5 %
+        ("F7", "MMXU1.A"): [3.2] * 8,
+        ("F7", "MMXU1.TotW"): [68100.0, 69440.0, 67135.0, 67135.0, 65241.0, 63609.0, 63043.0, 62729.0],
+        ("F7", "MMXU1.TotVAr"): [-90559.0, -90403.0, -91643.0, -91643.0, -92431.0, -93560.0, -94213.0, -94186.0],
         ("F4", "MMXU1.A"): [0.0] * 8,  # a dead feeder reads zero on purpose
         ("F4", "MMXU1.TotW"): [0.0] * 8,
         ("F5", "MMXU1.TotW"): [7123.0] * 8,  # the power itself frozen while the current moves
@@ -169,8 +174,9 @@ def test_stuck_rule_is_quiet_on_a_lightly_loaded_feeder_quantised_at_a_tenth_of_
         ("F6", "MMXU1.A"): [0.4] * 8,  # the whole bay frozen: a small current is not evidence...
         ("F6", "MMXU1.TotW"): [9001.0] * 8,  # ...but thousands of 1 W steps held exactly are
     }
-    resolution = {(f, "MMXU1.A"): 0.1 for f in ("F2", "F3", "F4", "F5", "F6")}
-    resolution |= {(f, p): 1.0 for f in ("F2", "F3", "F4", "F5", "F6") for p in ("MMXU1.TotW", "MMXU1.TotVAr")}
+    feeders = ("F2", "F3", "F4", "F5", "F6", "F7")
+    resolution = {(f, "MMXU1.A"): 0.1 for f in feeders}
+    resolution |= {(f, p): 1.0 for f in feeders for p in ("MMXU1.TotW", "MMXU1.TotVAr")}
     snapshot = Snapshot(history=history, resolution=resolution)
     found = _only(AlarmRule.STUCK, snapshot, config)
     assert sorted((a.device, a.point) for a in found) == [("F3", "MMXU1.A"), ("F5", "MMXU1.TotW"), ("F6", "MMXU1.TotW")]

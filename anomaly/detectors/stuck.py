@@ -4,15 +4,17 @@ N is `anomaly.stuck_after_samples`; breaker and tap positions are expected to ho
 readings alone are not enough: a lightly loaded feeder's current, quantised at 0.1 A, can hold
 still for minutes while its noisy instrument works perfectly (the rule used to fire 17 times in 10
 healthy minutes for that). So the rule asks how far the point *should* have moved: its peers on
-the same device (the well-resolved ones, e.g. the feeder's active and reactive power) give the
-relative movement seen meanwhile, and the point is stuck only when that movement, applied to its
-value, is at least `stuck_min_quanta` of its resolution steps (`Snapshot.resolution`). With no
-moving peer, a quantised reading must sit at least `stuck_quiet_quanta` steps from zero; a
-continuous (floating-point) reading that repeats exactly is stuck, unless it reads exactly 0.
+the same device give the relative movement seen meanwhile (for a current, its apparent power
+√(P² + Q²); otherwise the peer that moved most), and the point is stuck only when that movement,
+applied to its value, is at least `stuck_min_quanta` of its resolution steps
+(`Snapshot.resolution`). With no moving peer, a quantised reading must sit at least
+`stuck_quiet_quanta` steps from zero; a continuous (floating-point) reading that repeats exactly
+is stuck, unless it reads exactly 0.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import ClassVar
@@ -72,14 +74,31 @@ class StuckDetector:
     ) -> bool:
         if value == 0:
             return False  # a dead or unloaded measurand reads exactly zero on purpose
-        moving = [
-            _relative_movement(tail)
-            for name, tail in peers.items()
-            if name != point and max(tail) != min(tail) and _relative_movement(tail) > 0
-        ]
+        apparent = _apparent_power(point, peers)
+        if apparent is not None:  # a current follows |S| = √(P² + Q²), not P or Q alone
+            moving = [_relative_movement(apparent)] if max(apparent) != min(apparent) else []
+        else:
+            moving = [
+                _relative_movement(tail)
+                for name, tail in peers.items()
+                if name != point and max(tail) != min(tail) and _relative_movement(tail) > 0
+            ]
         if not moving:
             return step == 0 or abs(value) >= config.stuck_quiet_quanta * step
         if step == 0:
             return True
         expected = abs(value) * max(moving)  # how far this reading should have moved meanwhile
         return expected >= config.stuck_min_quanta * step
+
+
+def _apparent_power(point: str, peers: dict[str, list[float]]) -> list[float] | None:
+    """For a current (`<LN>.A`) whose device also reads `<LN>.TotW` and `<LN>.TotVAr`: the apparent
+    power over the same samples. A feeder's P can swing by 7 % while Q swings the other way and
+    |S|, hence its current, stays within 0.2 %."""
+    ln, _, name = point.rpartition(".")
+    if name != "A":
+        return None
+    p, q = peers.get(f"{ln}.TotW"), peers.get(f"{ln}.TotVAr")
+    if p is None or q is None or len(p) != len(q):
+        return None
+    return [math.hypot(a, b) for a, b in zip(p, q, strict=True)]
