@@ -26,6 +26,7 @@ def config_dir(tmp: Path, mutate=None) -> Path:
     doc.setdefault("anomaly", {})["alarm_state_path"] = str(tmp / "alarm-state.db")
     doc["inspection"]["output_dir"] = str(tmp / "render")
     doc["audit"] = {"path": str(tmp / "audit" / "audit.jsonl"), "key_path": str(tmp / "audit" / "audit.key")}
+    doc["auth"] = {"users_file": str(tmp / "users.yaml"), "argon2_time_cost": 1, "argon2_memory_kib": 1024}
     if mutate is not None:
         mutate(doc)
     main.write_text(yaml.safe_dump(doc, sort_keys=False))
