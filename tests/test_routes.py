@@ -30,8 +30,8 @@ NOW = time.time_ns()
 DEVICES = {"T1": ("MMXU1.A", 700.0), "T2": ("MMXU1.A", 700.0), **{f"F{i}": ("XCBR1.Pos", 1.0) for i in range(1, 9)}}
 
 
-def _live_site(tmp: Path, *, alarm: bool = True) -> tuple[Settings, EmbeddedHistorian]:
-    settings = load_settings(config_dir(tmp))
+def _live_site(tmp: Path, *, alarm: bool = True, mutate=None) -> tuple[Settings, EmbeddedHistorian]:
+    settings = load_settings(config_dir(tmp, mutate))
     historian = EmbeddedHistorian(settings.historian.path)
     site = settings.site.name
     records = []
@@ -196,3 +196,56 @@ def test_pack_embeds_step_images(tmp_path: Path) -> None:
     page = route_pack_html(route, images={"PRIM/T2/YPTR1": image})
     assert page.count("data:image/png;base64,") == 1
     assert "Order: tiers" in page
+
+
+def _routes_page() -> None:
+    from ui.views.routes import page
+
+    page()
+
+
+def test_routes_page_walks_a_step_and_records_its_finding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A technician generates the route, opens step 1 (the alarmed T2), fills in the checklist
+    and records it: the finding is in the audit record under their name; a viewer sees the route
+    but gets no form."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_ui_pages import add_role_users, fast_auth
+    from ui import signin
+
+    settings, historian = _live_site(tmp_path, mutate=fast_auth)
+    historian.close()
+    add_role_users(config_dir_main(tmp_path))
+    monkeypatch.setenv("GRIDVERSE_CONFIG", str(config_dir_main(tmp_path)))
+    st.cache_resource.clear()
+    try:
+        at = AppTest.from_function(_routes_page, default_timeout=240)
+        at.session_state[signin.TOKEN_KEY] = signin.start_session("technician")
+        at.run()
+        assert not at.exception and at.title[0].value == "Inspection routes"
+        at.button(key="routes.generate").click().run()
+        assert not at.exception
+        table = at.dataframe[0].value
+        assert table.equipment.iloc[0] == "PRIM/T2/YPTR1" and table.state.iloc[0] == "alarm"
+        at.radio(key="routes.1.oil_level").set_value("pass")
+        at.radio(key="routes.1.bushings").set_value("fail")
+        at.number_input(key="routes.1.top_oil.reading").set_value(72.0)
+        at.text_area(key="routes.1.notes").input("HV bushing 2 weeps oil")
+        at.button(key="FormSubmitter:routes.form.1-Record step").click().run()
+        assert not at.exception
+        assert [s.value for s in at.success][0].startswith("Step 1 recorded for PRIM/T2/YPTR1")
+        entries = open_audit(settings).entries()
+        assert [(e.action, e.target, e.actor, e.role) for e in entries] == [
+            ("inspect.finding", "PRIM/T2/YPTR1", "technician", "technician"),
+            ("inspect.step", "PRIM/T2/YPTR1", "technician", "technician"),
+        ]
+        assert entries[0].after["checks"]["bushings"] == "fail" and entries[0].after["readings"] == {"top_oil_c": 72.0}
+        viewer = AppTest.from_function(_routes_page, default_timeout=240)
+        viewer.session_state[signin.TOKEN_KEY] = signin.start_session("viewer")
+        viewer.run()
+        viewer.button(key="routes.generate").click().run()
+        assert not viewer.exception and len(viewer.dataframe[0].value) == len(table)
+        assert not [b for b in viewer.button if "Record step" in b.label]  # no form for a viewer
+    finally:
+        st.cache_resource.clear()

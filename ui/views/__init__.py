@@ -45,5 +45,9 @@ PAGES: tuple[PageSpec, ...] = (
         permission=P.INSPECT_VIEW,
     ),
     PageSpec("Alarms", ":material/notifications:", "ui.views.alarms", "alarms", "Operators", permission=P.GRID_VIEW),
+    PageSpec(
+        "My routes", ":material/route:", "ui.views.routes", "routes", "Field technicians", permission=P.INSPECT_VIEW
+    ),
+    PageSpec("Anomaly lab", ":material/science:", "ui.views.analyst", "lab", "Analysts", permission=P.ANOMALY_VIEW),
     PageSpec("Audit record", ":material/policy:", "ui.views.audit", "audit", "Security", permission=P.AUDIT_VIEW),
 )
