@@ -74,6 +74,7 @@ class AlarmBook:
         self.folded = 0  # chattering returns folded into a standing alarm
         self.restored = 0
         self._store_failed = False
+        self.store_failures = 0  # evaluations whose changes the alarm store refused
         self._reconciling: dict[AlarmKey, Alarm] = {}
         self._reconcile(time.time_ns() if now_ns is None else now_ns)
 
@@ -238,6 +239,7 @@ class AlarmBook:
                 store.end_reconcile()
             store.mark_evaluated(time_ns)
         except Exception as exc:  # the store must not stop the alarms: logged once, and once recovered
+            self.store_failures += 1
             if not self._store_failed:
                 log.error("alarm store %s not updated: %s; alarms still go to the historian and MQTT",
                           store.path, exc)  # fmt: skip

@@ -279,3 +279,29 @@ def test_keys_read_as_the_stack_summary_spells_them() -> None:
     assert parse_key("comm_fail:RTU1/*") == ("comm_fail", "RTU1", "*")
     with pytest.raises(KeyError, match="rule:device/point"):
         parse_key("limit")
+
+
+def test_a_failing_store_is_logged_once_and_its_recovery_once_while_alarms_still_go_out(
+    settings: Settings, historian, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from anomaly.alarmstate import AlarmStoreError
+
+    book = _book(settings, historian)
+    real = book.store.mark_evaluated
+
+    def locked(time_ns: int) -> None:
+        raise AlarmStoreError("alarm store x: cannot write (database is locked)")
+
+    monkeypatch.setattr(book.store, "mark_evaluated", locked)
+    with caplog.at_level(logging.INFO, logger="anomaly.alarms"):
+        for i in range(5):
+            book.update([OIL], T0 + i * S)
+        monkeypatch.setattr(book.store, "mark_evaluated", real)
+        book.update([OIL], T0 + 10 * S)
+        book.update([OIL], T0 + 12 * S)
+    store_lines = [r.getMessage() for r in caplog.records if "alarm store" in r.getMessage()]
+    assert len(store_lines) == 2 and "not updated" in store_lines[0] and "updated again" in store_lines[1]
+    assert book.store_failures == 5 and book.raised == 1
+    assert _alarm_records(historian) == [("T2-oil", 1)]  # the alarm itself went out regardless
