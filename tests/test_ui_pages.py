@@ -173,15 +173,17 @@ def test_the_app_opens_the_first_page_at_its_root_after_sign_in(env: Site) -> No
 def test_overview_shows_the_estimate_loadings_and_alarms(env: Site) -> None:
     at = _app(PAGES[0]).run()
     assert not at.exception
-    assert [m.value for m in at.metric] == [str(env.buses), "0.970 pu", "1.030 pu", "85 %"]
-    alarms = at.dataframe[0].value
-    assert list(alarms.device) == ["T2-oil"] and list(alarms.severity) == ["critical"]
-    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
-    lines = [t for t in figure["data"] if t.get("mode") == "lines"]
-    assert len(lines) == env.lines
-    colours = {t["text"].rsplit(": ", 1)[1]: t["line"]["color"] for t in lines}  # "<line name>: 60 %"
-    # the same bands as the substation render: green below 50 %, amber from 50 %, red from 80 %
-    assert colours == {"10 %": "#2e7d32", "20 %": "#2e7d32", "60 %": "#f9a825", "85 %": "#c62828"}
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["buses energised"] == f"{env.buses} / {env.buses}"
+    assert metrics["lowest voltage"] == "0.970 pu" and metrics["highest voltage"] == "1.030 pu"
+    assert metrics["highest loading"] == "85 %"
+    # ISA-101: every value is inside the band and below 90 % of the loading limit, so nothing is coloured
+    assert metrics["buses outside band"] == "0" and metrics["branches near/over limit"] == "0"
+    assert "Alarms" in [h.value for h in at.subheader]  # from the alarm store (never resurrected history)
+    spec = json.loads(json.loads(at.get("component_instance")[0].proto.json_args)["spec"])
+    names = [t.get("name", "") for t in spec["data"]]
+    assert all(t["type"] == "scattergl" for t in spec["data"]) and len(names) < 15  # one trace per class
+    assert f"bus in band ({env.buses})" in names and "line de-energised / open (6)" in names  # 6 open ties
 
 
 def test_twin_page_shows_the_cycle_residuals_and_notes(env: Site) -> None:
@@ -219,6 +221,7 @@ class Run:
     heading: str
     listed: list[str]  # url paths the navigation shows (not hidden)
     widgets: dict[str, str]  # widget label → id
+    toolbar: str = ""  # the toolbar mode the server told the browser
 
 
 class Tab:
@@ -231,19 +234,21 @@ class Tab:
         from streamlit.proto.BackMsg_pb2 import BackMsg
         from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
         from streamlit.proto.Navigation_pb2 import Navigation
+        from streamlit.proto.NewSession_pb2 import Config
 
         request = BackMsg()
         request.rerun_script.page_name = page_name
         for state in widgets or []:
             request.rerun_script.widget_states.widgets.append(state)
         await self.ws.send(request.SerializeToString())  # type: ignore[attr-defined]
-        not_found, heading, listed, ids = False, "", [], {}
+        not_found, heading, listed, ids, toolbar = False, "", [], {}, ""
         while True:  # to the end of a run: "page not found" may come before or after a heading
             msg = ForwardMsg()
             msg.ParseFromString(await asyncio.wait_for(self.ws.recv(), 120))  # type: ignore[attr-defined]
             kind = msg.WhichOneof("type")
             if kind == "new_session":  # a run starts (after a rerun, what the cut-short run drew is gone)
                 heading, listed, ids = "", [], {}
+                toolbar = Config.ToolbarMode.Name(msg.new_session.config.toolbar_mode)
             elif kind == "page_not_found":
                 not_found = True
             elif kind == "navigation":
@@ -262,7 +267,7 @@ class Tab:
                 and msg.script_finished == ForwardMsg.FINISHED_SUCCESSFULLY
                 and (not_found or heading)
             ):
-                return Run(not_found, "" if not_found else heading, listed, ids)
+                return Run(not_found, "" if not_found else heading, listed, ids, toolbar)
 
     async def sign_in(self, page_name: str, user: str, password: str) -> Run:
         """Fill in and submit the sign-in form shown at `page_name`, as the browser does."""
@@ -292,10 +297,10 @@ def _browse(port: int, visit: object) -> object:
 
 @pytest.fixture(scope="module")
 def server(site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """The app on a real Streamlit server (as the demo starts it); yields its port."""
+    """The app on a real Streamlit server, started as a user would by hand (its address, toolbar
+    and other settings from ui/.streamlit/config.toml); yields its port."""
     port = free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port)]
-    cmd += ["--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
     log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env={**os.environ, "GRIDVERSE_CONFIG": str(site.config)}, stdout=out, stderr=out)
@@ -309,6 +314,33 @@ def server(site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """The local addresses with a TCP socket listening on `port` (Linux /proc/net/tcp, tcp6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
+def test_the_ui_binds_loopback_and_hides_the_deploy_button(server: int) -> None:
+    """Started without an address it listens on 127.0.0.1 only, and tells browsers to show no
+    Deploy button and no developer menu (toolbar mode MINIMAL), as the stack's command line does."""
+    assert _listening_addresses(server) == {"0100007F"}, "127.0.0.1 only, not 0.0.0.0 or ::"
+
+    async def visit(tab: Tab) -> Run:
+        return await tab.run("")
+
+    assert _browse(server, visit).toolbar == "MINIMAL"  # type: ignore[union-attr]
+    from gridverse.stack import Stack
+
+    source = Path(sys.modules[Stack.__module__].__file__ or "").read_text()
+    assert '"--client.toolbarMode=minimal"' in source and 'f"--server.address={ui.address}"' in source
 
 
 def test_signed_out_every_url_shows_only_the_sign_in_form(server: int) -> None:
