@@ -131,7 +131,7 @@ def likelihood(
         factors.append(
             Factor("ageing", w, f"hot spot {live.hot_spot_c:.0f} °C ages its paper {v:.1f}× the normal rate")
         )
-    dates = [d for d in (last_inspected, getattr(asset, "last_inspected", None)) if d is not None]
+    dates = [d for d in (last_inspected, asset.last_inspected) if d is not None]
     seen = max(dates) if dates else None
     if seen is None:
         factors.append(Factor("inspection", 0.5, "never inspected"))

@@ -155,9 +155,8 @@ def elements_of(asset: AssetConfig, site: SiteConfig) -> list[ElementRef]:
     """The network elements an asset stands for: its own (assets.yaml `element`), then its
     device's (a breaker is a switch of the network and its device measures the feeder's line)."""
     out: list[ElementRef] = []
-    own = getattr(asset, "element", None)
-    ref = own.ref() if hasattr(own, "ref") else own
-    if isinstance(ref, ElementRef):
+    ref = asset.element.ref() if asset.element is not None else None
+    if ref is not None:
         out.append(ref)
     where = placements(site)
     placed = where[asset.device].element if asset.device in where else None
@@ -220,12 +219,12 @@ def live_states(
         elements = elements_of(asset, site_config)
         branch = next((e for e in elements if e.kind in (ElementKind.LINE, ElementKind.TRAFO)), None)
         modelled = [e for e in elements if e.kind in (ElementKind.BUS, ElementKind.LINE, ElementKind.TRAFO)]
-        bay = getattr(asset, "bay", None)
-        own_element = elements[0] if elements and getattr(asset, "element", None) is not None else None
+        bay = asset.bay
+        own_element = elements[0] if elements and asset.element is not None else None
         sensors = monitoring_sensors(site_config, substation, asset.device, bay, kind=asset.kind, element=own_element)
         devices = [asset.device, *sensors] if asset.device else sensors
         # an asset that names its points owns only those of its device (a VT: the voltage)
-        described = set(getattr(asset, "points", None) or [])
+        described = set(asset.points)
 
         def own(device: str, point: str, mine: str | None = asset.device, names: set[str] = described) -> bool:
             return device != mine or not names or point in names or point in ("*", "")
