@@ -76,7 +76,8 @@ def _act(event: Event, keys: list[str], *, reason: str = "", until_ns: int | Non
             continue
         done.append(key)
     st.session_state["alarms.result"] = (event.value, done, refused)
-    st.session_state.pop(PICK_KEY, None)
+    for key in (PICK_KEY, TABLE_KEY, "alarms.table_pick"):  # done: nothing stays selected
+        st.session_state.pop(key, None)
 
 
 def _result() -> None:
@@ -177,17 +178,57 @@ def _alarm_load(events: list, rows: list, now_ns: int) -> None:
             st.caption("None.")
 
 
+def _table_pick(keys: list[str], rows: list[int]) -> list[str]:
+    """The alarms picked in the table, by key. Streamlit reports row positions; they are turned
+    into keys against the table the operator clicked (the previous run's), and only when the
+    selection changed, so a refresh that reorders the table never retargets an action."""
+    state = st.session_state
+    if rows != state.get("alarms.rows_seen"):
+        shown_before = state.get("alarms.keys_shown", keys)
+        state["alarms.table_pick"] = [shown_before[i] for i in rows if i < len(shown_before)]
+        state["alarms.rows_seen"] = rows
+    state["alarms.keys_shown"] = keys
+    return [k for k in state.get("alarms.table_pick", []) if k in keys]
+
+
+def _pending() -> bool:
+    """Alarms are selected: live refresh pauses so the table holds still under the operator."""
+    state = st.session_state
+    return bool(state.get(PICK_KEY)) or bool(state.get("alarms.table_pick"))
+
+
+def _in_fragment_run() -> bool:
+    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return bool(ctx is not None and ctx.fragment_ids_this_run)
+
+
 def page() -> None:
     require(Permission.GRID_VIEW)
     st.title("Alarms")
+    _result()
+    pending = _pending()
+    refresh_s = data.settings().ui.refresh_s
+
+    @st.fragment(run_every=None if pending else refresh_s)
+    def live() -> None:
+        selected = _live(pending, refresh_s)
+        if _in_fragment_run() and bool(selected) != pending:
+            st.rerun()  # the whole page: live refresh pauses (or resumes) with the selection
+
+    live()
+
+
+def _live(pending: bool, refresh_s: float) -> list[str]:
     now = time.time_ns()
     store = alarmdata.store()
     fresh = alarmdata.freshness(now)
     rows = store.rows(now_ns=now)
     events = store.events(now - 6 * 3600 * 10**9)
-    _result()
     if fresh.live:
-        st.caption(f"Live: {fresh.describe()}.")
+        how = "paused while alarms are selected" if pending else f"refreshes every {refresh_s:g} s"
+        st.caption(f"Live ({how}): {fresh.describe()}.")
     else:
         st.warning(
             f"The stack's detectors are not running ({fresh.describe()}): the states below are as last "
@@ -224,11 +265,11 @@ def page() -> None:
         selection = getattr(event, "selection", None)
         picked_rows = list(getattr(selection, "rows", []) or []) if selection is not None else []
     keys = list(table["key"])
-    from_table = [keys[i] for i in picked_rows if i < len(keys)]
+    from_table = _table_pick(keys, picked_rows)
     chosen = st.multiselect("Selected alarms", keys, default=None, key=PICK_KEY)
     selected = list(dict.fromkeys(from_table + [k for k in chosen if k in keys]))
     if selected:
-        with st.expander("Selected alarms in full", expanded=True):
+        with st.expander("Selected alarms in full (the actions apply to these)", expanded=True):
             by_key = {r.key_text: r for r in shown}
             for k in selected:
                 r = by_key[k]
@@ -237,3 +278,4 @@ def page() -> None:
                 )
     _actions(selected, table)
     _alarm_load(events, rows, now)
+    return selected
