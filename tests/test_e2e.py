@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from gridverse.auth.roles import Role
+from gridverse.auth.users import UserStore
 from gridverse.demo import DemoStack
 from gridverse.points import TELEMETRY
 from gridverse.settings import load_settings
@@ -46,6 +48,15 @@ def _substation_app() -> None:
     from ui.views import substation
 
     substation.page()
+
+
+def _signed_in(script, timeout: float) -> AppTest:
+    """A page run with the e2e engineer signed in (pages draw nothing for nobody)."""
+    from ui import signin
+
+    at = AppTest.from_function(script, default_timeout=timeout)
+    at.session_state[signin.TOKEN_KEY] = signin.start_session("engineer")
+    return at.run()
 
 
 def test_stack_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -103,15 +114,16 @@ def test_stack_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
     # The UI pages render from this stack's historian.
     monkeypatch.setenv("GRIDVERSE_CONFIG", str(main))
-    at = AppTest.from_function(_overview_app, default_timeout=120).run()
+    UserStore(settings.auth).add("engineer", Role.ENGINEER, "the end-to-end engineer's password")
+    at = _signed_in(_overview_app, 120)
     assert not at.exception
     assert at.metric[0].value == "99"
     assert at.get("plotly_chart")
     table = at.dataframe[0].value
     assert ((table.device == "T2-oil") & (table.rule == "limit")).any()
-    at = AppTest.from_function(_substation_app, default_timeout=60).run()
+    at = _signed_in(_substation_app, 60)
     assert not at.exception and at.get("image")
-    at = AppTest.from_function(_twin_app, default_timeout=120).run()
+    at = _signed_in(_twin_app, 120)
     assert not at.exception
     assert at.metric[0].value == "sparse" and at.get("plotly_chart")  # residuals of this run's cycle
     at.button[0].click().run()
