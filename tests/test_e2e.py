@@ -16,6 +16,8 @@ from gridverse.demo import DemoStack
 from gridverse.points import TELEMETRY
 from gridverse.settings import load_settings
 from inspection.render import is_blank
+from inspection.routes import build_route
+from inspection.state import read_render_stamp
 from tests.helpers import config_dir
 from tests.services import mosquitto
 
@@ -107,10 +109,19 @@ def test_stack_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert alarms[0].tags["severity"] == "critical"
     assert not history.query("alarm", tags={**site, "rule": "limit", "device": "T1-oil"})
 
-    # An Open3D render was written and is not blank.
+    # The fault moves the affected equipment to the top of the inspection route: the T2 transformer
+    # (its oil sensor alarmed), in alarm, with the alarm among the reasons.
+    route = build_route(settings, history, "primary", window_s=600)
+    first = route.steps[0]
+    assert (first.asset, first.state) == ("PRIM/T2/YPTR1", "alarm"), [(s.asset, s.state) for s in route.steps[:3]]
+    assert any("T2-oil/YPTR1.TmpOil" in why for why in first.why)
+
+    # An Open3D render was written and is not blank, and carries the time it shows.
     assert summary["rendered"]
     png = Path(summary["rendered"][0])
     assert png.stat().st_size > 10_000 and not is_blank(png)
+    stamp = read_render_stamp(png)
+    assert stamp is not None and stamp["rendered_ns"] <= time.time_ns()
 
     # The UI pages render from this stack's historian.
     monkeypatch.setenv("GRIDVERSE_CONFIG", str(main))
