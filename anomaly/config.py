@@ -66,6 +66,10 @@ class AnomalyConfig(Strict):
         default=Path("var/models"),
         description="the model registry: one folder per model name, one per version, and the `deployed` pointer",
     )
+    scenarios_dir: Path = Field(
+        default=Path("var/scenarios"),
+        description="scenario sets the analyst page offers (one folder per set, e.g. OUT of `anomaly scenarios`)",
+    )
     model_enabled: bool = Field(default=True, description="score the live points with a lab model each cycle")
     model: str = Field(
         default="deployed",

@@ -240,24 +240,30 @@ class ModelRegistry:
 
     def load(self, ref: str | None = None) -> tuple[Any, ModelCard]:
         """The model and its card; warns (ModelVersionWarning) when saved with other library versions."""
-        import joblib
+        return load_folder(self.resolve(ref))
 
-        folder = self.resolve(ref)
-        card = _read_card(folder)
-        now = library_versions()
-        differ = {k: (v, now.get(k)) for k, v in card.libraries.items() if now.get(k) != v}
-        if differ:
-            said = ", ".join(f"{k} {old} (now {new})" for k, (old, new) in sorted(differ.items()))
-            message = f"model {card.ref} was saved with {said}; it may load wrongly or score differently: retrain it"
-            log.warning("%s", message)
-            warnings.warn(message, ModelVersionWarning, stacklevel=2)
-        try:
-            model = joblib.load(folder / MODEL_FILE)
-        except FileNotFoundError:
-            raise RegistryError(f"{folder / MODEL_FILE}: not found; retrain model {card.ref}") from None
-        except Exception as exc:
-            raise RegistryError(
-                f"{folder / MODEL_FILE}: cannot be loaded ({type(exc).__name__}: {str(exc)[:160]}); "
-                f"retrain model {card.ref} with the libraries installed now"
-            ) from None
-        return model, card
+
+def load_folder(folder: Path | str) -> tuple[Any, ModelCard]:
+    """The model stored in one folder (of any registry, or the shipped default) and its card;
+    warns (ModelVersionWarning) when it was saved with other library versions."""
+    import joblib
+
+    folder = Path(folder)
+    card = _read_card(folder)
+    now = library_versions()
+    differ = {k: (v, now.get(k)) for k, v in card.libraries.items() if now.get(k) != v}
+    if differ:
+        said = ", ".join(f"{k} {old} (now {new})" for k, (old, new) in sorted(differ.items()))
+        message = f"model {card.ref} was saved with {said}; it may load wrongly or score differently: retrain it"
+        log.warning("%s", message)
+        warnings.warn(message, ModelVersionWarning, stacklevel=2)
+    try:
+        model = joblib.load(folder / MODEL_FILE)
+    except FileNotFoundError:
+        raise RegistryError(f"{folder / MODEL_FILE}: not found; retrain model {card.ref}") from None
+    except Exception as exc:
+        raise RegistryError(
+            f"{folder / MODEL_FILE}: cannot be loaded ({type(exc).__name__}: {str(exc)[:160]}); "
+            f"retrain model {card.ref} with the libraries installed now"
+        ) from None
+    return model, card
