@@ -108,6 +108,11 @@ def test_stack_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert alarms and alarms[0].tags["point"] == "YPTR1.TmpOil"
     assert alarms[0].tags["severity"] == "critical"
     assert not history.query("alarm", tags={**site, "rule": "limit", "device": "T1-oil"})
+    # Live scoring with the deployed lab model (the shipped default) raised a `model` alarm for the same fault.
+    model_alarms = history.query("alarm", tags={**site, "rule": "model", "device": "T2-oil"})
+    assert model_alarms and model_alarms[0].tags["point"] == "YPTR1.TmpOil", summary.get("alarms_active")
+    assert "T2-oil/YPTR1.TmpOil" in str(model_alarms[0].fields["message"])
+    assert not history.query("alarm", tags={**site, "rule": "model", "device": "T1-oil"})
 
     # The fault moves the affected equipment to the top of the inspection route: the T2 transformer
     # (its oil sensor alarmed), in alarm, with the alarm among the reasons.
