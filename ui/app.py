@@ -33,22 +33,22 @@ if user is None:
 else:
     signin.sidebar(user)
     permitted = [p for p in PAGES if user.can(p.permission)]
+    sections: dict[str, list] = {}
+    for spec in permitted:
+        page = st.Page(spec.render, title=spec.title, icon=spec.icon, url_path=spec.url_path)
+        sections.setdefault(spec.section, []).append(page)
     if not permitted:
+        role = user.role.value
 
         def nothing() -> None:
             st.title("Nothing to show")
-            st.info(f"The role {user.role.value} has no page in this console; sign out below.")
+            st.info(f"The role {role} has no page in this console; sign out in the sidebar.")
 
-        pages = [st.Page(nothing, title="Nothing to show", url_path="nothing")]
-    else:
-        pages = [st.Page(p.render, title=p.title, icon=p.icon, url_path=p.url_path) for p in permitted]
-    sections: dict[str, list] = {}
-    for spec, page in zip(permitted or [None], pages, strict=True):
-        sections.setdefault(spec.section if spec else "", []).append(page)
+        sections[""] = [st.Page(nothing, title="Nothing to show", url_path="nothing")]
     # Streamlit serves its default page only at the root URL (`/overview` would be "Page not found"),
     # so the default is a hidden page that opens the first one at its own URL; the sign-in URL does
     # the same once signed in.
-    first = pages[0]
+    first = next(iter(sections.values()))[0]
     for url_path, default in (("start", True), ("signin", False)):
         redirect = st.Page(
             lambda: st.switch_page(first), title=first.title, url_path=url_path, default=default, visibility="hidden"

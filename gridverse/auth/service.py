@@ -24,7 +24,20 @@ REFUSED = "Sign-in refused: wrong user name or password, or the account is locke
 
 
 class Auditor(Protocol):
-    def append(self, actor: str, role: str, action: str, target: str = "", **kw: Any) -> Any: ...
+    """What the service needs of the audit record (`gridverse.audit.AuditRecord`)."""
+
+    def append(
+        self,
+        actor: str,
+        role: str,
+        action: str,
+        target: str = "",
+        *,
+        source: str = "",
+        before: object = None,
+        after: object = None,
+        reason: str = "",
+    ) -> object: ...
 
 
 def open_auditor(settings: Settings | None) -> Auditor:
