@@ -309,11 +309,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 @_clear_errors
 def cmd_models(args: argparse.Namespace) -> int:
+    from anomaly.registry import version_mismatch
+
     registry = _registry(args)
     deployed = registry.deployed_ref()
     cards = registry.cards()
     rows = []
     for card in cards:
+        mismatch = version_mismatch(card)
         f1 = (card.report or {}).get("f1")
         live = card.ref == deployed or (deployed is None and card.path.endswith(os.path.join("models", "default")))
         rows.append(
@@ -325,9 +328,13 @@ def cmd_models(args: argparse.Namespace) -> int:
                 "train_s": card.train_s,
                 "data_hash": card.data_hash,
                 "path": card.path,
+                "libraries": card.libraries,
+                "version_warning": mismatch,
             }
         )
         _say(f"{'*' if live else ' '} {card.ref:<24} {card.created}  F1 {_fmt(f1)}  {card.data_hash[:19]}  {card.path}")
+        if mismatch:
+            _say(f"  warning: {mismatch}")
     if not cards:
         _say(f"no models in {registry.root}; train one with: gridverse anomaly train --data DIR --model NAME")
     _last_line({"registry": str(registry.root), "deployed": deployed, "models": rows})

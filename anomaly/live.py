@@ -162,7 +162,7 @@ def _sigmas(points: list[LivePoint], telemetry: pd.DataFrame, settings: Settings
 class LiveStatus:
     """What live scoring is doing, for `/health` and the analyst page."""
 
-    state: str = "starting"  # disabled, loading, failed, warming_up, scoring
+    state: str = "starting"  # disabled, waiting, loading, failed, warming_up, scoring
     model: str | None = None
     samples: int = 0
     warmup: int = 0
@@ -238,6 +238,9 @@ class LiveScorer:
         if self._net is not None:
             self.points()
             return True
+        if self._loader is None and not self._has_telemetry():
+            self.status.state, self.status.message = "waiting", "no telemetry of this site yet: nothing to score"
+            return False
         if self._loader is None or (not self._loader.is_alive() and time.monotonic() >= self._next_load):
 
             def load() -> None:
@@ -253,6 +256,11 @@ class LiveScorer:
             self._loader = threading.Thread(target=load, name="live-model-load", daemon=True)
             self._loader.start()
         return False
+
+    def _has_telemetry(self) -> bool:
+        """Whether the window holds any telemetry of the site (then the network is worth loading)."""
+        start = time.time_ns() - self.window * self.step_ns
+        return bool(self.historian.query(TELEMETRY, tags={"site": self.settings.site.name}, start_ns=start, limit=1))
 
     def _wanted_ref(self) -> str | None:
         return None if self.config.model == "deployed" else self.config.model

@@ -243,6 +243,17 @@ class ModelRegistry:
         return load_folder(self.resolve(ref))
 
 
+def version_mismatch(card: ModelCard) -> str | None:
+    """What differs between the library versions a model was saved with and those running now
+    (naming each library and both versions), or None when they are the same."""
+    now = library_versions()
+    differ = {k: (v, now.get(k)) for k, v in card.libraries.items() if now.get(k) != v}
+    if not differ:
+        return None
+    said = ", ".join(f"{k} {old} (now {new})" for k, (old, new) in sorted(differ.items()))
+    return f"model {card.ref} was saved with {said}; it may load wrongly or score differently: retrain it"
+
+
 def load_folder(folder: Path | str) -> tuple[Any, ModelCard]:
     """The model stored in one folder (of any registry, or the shipped default) and its card;
     warns (ModelVersionWarning) when it was saved with other library versions."""
@@ -250,11 +261,8 @@ def load_folder(folder: Path | str) -> tuple[Any, ModelCard]:
 
     folder = Path(folder)
     card = _read_card(folder)
-    now = library_versions()
-    differ = {k: (v, now.get(k)) for k, v in card.libraries.items() if now.get(k) != v}
-    if differ:
-        said = ", ".join(f"{k} {old} (now {new})" for k, (old, new) in sorted(differ.items()))
-        message = f"model {card.ref} was saved with {said}; it may load wrongly or score differently: retrain it"
+    message = version_mismatch(card)
+    if message:
         log.warning("%s", message)
         warnings.warn(message, ModelVersionWarning, stacklevel=2)
     try:

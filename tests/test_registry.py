@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -96,3 +97,47 @@ def test_unknown_model_bad_name_and_broken_file_are_clear_errors(tmp_path: Path)
     (tmp_path / "models" / "a" / "v1" / "model.joblib").write_bytes(b"not a pickle")
     with pytest.raises(RegistryError, match=r"model\.joblib: cannot be loaded .*retrain model a/v1"):
         registry.load("a")
+
+
+def _doctored_copy_of_the_shipped_model(root: Path) -> str:
+    """The shipped default model stored as `old/v1`, its card saying it was saved with scikit-learn 0.24.2."""
+    import shutil
+
+    folder = root / "old" / "v1"
+    shutil.copytree(reg.SHIPPED_DEFAULT, folder)
+    card = json.loads((folder / "card.json").read_text())
+    card.update(name="old", version=1)
+    card["libraries"]["scikit-learn"] = "0.24.2"
+    (folder / "card.json").write_text(json.dumps(card))
+    return "old/v1"
+
+
+def test_models_listing_warns_about_a_model_of_other_library_versions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gridverse.cli import main
+
+    _doctored_copy_of_the_shipped_model(tmp_path / "models")
+    assert main(["anomaly", "models", "--registry", str(tmp_path / "models")]) == 0
+    out, err = capsys.readouterr()
+    listed = {m["model"]: m for m in json.loads(out.strip().splitlines()[-1])["models"]}
+    assert re.search(r"scikit-learn 0\.24\.2 \(now \d", listed["old/v1"]["version_warning"])
+    assert listed["default/v1"]["version_warning"] is None
+    assert "warning: model old/v1 was saved with scikit-learn 0.24.2 (now" in err
+
+
+def test_live_scoring_with_a_model_of_other_library_versions_says_so(tmp_path: Path) -> None:
+    """The detector service keeps scoring (the model loads) and its status names the library and both versions."""
+    from anomaly.live import LiveScorer
+    from gridverse.historian.embedded import EmbeddedHistorian
+    from gridverse.settings import load_settings
+    from tests.helpers import config_dir
+    from tests.test_live_scoring import demo_net
+
+    ref = _doctored_copy_of_the_shipped_model(tmp_path / "models")
+    ModelRegistry(tmp_path / "models").deploy(ref)
+    settings = load_settings(config_dir(tmp_path, lambda d: d["anomaly"].update(models_dir=str(tmp_path / "models"))))
+    live = LiveScorer(settings, EmbeddedHistorian(tmp_path / "h.db"), net=demo_net())
+    assert live.conditions() == []
+    assert live.status.model == "old/v1" and live.status.state == "warming_up"
+    assert re.search(r"model old/v1 was saved with scikit-learn 0\.24\.2 \(now \d", live.status.warning)

@@ -222,6 +222,8 @@ def series_figure(scn: Any, point: str, alarms: pd.DataFrame | None) -> Any:
 
 def page() -> None:
     require(Permission.ANOMALY_VIEW)
+    from anomaly.registry import version_mismatch
+
     settings = data.settings()
     st.title("Anomaly lab")
     registry = _registry()
@@ -295,6 +297,9 @@ def page() -> None:
     card = cards[refs.index(ref)]
     libs = ", ".join(f"{k} {v}" for k, v in sorted(card.libraries.items()))
     st.caption(f"{card.ref}: trained on {', '.join(card.data) or 'n/a'} ({card.data_hash[:19]}…); {libs}")
+    mismatch = version_mismatch(card)
+    if mismatch:
+        st.warning(mismatch)
     report_card(card.report)
     if allowed(Permission.ANOMALY_DEPLOY):
         reason = st.text_input("Why deploy it (kept in the audit record)", key="lab.deploy.reason")
