@@ -79,13 +79,14 @@ def table(rows: list[AlarmRow]) -> pd.DataFrame:
     for r in rows:
         note = ""
         if r.state == "shelved":
-            note = f"shelved by {r.shelved_by}: {r.shelve_reason}"
+            until = _time(r.shelved_until_ns)
+            note = f"shelved by {r.shelved_by} until {until:%m-%d %H:%M} UTC: {r.shelve_reason}" if until else ""
         elif r.state == "suppressed":
             note = r.suppressed_reason
         elif r.chattering:
             note = f"chattering: {r.count} occurrences folded into this alarm"
-        elif r.ack_comment:
-            note = r.ack_comment
+        elif r.acked_by:
+            note = f"acknowledged by {r.acked_by}" + (f": {r.ack_comment}" if r.ack_comment else "")
         out.append(
             {
                 "key": r.key_text,

@@ -22,6 +22,7 @@ from ui.signin import allowed, require, source
 
 PICK_KEY = "alarms.pick"
 TABLE_KEY = "alarms.table"
+ROW_HEIGHT_PX = 78
 SHELF_CHOICES = {"1 hour": 3600.0, "4 hours": 4 * 3600.0, "8 hours (a shift)": 8 * 3600.0, "24 hours": 86400.0}
 ACTIONS = {Event.ACK: "alarm.ack", Event.SHELVE: "alarm.shelve", Event.UNSHELVE: "alarm.unshelve"}
 PERMISSIONS = {Event.ACK: Permission.ALARM_ACK, Event.SHELVE: Permission.ALARM_SHELVE}
@@ -247,19 +248,23 @@ def _live(pending: bool, refresh_s: float) -> list[str]:
         st.info("No alarms." if fresh.live else "No alarms recorded.")
     else:
         event = st.dataframe(
-            table.drop(columns=["key"]),
+            table,
             hide_index=True,
             key=TABLE_KEY,
             on_select="rerun",
             selection_mode="multi-row",
+            row_height=ROW_HEIGHT_PX,  # above 64 px Streamlit wraps text: messages are read whole, never cut off
+            column_order=["priority", "state", "raised", "substation", "device", "point", "message", "count", "note"],
             column_config={
-                "priority": st.column_config.TextColumn("Priority", width="small"),
-                "state": st.column_config.TextColumn("State", width="medium"),
-                "raised": st.column_config.DatetimeColumn("Raised (UTC)", format="YYYY-MM-DD HH:mm:ss"),
-                "message": st.column_config.TextColumn("Message", width="large"),
-                "count": st.column_config.NumberColumn("Count", width="small"),
-                "shelved until": st.column_config.DatetimeColumn("Shelved until (UTC)", format="MM-DD HH:mm"),
-                "note": st.column_config.TextColumn("Note", width="large"),
+                "priority": st.column_config.TextColumn("Priority", width=70),
+                "state": st.column_config.TextColumn("State", width=110),
+                "raised": st.column_config.DatetimeColumn("Raised (UTC)", format="MM-DD HH:mm:ss", width=110),
+                "substation": st.column_config.TextColumn("Substation", width=90),
+                "device": st.column_config.TextColumn("Device", width=80),
+                "point": st.column_config.TextColumn("Point", width=110),
+                "message": st.column_config.TextColumn("Message", width=430),
+                "count": st.column_config.NumberColumn("Count", width=55, help="occurrences (chattering folded in)"),
+                "note": st.column_config.TextColumn("Note", width=220, help="acknowledgement, shelf or suppression"),
             },
         )
         selection = getattr(event, "selection", None)
