@@ -5,6 +5,7 @@ renders the data of a small historian (AppTest, signed in as an engineer)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -222,6 +223,7 @@ class Run:
     listed: list[str]  # url paths the navigation shows (not hidden)
     widgets: dict[str, str]  # widget label → id
     toolbar: str = ""  # the toolbar mode the server told the browser
+    live: list[str] = field(default_factory=list)  # fragments the browser is asked to rerun on a timer
 
 
 class Tab:
@@ -241,7 +243,7 @@ class Tab:
         for state in widgets or []:
             request.rerun_script.widget_states.widgets.append(state)
         await self.ws.send(request.SerializeToString())  # type: ignore[attr-defined]
-        not_found, heading, listed, ids, toolbar = False, "", [], {}, ""
+        not_found, heading, listed, ids, toolbar, live = False, "", [], {}, "", []
         while True:  # to the end of a run: "page not found" may come before or after a heading
             msg = ForwardMsg()
             msg.ParseFromString(await asyncio.wait_for(self.ws.recv(), 120))  # type: ignore[attr-defined]
@@ -251,6 +253,8 @@ class Tab:
                 toolbar = Config.ToolbarMode.Name(msg.new_session.config.toolbar_mode)
             elif kind == "page_not_found":
                 not_found = True
+            elif kind == "auto_rerun":
+                live.append(msg.auto_rerun.fragment_id)
             elif kind == "navigation":
                 shown = msg.navigation.position != Navigation.HIDDEN
                 listed = [p.url_pathname for p in msg.navigation.app_pages if shown and not p.is_hidden]
@@ -267,7 +271,31 @@ class Tab:
                 and msg.script_finished == ForwardMsg.FINISHED_SUCCESSFULLY
                 and (not_found or heading)
             ):
-                return Run(not_found, "" if not_found else heading, listed, ids, toolbar)
+                return Run(not_found, "" if not_found else heading, listed, ids, toolbar, live)
+
+    async def refresh(self, page_name: str, fragment_id: str) -> str:
+        """What the browser's timer does for a live panel: rerun one fragment. Returns "fragment"
+        when only the fragment ran, or the heading of the whole-app run it turned into."""
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        request = BackMsg()
+        request.rerun_script.page_name = page_name
+        request.rerun_script.fragment_id = fragment_id
+        request.rerun_script.is_auto_rerun = True
+        await self.ws.send(request.SerializeToString())  # type: ignore[attr-defined]
+        heading = ""
+        while True:
+            msg = ForwardMsg()
+            msg.ParseFromString(await asyncio.wait_for(self.ws.recv(), 120))  # type: ignore[attr-defined]
+            kind = msg.WhichOneof("type")
+            if kind == "delta" and msg.delta.new_element.WhichOneof("type") == "heading" and not heading:
+                heading = msg.delta.new_element.heading.body
+            elif kind == "script_finished":
+                if msg.script_finished == ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY:
+                    return "fragment"
+                if msg.script_finished == ForwardMsg.FINISHED_SUCCESSFULLY and heading:
+                    return heading
 
     async def sign_in(self, page_name: str, user: str, password: str) -> Run:
         """Fill in and submit the sign-in form shown at `page_name`, as the browser does."""
@@ -295,15 +323,14 @@ def _browse(port: int, visit: object) -> object:
     return asyncio.run(main())
 
 
-@pytest.fixture(scope="module")
-def server(site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+@contextlib.contextmanager
+def _streamlit(config: Path, log: Path, **env: str) -> Iterator[int]:
     """The app on a real Streamlit server, started as a user would by hand (its address, toolbar
     and other settings from ui/.streamlit/config.toml); yields its port."""
     port = free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port)]
-    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, env={**os.environ, "GRIDVERSE_CONFIG": str(site.config)}, stdout=out, stderr=out)
+        proc = subprocess.Popen(cmd, env={**os.environ, "GRIDVERSE_CONFIG": str(config), **env}, stdout=out, stderr=out)
     try:
         health = f"http://127.0.0.1:{port}/_stcore/health"
         try:
@@ -314,6 +341,12 @@ def server(site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def server(site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    with _streamlit(site.config, tmp_path_factory.mktemp("streamlit") / "streamlit.log") as port:
+        yield port
 
 
 def _listening_addresses(port: int) -> set[str]:
@@ -380,3 +413,28 @@ def test_a_page_outside_the_role_is_not_served(server: int) -> None:
 
     first, overview = _browse(server, visit)  # type: ignore[misc]
     assert "overview" not in first.listed and overview.not_found
+
+
+def test_a_live_panel_does_not_keep_an_idle_session_and_ends_with_it(site: Site, tmp_path: Path) -> None:
+    """The twin page's live panel reruns itself on the browser's timer. Those reruns do not count
+    as use (else refreshing every second would keep the session forever), and once the idle limit
+    has passed the next one turns into the sign-in form."""
+    idle_s = 10.0
+    with _streamlit(site.config, tmp_path / "streamlit.log", GRIDVERSE_AUTH__IDLE_TIMEOUT_S=str(idle_s)) as port:
+
+        async def visit(tab: Tab) -> list[tuple[float, str]]:
+            start = time.monotonic()  # the session's last use is the page's run, after this
+            page = await tab.sign_in("twin", "operator", PASSWORD)
+            assert page.heading.startswith("Grid twin") and page.live, page
+            seen: list[tuple[float, str]] = []
+            while time.monotonic() - start < idle_s + 10:
+                await asyncio.sleep(1.0)
+                seen.append((time.monotonic() - start, await tab.refresh("twin", page.live[0])))
+                if seen[-1][1] != "fragment":
+                    break
+            return seen
+
+        seen = _browse(port, visit)
+    assert [what for _, what in seen[:2]] == ["fragment", "fragment"], seen
+    assert seen[-1][1] == "gridverse — sign in" and seen[-1][0] >= idle_s, seen
+    assert all(what == "fragment" for _, what in seen[:-1]), seen

@@ -19,6 +19,7 @@ from ui import signin
 from ui.views import PAGES
 
 st.set_page_config(page_title="gridverse", layout="wide")
+signin.guard_fragments()  # a live panel's own reruns check the session too
 user = signin.current_user()
 if user is None:
     # Signed out: every URL (a page's too) shows the sign-in form; after signing in, the same URL

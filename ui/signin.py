@@ -14,7 +14,9 @@ refreshing itself) does not, so an unattended console still signs itself out.
 
 from __future__ import annotations
 
+import functools
 import logging
+from typing import Any
 
 import streamlit as st
 
@@ -97,6 +99,31 @@ def require(permission: Permission) -> User:
         )
         st.stop()
     return user
+
+
+def guard_fragments() -> None:
+    """Make every `st.fragment` of the pages re-check the session when it runs on its own (a live
+    panel refreshing itself every few seconds): once the session has expired, or the user was
+    disabled, the whole app reruns and shows the sign-in form instead of going on drawing live
+    data for nobody. Called by ui/app.py before any page; idempotent."""
+    if getattr(st.fragment, "_gridverse_guarded", False):
+        return
+    original = st.fragment
+
+    def fragment(func: Any = None, **kwargs: Any) -> Any:
+        def wrap(body: Any) -> Any:
+            @functools.wraps(body)
+            def guarded(*args: Any, **kw: Any) -> Any:
+                if _in_fragment_run() and current_user() is None:
+                    st.rerun(scope="app")
+                return body(*args, **kw)
+
+            return original(guarded, **kwargs)
+
+        return wrap(func) if func is not None else wrap
+
+    fragment._gridverse_guarded = True  # type: ignore[attr-defined]
+    st.fragment = fragment  # type: ignore[assignment]
 
 
 def sign_in_page() -> None:
