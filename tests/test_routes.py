@@ -249,3 +249,67 @@ def test_routes_page_walks_a_step_and_records_its_finding(tmp_path: Path, monkey
         assert not [b for b in viewer.button if "Record step" in b.label]  # no form for a viewer
     finally:
         st.cache_resource.clear()
+
+
+def test_technician_pages_render_in_chromium(tmp_path: Path) -> None:
+    """A real browser (Debian's chromium through Playwright) signs in as a technician on a real
+    Streamlit server, generates the route and opens its first step, then the substation page with
+    its timestamped render; the screenshots are not blank."""
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+
+    from PIL import Image
+
+    from tests.services import free_port, require_binary, unavailable, wait_for
+    from tests.test_ui_pages import PASSWORD, add_role_users, fast_auth
+
+    chromium = require_binary("chromium", "chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("playwright is not installed: pip install -e '.[test]'")
+    settings, historian = _live_site(tmp_path, mutate=fast_auth)
+    historian.close()
+    config = config_dir_main(tmp_path)
+    add_role_users(config)
+    render = Path(settings.inspection.output_dir) / "primary.png"
+    render.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (320, 200), (40, 160, 60)).save(render)
+    port = free_port()
+    log = tmp_path / "streamlit.log"
+    app = Path(__file__).parent.parent / "ui" / "app.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port), "--server.headless", "true"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, env={**os.environ, "GRIDVERSE_CONFIG": str(config)}, stdout=out, stderr=out)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: urllib.request.urlopen(f"{base}/_stcore/health", timeout=1).status == 200, "streamlit", 120)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 1600})
+                page.goto(f"{base}/routes")
+                page.get_by_role("textbox", name="User name").fill("technician")
+                page.get_by_role("textbox", name="Password").fill(PASSWORD)
+                page.get_by_role("button", name="Sign in").click()
+                page.get_by_role("heading", name="Inspection routes").wait_for(timeout=90_000)
+                page.get_by_role("button", name="Generate route from live risk").click()
+                page.get_by_role("heading", name="Step 1: PRIM/T2/YPTR1").wait_for(timeout=240_000)
+                page.get_by_role("button", name="Record step").wait_for(timeout=30_000)  # the findings form
+                shot = tmp_path / "routes.png"
+                page.screenshot(path=str(shot), full_page=True)
+                pixels = Image.open(shot).convert("L")
+                assert max(pixels.getextrema()) - min(pixels.getextrema()) > 100, "the screenshot is blank"
+                page.get_by_role("link", name="Substation").click()  # in-app navigation keeps the session
+                page.get_by_role("heading", name="Substation primary").wait_for(timeout=90_000)
+                page.get_by_text("rendered", exact=False).first.wait_for(timeout=30_000)
+                assert page.locator("img").count() >= 1
+            finally:
+                browser.close()
+    except TimeoutError:
+        pytest.fail(f"streamlit did not answer:\n{log.read_text()[-2000:]}")
+    finally:
+        proc.terminate()
+        proc.wait(10)
