@@ -99,7 +99,7 @@ def test_an_operator_acknowledges_and_it_is_audited_before_the_store_changes(sit
     at = _as(monkeypatch, "olga", "correct horse battery").run()
     assert not at.exception, at.exception
     table = at.dataframe[0].value
-    assert list(table["device"]) == ["T2-oil"] and table["state"][0] == "Active, unacknowledged"
+    assert list(table["device"]) == ["T2-oil"] and table["state"][0] == "Unacknowledged"
     assert table["priority"][0] == "critical"
     assert table["message"][0] == OIL.message  # the whole message, not cut off
     assert "Live" in at.caption[0].value

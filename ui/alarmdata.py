@@ -12,12 +12,12 @@ from anomaly.alarmstate import AlarmRow, AlarmStore, open_alarm_store
 from ui import data
 
 STATE_LABELS = {
-    "unack": "Active, unacknowledged",
-    "ack": "Active, acknowledged",
+    "unack": "Unacknowledged",
+    "ack": "Acknowledged",
     "rtn_unack": "Cleared, unacknowledged",
     "normal": "Normal",
     "shelved": "Shelved",
-    "suppressed": "Suppressed (by design)",
+    "suppressed": "Suppressed by design",
     "out_of_service": "Out of service",
 }
 

@@ -253,18 +253,20 @@ def _live(pending: bool, refresh_s: float) -> list[str]:
             key=TABLE_KEY,
             on_select="rerun",
             selection_mode="multi-row",
-            row_height=ROW_HEIGHT_PX,  # above 64 px Streamlit wraps text: messages are read whole, never cut off
+            row_height=ROW_HEIGHT_PX,
+            height=min(len(table), 8) * ROW_HEIGHT_PX
+            + 40,  # above 64 px Streamlit wraps text: messages are read whole, never cut off
             column_order=["priority", "state", "raised", "substation", "device", "point", "message", "count", "note"],
             column_config={
                 "priority": st.column_config.TextColumn("Priority", width=70),
-                "state": st.column_config.TextColumn("State", width=110),
-                "raised": st.column_config.DatetimeColumn("Raised (UTC)", format="MM-DD HH:mm:ss", width=110),
-                "substation": st.column_config.TextColumn("Substation", width=90),
+                "state": st.column_config.TextColumn("State", width=140),
+                "raised": st.column_config.DatetimeColumn("Raised (UTC)", format="MM-DD HH:mm:ss", width=100),
+                "substation": st.column_config.TextColumn("Substation", width=85),
                 "device": st.column_config.TextColumn("Device", width=80),
-                "point": st.column_config.TextColumn("Point", width=110),
-                "message": st.column_config.TextColumn("Message", width=430),
-                "count": st.column_config.NumberColumn("Count", width=55, help="occurrences (chattering folded in)"),
-                "note": st.column_config.TextColumn("Note", width=220, help="acknowledgement, shelf or suppression"),
+                "point": st.column_config.TextColumn("Point", width=105),
+                "message": st.column_config.TextColumn("Message", width=360),
+                "count": st.column_config.NumberColumn("Count", width=50, help="occurrences (chattering folded in)"),
+                "note": st.column_config.TextColumn("Note", width=160, help="acknowledgement, shelf or suppression"),
             },
         )
         selection = getattr(event, "selection", None)
