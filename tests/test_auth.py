@@ -267,3 +267,31 @@ def test_a_weak_demo_password_from_the_environment_is_refused_by_name(tmp_path: 
     with pytest.raises(UserError, match="GRIDVERSE_ENGINEER_PASSWORD: password too short"):
         ensure_demo_users(settings, {"GRIDVERSE_ENGINEER_PASSWORD": "abc"})
     assert not (tmp_path / "u.yaml").exists(), "nothing half-made"
+
+
+def test_gridverse_demo_prints_its_users_once_before_starting(
+    config: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`gridverse demo` (with its UI) creates the users and prints each password once; the stack
+    itself is replaced here (the end-to-end test runs it)."""
+
+    async def no_stack(make: object, **kw: object) -> dict:
+        return {}
+
+    monkeypatch.setattr("gridverse.stack.run_stack", no_stack)
+    monkeypatch.setattr("gridverse.demo.DemoStack", lambda *a, **k: None)
+    monkeypatch.setenv("GRIDVERSE_SECAUD_PASSWORD", "auditor password from env")
+    assert main(["--config", str(config), "demo"]) == 0
+    out = capsys.readouterr().out
+    store = UserStore(load_settings(config).auth)
+    printed = {}
+    for line in out.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0] in {r.value for r in Role}:
+            printed[words[0]] = words[1]
+    assert set(printed) == {r.value for r in Role} - {"secaud"}
+    assert "auditor password from env" not in out and "(from GRIDVERSE_SECAUD_PASSWORD)" in out
+    assert store.authenticate("operator", printed["operator"]).outcome is Outcome.OK
+    assert main(["--config", str(config), "demo"]) == 0
+    again = capsys.readouterr().out
+    assert printed["operator"] not in again and "Sign in with a user from" in again, "shown once"
