@@ -193,3 +193,34 @@ def test_an_acknowledgement_the_audit_record_refuses_is_not_performed(site, monk
     assert not at.exception, at.exception
     assert "not done, the audit record refused it" in at.error[0].value
     assert book.store.get(KEY).state is State.UNACK
+
+
+def _pick_app() -> None:
+    import os
+
+    import streamlit as st
+
+    from ui.views.alarms import _table_pick
+
+    keys = os.environ["PICK_KEYS"].split(",")
+    rows = [int(r) for r in os.environ["PICK_ROWS"].split(",") if r]
+    st.write(",".join(_table_pick(keys, rows)))
+
+
+def test_a_refresh_that_reorders_the_table_does_not_retarget_the_selected_alarm(monkeypatch) -> None:
+    """Streamlit reports selected rows by position: the operator clicked row 1 (`b`); a new alarm
+    arrives on top, so row 1 is now `a`. The pick stays `b` (and is dropped once `b` is gone)."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("PICK_KEYS", "a,b")
+    monkeypatch.setenv("PICK_ROWS", "")
+    at = AppTest.from_function(_pick_app, default_timeout=60).run()
+    monkeypatch.setenv("PICK_ROWS", "1")  # the click, on the table as shown
+    at.run()
+    assert at.markdown[0].value == "b"
+    monkeypatch.setenv("PICK_KEYS", "new,a,b")  # refreshed: same selected position, new table
+    at.run()
+    assert at.markdown[0].value == "b"
+    monkeypatch.setenv("PICK_KEYS", "new,a")
+    at.run()
+    assert not at.markdown or at.markdown[0].value == ""
