@@ -21,7 +21,7 @@ from ui import data
 from ui.signin import allowed, require, source
 
 SPLITS = ("train", "validation", "test")
-GENERATE_GRID = "1-LV-rural1--0-sw"  # a small SimBench grid: a set of a week in about a minute
+GENERATE_GRID = "1-LV-rural1--0-sw"  # a small SimBench grid: 8 days take about 2 min on this 2-core machine
 
 
 def _registry() -> Any:
