@@ -5,6 +5,7 @@ their element, and the twin page's N-1 table in words."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import time
@@ -28,7 +29,7 @@ from gridverse.settings import load_settings
 from tests.helpers import config_dir
 from ui.data import _network
 from ui.panorama.classify import BranchClass, BusClass, LiveState, SwitchClass, classify
-from ui.panorama.figure import HANDLES, build_figure, selection_from_event
+from ui.panorama.figure import HANDLES, build_figure, selection_from_event, to_json
 from ui.panorama.layout import GridLayout, Layout, build_layout
 from ui.panorama.live import read_snapshot
 from ui.panorama.n1store import N1Run, critical_outages, load_n1, n1_path, save_n1
@@ -108,7 +109,7 @@ def test_normal_voltages_are_grey_and_only_values_outside_the_limits_are_coloure
     assert set(np.delete(classes.bus, [5, 6])) == {BusClass.NORMAL}
     assert list(classes.branch[[3, 4]]) == [BranchClass.NEAR, BranchClass.OVER]
     fig = build_figure(lay, state, classes, which=Layout.GEOGRAPHIC, title="t")
-    coloured = {t.name.split(" (")[0]: t.marker.color for t in fig.data if t.name and t.name.startswith("bus ")}
+    coloured = {t["name"].split(" (")[0]: t["marker"]["color"] for t in fig["data"] if t["name"].startswith("bus ")}
     assert coloured["bus in band"] == "#5f6368"  # grey
 
 
@@ -178,7 +179,7 @@ def test_with_the_stack_down_or_the_estimate_old_nothing_shows_a_believable_valu
     classes = classify(demo.layout, snap.state, band=(0.95, 1.05), loading_limit=100.0)
     assert set(classes.bus) == {BusClass.NO_DATA}
     fig = build_figure(demo.layout, snap.state, classes, which=Layout.SCHEMATIC, title="t")
-    hover = " ".join(str(x) for t in fig.data if t.text is not None for x in t.text)
+    hover = " ".join(str(x) for t in fig["data"] for x in t.get("text", []))
     assert " pu" not in hover.replace("no estimate", "") and "1.00" not in hover
 
 
@@ -201,9 +202,9 @@ def test_one_trace_per_class_whatever_the_size_of_the_grid(demo: Demo) -> None:
         state.loading_percent[:10] = 150.0
         classes = classify(lay, state, band=(0.95, 1.05), loading_limit=100.0)
         fig = build_figure(lay, state, classes, which=Layout.SCHEMATIC, title="t")
-        assert all(t.type == "scattergl" for t in fig.data)
-        counts.append(len(fig.data))
-        drawn = sum(int(np.isnan(np.asarray(t.x, dtype=float)).sum()) for t in fig.data if t.mode == "lines")
+        assert all(t["type"] == "scattergl" for t in fig["data"])
+        counts.append(len(fig["data"]))
+        drawn = sum(int(np.isnan(t["x"]).sum()) for t in fig["data"] if t["mode"] == "lines")
         assert drawn == len(lay.branch_kind), "every branch drawn once, as a segment of its class's trace"
     # at most one trace per bus, branch and switch class, plus line handles, N-1 badges, selection
     assert max(counts) <= len(BusClass) + len(BranchClass) + len(SwitchClass) + 3, counts
@@ -216,9 +217,14 @@ def test_live_refresh_keeps_zoom_and_the_legend_sits_clear_of_the_title(demo: De
         state = _state(lay, vm=vm)
         classes = classify(lay, state, band=(0.95, 1.05), loading_limit=100.0)
         figs.append(build_figure(lay, state, classes, which=Layout.GEOGRAPHIC, title="estimate at 12:00:00 UTC"))
-    assert figs[0].layout.uirevision == figs[1].layout.uirevision
-    assert figs[0].layout.legend.y <= 0 and figs[0].layout.legend.yanchor == "top"
-    assert "12:00:00 UTC" in figs[0].layout.title.text
+    assert figs[0]["layout"]["uirevision"] == figs[1]["layout"]["uirevision"]
+    legend = figs[0]["layout"]["legend"]
+    assert legend["y"] <= 0 and legend["yanchor"] == "top"
+    assert "12:00:00 UTC" in figs[0]["layout"]["title"]["text"]
+    spec = json.loads(to_json(figs[1]))  # what the browser gets: typed arrays, NaN gaps kept
+    lines = next(t for t in spec["data"] if t["mode"] == "lines")
+    x = np.frombuffer(base64.b64decode(lines["x"]["bdata"]), dtype="<f4")
+    assert np.isnan(x[2::3]).all() and np.isfinite(x[0::3]).all()
 
 
 def test_a_click_is_traced_back_to_its_bus_or_line(demo: Demo) -> None:
@@ -226,13 +232,13 @@ def test_a_click_is_traced_back_to_its_bus_or_line(demo: Demo) -> None:
     state = _state(lay)
     classes = classify(lay, state, band=(0.95, 1.05), loading_limit=100.0)
     fig = build_figure(lay, state, classes, which=Layout.GEOGRAPHIC, title="t")
-    handles = next(t for t in fig.data if t.name == HANDLES)
+    handles = next(t for t in fig["data"] if t["name"] == HANDLES)
     line12 = int(np.flatnonzero((lay.branch_kind == "line") & (lay.branch_index == 12))[0])
-    picked = selection_from_event([{"customdata": int(handles.customdata[line12])}])
+    picked = selection_from_event([{"customdata": int(handles["customdata"][line12])}])
     assert picked is not None and picked.kind == "branch" and lay.branch_index[picked.position] == 12
-    buses = next(t for t in fig.data if t.name.startswith("bus in band"))
-    picked = selection_from_event([{"customdata": [int(buses.customdata[7])]}])
-    assert picked is not None and picked.kind == "bus" and picked.position == int(buses.customdata[7])
+    buses = next(t for t in fig["data"] if t["name"].startswith("bus in band"))
+    picked = selection_from_event([{"customdata": [int(buses["customdata"][7])]}])
+    assert picked is not None and picked.kind == "bus" and picked.position == int(buses["customdata"][7])
     assert selection_from_event([{"x": 1.0}]) is None
 
 

@@ -14,8 +14,9 @@ import tempfile
 from pathlib import Path
 
 import plotly
-import plotly.graph_objects as go
 import streamlit.components.v1 as components
+
+from ui.panorama.figure import to_json
 
 SOURCE = Path(__file__).resolve().parent / "component" / "index.html"
 
@@ -38,7 +39,7 @@ def _component():
     return components.declare_component("gridverse_panorama", path=str(target))
 
 
-def panorama_chart(fig: go.Figure, *, key: str, stamp: str = "") -> dict | None:
+def panorama_chart(fig: dict, *, key: str, stamp: str = "") -> dict | None:
     """Draw `fig`; returns the last click ({"code": customdata, "click": n}) or None. `stamp`
     ends up in the plot's `data-drawn` attribute once drawn (browser tests and benches wait on it)."""
-    return _component()(spec=fig.to_json(), config={}, stamp=stamp, key=key, default=None)
+    return _component()(spec=to_json(fig), config={}, stamp=stamp, key=key, default=None)

@@ -6,11 +6,12 @@ carries its array position in `customdata` so that a click can be traced back to
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 from dataclasses import dataclass
 
 import numpy as np
-import plotly.graph_objects as go
 
 from ui.panorama.classify import BranchClass, BusClass, Classified, LiveState, Quality, SwitchClass
 from ui.panorama.layout import GridLayout, Layout
@@ -75,11 +76,11 @@ def build_figure(
     title: str,
     selection: Selection | None = None,
     loading_limit: float = 100.0,
-) -> go.Figure:
-    """The whole network as one figure (the caller keeps `layout` between refreshes)."""
+) -> dict:
+    """The whole network as one plotly JSON dict (numpy arrays kept for `to_json`); `layout` is reused."""
     xy = layout.xy(which)
     bus_size, switch_size = _sizes(len(layout.bus))
-    traces: list[go.Scattergl] = []
+    traces: list[dict] = []
 
     for cls in BranchClass:
         sel = np.flatnonzero(classes.branch == cls.value)
@@ -88,7 +89,7 @@ def build_figure(
         colour, width, dash = BRANCH_STYLE[cls]
         x, y = _segments(xy, layout.branch_from[sel], layout.branch_to[sel])
         traces.append(
-            go.Scattergl(
+            _trace(
                 x=x,
                 y=y,
                 mode="lines",
@@ -99,9 +100,8 @@ def build_figure(
             )
         )
 
-    # line midpoints: what a hover or click on a line finds (their colour follows the line's class)
+    # line midpoints: what a hover or click on a line finds
     mid = (xy[layout.branch_from] + xy[layout.branch_to]) / 2
-    colours = np.array([BRANCH_STYLE[c][0] for c in classes.branch], dtype=object)
     load = state.loading_percent
     texts = [
         f"{kind} {idx} {name}<br>{_fmt(pct, '.0f', '%')} of rating · {cls}"
@@ -110,13 +110,13 @@ def build_figure(
         )
     ]
     traces.append(
-        go.Scattergl(
+        _trace(
             x=mid[:, 0],
             y=mid[:, 1],
             mode="markers",
             name=HANDLES,
             showlegend=False,
-            marker={"size": max(bus_size - 3, 3), "color": colours.tolist(), "opacity": 0.3, "symbol": "square"},
+            marker={"size": max(bus_size - 3, 3), "color": "#9aa0a6", "opacity": 0.3, "symbol": "square"},
             text=texts,
             hovertemplate="%{text}<extra></extra>",
             customdata=-(np.arange(len(mid)) + 1),  # branches negative, buses non-negative
@@ -126,7 +126,7 @@ def build_figure(
     if state.n1:
         pos = np.fromiter(state.n1.keys(), dtype=np.int64)
         traces.append(
-            go.Scattergl(
+            _trace(
                 x=mid[pos, 0],
                 y=mid[pos, 1],
                 mode="markers",
@@ -153,7 +153,7 @@ def build_figure(
         normal = layout.switch_normally_closed[sel]
         actual = state.switch_closed[sel]
         traces.append(
-            go.Scattergl(
+            _trace(
                 x=at[:, 0],
                 y=at[:, 1],
                 mode="markers",
@@ -180,7 +180,7 @@ def build_figure(
             QUALITY_SYMBOL.get(q, base_symbol) if cls is not BusClass.DEENERGISED else base_symbol for q in quality
         ]
         traces.append(
-            go.Scattergl(
+            _trace(
                 x=xy[sel, 0],
                 y=xy[sel, 1],
                 mode="markers",
@@ -201,7 +201,7 @@ def build_figure(
         else:
             sx, sy = mid[selection.position]
         traces.append(
-            go.Scattergl(
+            _trace(
                 x=[sx],
                 y=[sy],
                 mode="markers",
@@ -212,31 +212,51 @@ def build_figure(
             )
         )
 
-    fig = go.Figure(traces)
     geo = which is Layout.GEOGRAPHIC and layout.geo is not None
     lat = float(np.nanmean(xy[:, 1])) if geo else 0.0
-    fig.update_layout(
-        title={"text": title, "font": {"size": 13}, "x": 0, "xanchor": "left", "y": 0.99, "yanchor": "top"},
-        height=640,
-        margin={"l": 0, "r": 0, "t": 28, "b": 0},
-        uirevision=f"panorama-{which.value}",  # constant: live refreshes keep the user's zoom
-        legend={
-            "orientation": "h",
-            "x": 0,
-            "y": 0,
-            "yanchor": "top",
-            "font": {"size": 11},
-        },  # below: clear of the title
-        xaxis={"visible": False},
-        yaxis={"visible": False, "scaleanchor": "x", "scaleratio": 1 / math.cos(math.radians(lat)) if geo else 1.0},
-        plot_bgcolor="#ffffff",
-        hovermode="closest",
-        dragmode="pan",
-        clickmode="event+select",
-        meta={"loading_limit": loading_limit},
-        modebar={"orientation": "v"},  # clear of the title with the data time
-    )
-    return fig
+    fig_layout = {
+        "title": {"text": title, "font": {"size": 13}, "x": 0, "xanchor": "left", "y": 0.99, "yanchor": "top"},
+        "height": 640,
+        "margin": {"l": 0, "r": 0, "t": 28, "b": 0},
+        "uirevision": f"panorama-{which.value}",  # constant: live refreshes keep the user's zoom
+        "legend": {"orientation": "h", "x": 0, "y": 0, "yanchor": "top", "font": {"size": 11}},  # clear of the title
+        "xaxis": {"visible": False},
+        "yaxis": {"visible": False, "scaleanchor": "x", "scaleratio": 1 / math.cos(math.radians(lat)) if geo else 1.0},
+        "plot_bgcolor": "#ffffff",
+        "paper_bgcolor": "#ffffff",
+        "hovermode": "closest",
+        "dragmode": "pan",
+        "meta": {"loading_limit": loading_limit},
+        "modebar": {"orientation": "v"},  # clear of the title with the data time
+    }
+    return {"data": traces, "layout": fig_layout}
+
+
+def _trace(**kwargs: object) -> dict:
+    return {"type": "scattergl", **kwargs}
+
+
+def _encode(value: object) -> object:
+    """numpy arrays as plotly.js typed arrays (base64, NaN kept as a gap); the rest as JSON has it."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "f":
+            return {"dtype": "f4", "bdata": base64.b64encode(value.astype("<f4").tobytes()).decode()}
+        if value.dtype.kind in "iu":
+            return {"dtype": "i4", "bdata": base64.b64encode(value.astype("<i4").tobytes()).decode()}
+        return value.tolist()
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encode(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def to_json(fig: dict) -> str:
+    """The figure as the JSON plotly.js reads, without plotly.py's per-point validation (seconds on
+    a 10,000-bus grid)."""
+    return json.dumps(_encode(fig), separators=(",", ":"))
 
 
 def selection_from_event(points: list[dict]) -> Selection | None:

@@ -4,6 +4,8 @@ what it shows; click a bus or a line for its details and trend."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -135,6 +137,7 @@ def page() -> None:
 
     @st.fragment(run_every=settings.ui.refresh_s)
     def live() -> None:
+        started_ms = time.time_ns() // 1_000_000
         snap = data.snapshot()
         classes = classify(lay, snap.state, band=band, loading_limit=limit)
         which = Layout(st.session_state.get(LAYOUT_KEY) or names[0])
@@ -148,7 +151,7 @@ def page() -> None:
             fig = build_figure(
                 lay, snap.state, classes, which=which, title=title, selection=selected, loading_limit=limit
             )
-            click = panorama_chart(fig, key=CHART_KEY, stamp=str(snap.estimate_ns or 0))
+            click = panorama_chart(fig, key=CHART_KEY, stamp=f"{snap.estimate_ns or 0}@{started_ms}")
             if click and click.get("click") != st.session_state.get(CLICK_KEY):
                 st.rerun(scope="fragment")  # show the clicked element's details now
         with right:
