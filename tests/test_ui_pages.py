@@ -231,6 +231,7 @@ class Tab:
 
     def __init__(self, ws: object) -> None:
         self.ws = ws
+        self.received = bytearray()  # every byte the server sent this tab
 
     async def run(self, page_name: str, widgets: list | None = None) -> Run:
         from streamlit.proto.BackMsg_pb2 import BackMsg
@@ -246,7 +247,9 @@ class Tab:
         not_found, heading, listed, ids, toolbar, live = False, "", [], {}, "", []
         while True:  # to the end of a run: "page not found" may come before or after a heading
             msg = ForwardMsg()
-            msg.ParseFromString(await asyncio.wait_for(self.ws.recv(), 120))  # type: ignore[attr-defined]
+            raw = await asyncio.wait_for(self.ws.recv(), 120)  # type: ignore[attr-defined]
+            self.received += raw
+            msg.ParseFromString(raw)
             kind = msg.WhichOneof("type")
             if kind == "new_session":  # a run starts (after a rerun, what the cut-short run drew is gone)
                 heading, listed, ids = "", [], {}
@@ -287,7 +290,9 @@ class Tab:
         heading = ""
         while True:
             msg = ForwardMsg()
-            msg.ParseFromString(await asyncio.wait_for(self.ws.recv(), 120))  # type: ignore[attr-defined]
+            raw = await asyncio.wait_for(self.ws.recv(), 120)  # type: ignore[attr-defined]
+            self.received += raw
+            msg.ParseFromString(raw)
             kind = msg.WhichOneof("type")
             if kind == "delta" and msg.delta.new_element.WhichOneof("type") == "heading" and not heading:
                 heading = msg.delta.new_element.heading.body
@@ -343,9 +348,14 @@ def _streamlit(config: Path, log: Path, **env: str) -> Iterator[int]:
         proc.wait(10)
 
 
+SERVER_LOG: list[Path] = []  # the module's server log, read by the last test
+
+
 @pytest.fixture(scope="module")
 def server(site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    with _streamlit(site.config, tmp_path_factory.mktemp("streamlit") / "streamlit.log") as port:
+    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
+    SERVER_LOG.append(log)
+    with _streamlit(site.config, log) as port:
         yield port
 
 
@@ -413,6 +423,25 @@ def test_a_page_outside_the_role_is_not_served(server: int) -> None:
 
     first, overview = _browse(server, visit)  # type: ignore[misc]
     assert "overview" not in first.listed and overview.not_found
+
+
+def test_no_password_or_hash_reaches_a_page_or_the_log(site: Site, server: int) -> None:
+    """After right and wrong passwords, neither they nor a hash is in anything the browser got or
+    in the server's log."""
+    wrong = "a wrong password for the log test"
+
+    async def visit(tab: Tab) -> bytes:
+        refused = await tab.sign_in("overview", "viewer", wrong)
+        assert refused.heading == "gridverse — sign in"
+        assert (await tab.sign_in("overview", "viewer", PASSWORD)).heading.startswith(PAGES[0].title)
+        return bytes(tab.received)
+
+    received = _browse(server, visit)
+    assert isinstance(received, bytes) and b"Sign-in refused" in received, "the check sees the pages' text"
+    log = SERVER_LOG[0].read_text()
+    assert "sign-in refused for 'viewer'" in log, "the check sees the sign-in log"
+    for text in (received, log.encode()):
+        assert PASSWORD.encode() not in text and wrong.encode() not in text and b"$argon2" not in text
 
 
 def test_a_live_panel_does_not_keep_an_idle_session_and_ends_with_it(site: Site, tmp_path: Path) -> None:
