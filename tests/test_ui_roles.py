@@ -48,7 +48,7 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
     def mutate(doc: dict) -> None:
         doc["auth"] = {"users_file": str(tmp / "users.yaml"), **fast}
-        doc.setdefault("anomaly", {})["alarm_state_path"] = str(tmp / "alarms.db")
+        doc.setdefault("anomaly", {}).update(alarm_state_path=str(tmp / "alarms.db"), models_dir=str(tmp / "models"))
 
     path = config_dir(tmp, mutate)
     settings = load_settings(path)
@@ -200,3 +200,24 @@ def test_an_idle_session_is_refused_at_the_next_click(
     assert at.title[0].value == "gridverse — sign in"
     assert at.info[0].value == "Your session ended after 15 min without use; sign in again."
     assert ("auth.signout", "engineer", "session expired: idle limit (900 s)") in _audit(env)
+
+
+def _deploy(ref: str) -> None:
+    from ui.views import analyst
+
+    analyst.deploy(ref, reason="role test")
+
+
+@pytest.mark.parametrize("role", [Role.VIEWER, Role.OPERATOR, Role.ENGINEER])
+def test_only_an_analyst_gets_past_the_deploy_handlers_check(env: Path, role: Role) -> None:
+    models = load_settings(env).anomaly.models_dir
+    listing = sorted(models.rglob("*")) if models.exists() else None
+    before = len(_audit(env))
+    refused = _as(role.value, _deploy, "no-such-model")
+    assert refused.error[0].value.startswith("Not permitted: anomaly.deploy needs the role analyst")
+    assert not refused.exception
+    assert (sorted(models.rglob("*")) if models.exists() else None) == listing, "nothing in the registry changed"
+    assert not [a for a, *_ in _audit(env)[before:] if a == "model.deploy"]
+    if role is Role.VIEWER:  # the same call by an analyst reaches the registry (which knows no such model)
+        reached = _as("analyst", _deploy, "no-such-model")
+        assert not reached.error and reached.exception and "no-such-model" in reached.exception[0].message
