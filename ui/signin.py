@@ -123,7 +123,7 @@ def guard_fragments() -> None:
         return wrap(func) if func is not None else wrap
 
     fragment._gridverse_guarded = True  # type: ignore[attr-defined]
-    st.fragment = fragment  # type: ignore[assignment]
+    st.fragment = fragment
 
 
 def sign_in_page() -> None:
