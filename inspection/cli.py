@@ -13,6 +13,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gridverse.config import Settings
 
 #: functions that add a subcommand to the `inspect` group: fn(inspect_subparsers)
 _EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], object]] = []
@@ -28,7 +32,7 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _settings(args: argparse.Namespace) -> Settings:
     from gridverse.settings import load_settings
 
     return load_settings(args.config)

@@ -212,7 +212,7 @@ def _windings(
 ) -> tuple[list[WindingConfig], str | None]:
     """The transformer's windings, each with the voltage level its terminal connects to; or the
     reason it cannot be drawn."""
-    windings = []
+    windings: list[WindingConfig] = []
     for winding in _children(transformer, "TransformerWinding"):
         level = None
         for terminal in _children(winding, "Terminal"):
@@ -232,6 +232,17 @@ def _windings(
     return windings, None
 
 
+@dataclass(frozen=True)
+class _Slot:
+    """Where auto-layout puts an asset: the n-th equipment of bay column `bay` of voltage level
+    `level`, the n-th busbar of `level`, or the n-th transformer of the row above."""
+
+    kind: str  # "bay", "busbar" or "transformer"
+    level: str = ""
+    bay: int = 0
+    n: int = 0
+
+
 @dataclass
 class _Pending:
     """An asset read but not yet placed."""
@@ -239,7 +250,7 @@ class _Pending:
     raw: dict[str, Any]
     element: ET.Element
     position: tuple[float, float] | None
-    slot: tuple[str, ...]  # where auto-layout puts it: ("bay", vl, bay, n) | ("busbar", vl, k) | ("transformer", n)
+    slot: _Slot
 
 
 def _read_substation(reader: _Reader, sub: ET.Element) -> SclSubstation:
@@ -253,7 +264,7 @@ def _read_substation(reader: _Reader, sub: ET.Element) -> SclSubstation:
     def skip(path: str, scl_type: str, element: ET.Element, reason: str) -> None:
         out.skipped.append(Skipped(path, scl_type, reader.line(element), reason))
 
-    def add(raw: dict[str, Any], element: ET.Element, position: tuple[float, float] | None, slot: tuple) -> None:
+    def add(raw: dict[str, Any], element: ET.Element, position: tuple[float, float] | None, slot: _Slot) -> None:
         if raw["name"] in seen:
             scl_type = element.get("type", "")
             skip(raw["name"], scl_type, element, "the same SCL path is used twice in this file; rename one")
@@ -261,7 +272,7 @@ def _read_substation(reader: _Reader, sub: ET.Element) -> SclSubstation:
         seen.add(raw["name"])
         pending.append(_Pending(raw, element, position, slot))
 
-    def transformer(element: ET.Element, parent_path: str, chain: list, slot: tuple | None) -> None:
+    def transformer(element: ET.Element, parent_path: str, chain: list, slot: _Slot | None) -> None:
         nonlocal transformers_in_row
         path = f"{parent_path}/{element.get('name', '')}"
         if not element.get("name"):
@@ -276,7 +287,7 @@ def _read_substation(reader: _Reader, sub: ET.Element) -> SclSubstation:
             return
         raw: dict[str, Any] = {"name": path, "kind": AssetKind.TRANSFORMER.value, "windings": windings}
         if slot is None:  # at substation or voltage-level level: it joins the transformer row
-            slot = ("transformer", transformers_in_row)
+            slot = _Slot("transformer", n=transformers_in_row)
             transformers_in_row += 1
             raw["voltage_level"] = windings[0].voltage_level
         add(raw, element, reader.absolute([*chain, (element, path)]), slot)
@@ -307,13 +318,13 @@ def _read_substation(reader: _Reader, sub: ET.Element) -> SclSubstation:
                 path = f"{bay_path}/{node.get('name') or 'BUSBAR'}"
                 raw = {"name": path, "kind": AssetKind.BUSBAR.value, "voltage_kv": kv}
                 position = reader.absolute([*bay_chain, (node, path)]) or reader.absolute(bay_chain)
-                add(raw, bay, position, ("busbar", vl_name, busbars))
+                add(raw, bay, position, _Slot("busbar", vl_name, n=busbars))
                 busbars += 1
                 continue
             slot_n = 0
             for element in equipment:
                 if element.tag == _tag("PowerTransformer"):
-                    transformer(element, bay_path, bay_chain, ("bay", vl_name, bay_index, slot_n))
+                    transformer(element, bay_path, bay_chain, _Slot("bay", vl_name, bay_index, slot_n))
                     slot_n += 1
                     continue
                 scl_type = element.get("type", "")
@@ -340,7 +351,7 @@ def _read_substation(reader: _Reader, sub: ET.Element) -> SclSubstation:
                         raw,
                         element,
                         reader.absolute([*bay_chain, (element, path)]),
-                        ("bay", vl_name, bay_index, slot_n),
+                        _Slot("bay", vl_name, bay_index, slot_n),
                     )
                     slot_n += 1
             bay_index += 1
@@ -352,37 +363,32 @@ def _read_substation(reader: _Reader, sub: ET.Element) -> SclSubstation:
 def _place(out: SclSubstation, pending: list[_Pending], reader: _Reader) -> None:
     """Positions for what has no coordinates, then the assets (a model error is a skip, not a crash)."""
     levels = [vl.name for vl in out.voltage_levels]
-    bays_per_level = {
-        vl: 1 + max((p.slot[2] for p in pending if p.slot[0] == "bay" and p.slot[1] == vl), default=-1) for vl in levels
-    }
-    depth_per_level = {
-        vl: 1 + max((p.slot[3] for p in pending if p.slot[0] == "bay" and p.slot[1] == vl), default=0) for vl in levels
-    }
-    busbars_per_level = Counter(p.slot[1] for p in pending if p.slot[0] == "busbar")
+    in_bays = [p.slot for p in pending if p.slot.kind == "bay"]
+    bays_per_level = {vl: 1 + max((q.bay for q in in_bays if q.level == vl), default=-1) for vl in levels}
+    depth_per_level = {vl: 1 + max((q.n for q in in_bays if q.level == vl), default=0) for vl in levels}
+    busbars_per_level = Counter(p.slot.level for p in pending if p.slot.kind == "busbar")
     top: dict[str, float] = {}
     y = 0.0
     for vl in levels:
         top[vl] = y
         y -= 2.0 * busbars_per_level[vl] + EQUIPMENT_PITCH_M * (depth_per_level[vl] + 1) + 4.0
     width = {vl: max(bays_per_level[vl], 1) * BAY_PITCH_M for vl in levels}
-    n_transformers = sum(p.slot[0] == "transformer" for p in pending)
+    n_transformers = sum(p.slot.kind == "transformer" for p in pending)
 
     for p in pending:
-        if p.slot[0] == "busbar":
-            p.raw["length"] = width[p.slot[1]]
+        slot = p.slot
+        if slot.kind == "busbar":
+            p.raw["length"] = width[slot.level]
         if p.position is not None:
             continue
-        kind, *where = p.slot
-        if kind == "busbar":
-            vl, k = where
-            p.position = (0.0, top[vl] - 2.0 * k)
-        elif kind == "bay":
-            vl, bay, n = where
-            x = (bay - (bays_per_level[vl] - 1) / 2) * BAY_PITCH_M
-            p.position = (x, top[vl] - 2.0 * busbars_per_level[vl] - EQUIPMENT_PITCH_M * (n + 1))
+        if slot.kind == "busbar":
+            p.position = (0.0, top[slot.level] - 2.0 * slot.n)
+        elif slot.kind == "bay":
+            x = (slot.bay - (bays_per_level[slot.level] - 1) / 2) * BAY_PITCH_M
+            below = 2.0 * busbars_per_level[slot.level] + EQUIPMENT_PITCH_M * (slot.n + 1)
+            p.position = (x, top[slot.level] - below)
         else:
-            (n,) = where
-            p.position = ((n - (n_transformers - 1) / 2) * TRANSFORMER_PITCH_M, 9.0)
+            p.position = ((slot.n - (n_transformers - 1) / 2) * TRANSFORMER_PITCH_M, 9.0)
 
     for p in pending:
         raw = {k: v for k, v in p.raw.items() if v is not None}

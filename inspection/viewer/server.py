@@ -187,7 +187,7 @@ class ViewerServer:
         live = _Live(settings, historian) if settings is not None else None
         self.httpd = ThreadingHTTPServer((host, port), partial(_Handler, live=live))
         self.httpd.daemon_threads = True
-        self.host, self.port = self.httpd.server_address[0], int(self.httpd.server_address[1])
+        self.host, self.port = str(self.httpd.server_address[0]), int(self.httpd.server_address[1])
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="inspect-viewer", daemon=True)
 
     @property
