@@ -114,7 +114,9 @@ def likelihood(
         if a.rule in BUILTIN_RULES:
             worst = max(worst, SEVERITY_WEIGHT.get(a.severity, 0.5))
     if worst:
-        text = "; ".join(f"{a.severity} {a.rule} alarm on {a.device}/{a.point}" for a in live.alarms)
+        text = "; ".join(
+            f"{a.severity} {a.rule} alarm on {a.device}/{a.point}" for a in live.alarms if a.rule in BUILTIN_RULES
+        )
         factors.append(Factor("alarm", worst, f"active alarm: {text}"))
     learned = [a for a in live.alarms if a.rule not in BUILTIN_RULES]
     if learned:

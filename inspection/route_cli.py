@@ -36,7 +36,7 @@ def cmd_inspect_route(args: argparse.Namespace) -> int:
         overview = None
         if settings.inspection is not None:
             overview = Path(settings.inspection.output_dir) / f"{args.substation}.png"
-        write_route_pack(route, args.pack, overview=overview)
+        write_route_pack(route, args.pack, images=_step_images(args.substation, route), overview=overview)
         print(f"route pack written to {args.pack}", file=sys.stderr)
     if args.json:
         print(json.dumps(route.to_dict(), indent=2, ensure_ascii=False))
@@ -44,6 +44,27 @@ def cmd_inspect_route(args: argparse.Namespace) -> int:
         print(format_route(route))
     print(f"{len(route.steps)} steps in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return 0
+
+
+def _step_images(substation: str, route: object) -> dict[str, Path]:
+    """Each step's own view when step views exist (`inspection.stepview.render_step`); none
+    otherwise, and a step whose view fails is left without (the pack says so by its absence)."""
+    import importlib
+
+    try:
+        stepview = importlib.import_module("inspection.stepview")
+    except ModuleNotFoundError:
+        return {}
+    render_step = getattr(stepview, "render_step", None)
+    if render_step is None:
+        return {}
+    images: dict[str, Path] = {}
+    for step in getattr(route, "steps", ()):
+        try:
+            images[step.asset] = Path(render_step(substation, step))
+        except Exception as exc:  # one failed view does not cost the pack
+            print(f"no step view for {step.asset}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return images
 
 
 def add_route_command(inspect_sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
