@@ -1,6 +1,7 @@
 """`gridverse inspect ...`: import an SCL file as assets, export a substation as GLB, serve the
-3D viewer. Other inspection commands join the same group through `register_inspect_command`
-(or a module `inspection/route_cli.py` with `add_route_command(inspect_sub)`, found here).
+3D viewer. Other inspection commands join the same group through `register_inspect_command`,
+or as a module found here (`inspection/route_cli.py` with `add_route_command(inspect_sub)`,
+`inspection/register_cli.py` with `add_register_command(inspect_sub)`).
 
 A bad input (a file, a substation) is one line naming it and the remedy, exit code 2; never a
 traceback."""
@@ -18,6 +19,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from gridverse.config import Settings
 
+#: modules whose function adds its own subcommand: fn(inspect_subparsers)
+_PLUGGED = (("inspection.route_cli", "add_route_command"), ("inspection.register_cli", "add_register_command"))
 #: functions that add a subcommand to the `inspect` group: fn(inspect_subparsers)
 _EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], object]] = []
 
@@ -186,13 +189,14 @@ def add_inspect_commands(sub: argparse._SubParsersAction) -> argparse._SubParser
     serve.add_argument("--port", type=int, default=None, help="port (default inspection.viewer_port)")
     serve.set_defaults(func=cmd_serve)
 
-    try:  # [insp-field]'s route command, when it is there
-        route_cli = importlib.import_module("inspection.route_cli")
-    except ModuleNotFoundError as exc:
-        if exc.name != "inspection.route_cli":
-            raise
-    else:
-        register_inspect_command(route_cli.add_route_command)
+    for module, function in _PLUGGED:  # commands living in their own modules, when they are there
+        try:
+            found = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+        else:
+            register_inspect_command(getattr(found, function))
     for fn in _EXTRA_COMMANDS:
         fn(inspect_sub)
     return inspect_sub
