@@ -62,8 +62,15 @@ def cmd_import_scl(args: argparse.Namespace) -> int:
     if args.scale <= 0:
         _say(f"error: --scale {args.scale}: metres per diagram unit must be positive")
         return 2
+    devices: set[str] = set()
+    try:  # the site's devices, to link equipment whose LNode names one; the import works without
+        settings = _settings(args)
+        devices = {d.name for sub in settings.site.substations for d in sub.devices}
+        devices |= {s.name for s in settings.site.sensors}
+    except Exception as exc:
+        _say(f"note: the configuration did not load ({type(exc).__name__}); equipment is not linked to devices")
     try:
-        result = import_scl(args.file, scale=args.scale)
+        result = import_scl(args.file, scale=args.scale, devices=devices)
     except SclError as exc:
         _say(f"error: {exc}")
         return 2

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,9 +165,23 @@ def _voltage_kv(level: ET.Element) -> float | None:
 
 
 class _Reader:
-    def __init__(self, path: Path, lines: dict[ET.Element, int], scale: float) -> None:
-        self.path, self.lines, self.scale = path, lines, scale
+    def __init__(self, path: Path, lines: dict[ET.Element, int], scale: float, devices: Collection[str]) -> None:
+        self.path, self.lines, self.scale, self.devices = path, lines, scale, devices
         self.warnings: list[str] = []
+
+    def device(self, element: ET.Element, path: str) -> str | None:
+        """The gateway device an equipment's LNode names (its iedName), when the site has it."""
+        for lnode in _children(element, "LNode"):
+            ied = lnode.get("iedName", "")
+            if ied and ied != "None":
+                if ied in self.devices:
+                    return ied
+                if self.devices:
+                    self.warnings.append(
+                        f"{self.where(lnode)}: {path}: LNode names IED {ied!r}, which is no device or sensor of "
+                        "the site; set its `device` by hand"
+                    )
+        return None
 
     def line(self, element: ET.Element) -> int:
         return self.lines.get(element, 0)
@@ -286,6 +300,7 @@ def _read_substation(reader: _Reader, sub: ET.Element) -> SclSubstation:
             skip(path, "PTR", element, "virtual equipment (no physical device to inspect)")
             return
         raw: dict[str, Any] = {"name": path, "kind": AssetKind.TRANSFORMER.value, "windings": windings}
+        raw["device"] = reader.device(element, path)
         if slot is None:  # at substation or voltage-level level: it joins the transformer row
             slot = _Slot("transformer", n=transformers_in_row)
             transformers_in_row += 1
@@ -344,7 +359,7 @@ def _read_substation(reader: _Reader, sub: ET.Element) -> SclSubstation:
                     )
                 else:
                     kind = KIND_OF_TYPE[scl_type]
-                    raw = {"name": path, "kind": kind.value, "voltage_kv": kv}
+                    raw = {"name": path, "kind": kind.value, "voltage_kv": kv, "device": reader.device(element, path)}
                     if DEFAULT_SCL_TYPE.get(kind) != scl_type:
                         raw["scl_type"] = scl_type
                     add(
@@ -402,8 +417,11 @@ def _place(out: SclSubstation, pending: list[_Pending], reader: _Reader) -> None
         out.lines[asset.name] = reader.line(p.element)
 
 
-def import_scl(path: Path, *, scale: float = 1.0) -> SclImport:
-    """Read every Substation of an SCL file; SclError when the file is not SCL at all."""
+def import_scl(path: Path, *, scale: float = 1.0, devices: Collection[str] = ()) -> SclImport:
+    """Read every Substation of an SCL file; SclError when the file is not SCL at all.
+
+    `devices`: the site's device and sensor names; equipment whose LNode names one of them as its
+    IED is linked to it (`device`), and an LNode naming another IED is a warning."""
     root, lines = parse_xml(path)
     if root.tag != _tag("SCL"):
         raise SclError(
@@ -416,7 +434,7 @@ def import_scl(path: Path, *, scale: float = 1.0) -> SclImport:
             f"{path}: no Substation section (an .icd/.cid holds only IEDs); export the .ssd or .scd from the "
             "system configurator"
         )
-    reader = _Reader(path, lines, scale)
+    reader = _Reader(path, lines, scale, devices)
     result = SclImport(path, [_read_substation(reader, s) for s in substations])
     result.warnings = reader.warnings
     return result

@@ -165,4 +165,16 @@ def test_the_command_prints_what_it_read_and_writes_assets_the_site_accepts(
     assert len(settings.assets["primary"]) == 20 and len(settings.assets["ss20"]) == 5
     t2 = next(a for a in settings.assets["primary"] if a.name == "RVS/T2")
     assert len(t2.windings) == 3
+    # an LNode naming a device of the site links the equipment to it; another IED is a warning
+    by_name = {a.name: a for a in settings.assets["primary"]}
+    assert by_name["RVS/D1/Q11/QA1"].device == "F1" and by_name["RVS/E1/Q01/QA1"].device is None
+    lnode = _line_of(TWO, 'iedName="RVS_Q01"')
+    assert f"{TWO}:{lnode}: RVS/E1/Q01/QA1: LNode names IED 'RVS_Q01'" in printed.out
     assert next(a for a in settings.assets["ss20"] if a.kind is AssetKind.RMU).scl_type == "ERMU"
+
+
+def test_without_the_site_s_devices_nothing_is_linked_and_nothing_warned() -> None:
+    result = import_scl(TWO)
+    assert all(a.device is None for s in result.substations for a in s.assets) and not result.warnings
+    linked = import_scl(TWO, devices={"F1", "T1"})
+    assert [a.name for s in linked.substations for a in s.assets if a.device] == ["RVS/D1/Q11/QA1"]
