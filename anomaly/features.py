@@ -25,6 +25,7 @@ FEATURES: tuple[str, ...] = (
     "zero_run",  # samples in a row at exactly zero on a point that normally is not: dropout as zeros
     "limit",  # how far past its physical limit (v outside 0.9..1.1 pu, oil above 95 °C), in σ
     "resid",  # the twin's normalised residual of this measurement (0 where not estimated)
+    "z_long",  # mean of z_daily over the last hours: a small shift that lasts (theft, a tripped unit)
 )
 F = {name: k for k, name in enumerate(FEATURES)}
 
@@ -95,6 +96,8 @@ def point_features(
     history_days: int = 7,
     sustain: int = 4,
     slope_window: int = 8,
+    min_days: int = 3,
+    long_window: int = 16,
 ) -> np.ndarray:
     """Features (time, point, FEATURES) of a wide telemetry frame whose columns are in `points`.
 
@@ -114,20 +117,29 @@ def point_features(
     slow = max(day // 8, 1)
     step_scale = 1.4826 * _rolling_median(_shift(step, 1), day, min_periods=4, step=slow) / np.sqrt(2.0)
     step_scale = np.fmax(np.nan_to_num(step_scale, nan=0.0), sigma)
-    recent_med = _rolling_median(_shift(raw, 1), recent)  # measured values only: no jump after a gap
+    typical = np.nanmedian(np.abs(raw), axis=0) if n_t else np.zeros(n_p)
+    measured = np.where((raw == 0.0) & (typical > 10 * sigma)[None, :], np.nan, raw)  # no gaps, no zero fill
+    recent_med = _rolling_median(_shift(measured, 1), recent)  # measured values only: no jump after a gap
     z_recent = np.nan_to_num((x - recent_med) / step_scale)
 
-    # daily profile: the median of the same time of day on up to `history_days` previous days
-    shifted = np.stack([_shift(x, d * day) for d in range(1, history_days + 1)], axis=-1)
-    baseline, _ = _nanmedian_last(shifted)
-    no_history = np.isnan(baseline)  # the first day: no daily profile yet, so no daily features
+    # daily profile: the median of the same time of day on up to `history_days` previous days, of
+    # measured values only (a gap or a zero-filled dropout must not become tomorrow's profile), and
+    # only once `min_days` such days exist (a median of one or two days follows any bad day)
+    shifted = np.stack([_shift(measured, d * day) for d in range(1, history_days + 1)], axis=-1)
+    baseline, days_seen = _nanmedian_last(shifted)
+    no_history = np.isnan(baseline)
     baseline = np.where(no_history, recent_med, baseline)
     dev = x - baseline
     # day-to-day spread from deviations that had a profile to deviate from (a quarter day at least)
     spread = np.where(no_history, np.nan, np.abs(dev))
+    no_history |= days_seen < min(min_days, history_days)
     day_scale = 1.4826 * _rolling_median(_shift(spread, 1), day, min_periods=max(day // 4, 4), step=slow)
     no_history |= np.isnan(day_scale)
-    day_scale = np.fmax(np.nan_to_num(day_scale, nan=1.0), np.fmax(step_scale, sigma))
+    # ... and the spread of this time of day over the previous days (midday PV on a cloudy day
+    # moves far more than the night does): the scale is the larger of the two
+    tod_scale, _ = _nanmedian_last(np.abs(shifted - baseline[..., None]))
+    tod_scale = 1.4826 * np.nan_to_num(tod_scale, nan=0.0)
+    day_scale = np.fmax(np.fmax(np.nan_to_num(day_scale, nan=1.0), tod_scale), np.fmax(step_scale, sigma))
     z_daily = np.where(no_history, 0.0, np.nan_to_num(dev / day_scale))
     z_sustained = _rolling_median(z_daily, sustain)
     slope = z_sustained - np.nan_to_num(_shift(z_sustained, slope_window))
@@ -136,7 +148,6 @@ def point_features(
     same[1:] = (raw[1:] == raw[:-1]) & ~missing[1:]
     flat_run = _run_length(same)
     missing_run = _run_length(missing)
-    typical = np.nanmedian(np.abs(np.where(np.isnan(baseline), x, baseline)), axis=0) if n_t else np.zeros(n_p)
     zero_run = _run_length((raw == 0.0) & (typical > 10 * sigma)[None, :])
 
     limit = np.zeros((n_t, n_p))
@@ -151,6 +162,13 @@ def point_features(
         r = residuals.reindex(index=telemetry.index, columns=cols).to_numpy(dtype=float)
         resid = np.nan_to_num(r)
 
-    out = np.stack([z_recent, z_daily, z_sustained, slope, flat_run, missing_run, zero_run, limit, resid], axis=-1)
+    clipped = np.clip(z_daily, -6.0, 6.0)  # one spike must not carry the mean
+    csum = np.cumsum(np.concatenate([np.zeros((1, n_p)), clipped]), axis=0)
+    lag = np.minimum(np.arange(1, n_t + 1), long_window)
+    z_long = (csum[1:] - csum[np.arange(1, n_t + 1) - lag]) / lag[:, None]
+
+    out = np.stack(
+        [z_recent, z_daily, z_sustained, slope, flat_run, missing_run, zero_run, limit, resid, z_long], axis=-1
+    )
     out[missing] = np.where(np.arange(len(FEATURES)) == F["missing_run"], out[missing], 0.0)
     return out

@@ -42,13 +42,14 @@ _KIND_OF_FEATURE = {
     "zero_run": "dropout",
     "limit": "overvoltage",
     "resid": "bias",
+    "z_long": "bias",
 }
 #: the chronological split whose telemetry precedes each split (the generator's OUT/ layout)
 _PREVIOUS_SPLIT = {"validation": "train", "test": "validation"}
 #: quantities whose meters move together when the grid moves
 _MOVE_GROUP = {"p_mw": "flow", "q_mvar": "flow", "i_ka": "flow", "v_pu": "voltage", "temp_oil_c": "temperature"}
 #: features whose signed value matters (a shift up or down); the others are ≥ 0 magnitudes
-_SIGNED = ("z_recent", "z_daily", "z_sustained", "slope", "resid")
+_SIGNED = ("z_recent", "z_daily", "z_sustained", "slope", "resid", "z_long")
 
 
 def _clean_mask(scenario: Scenario, margin: pd.Timedelta) -> np.ndarray:
@@ -162,11 +163,12 @@ class LabPipeline(BaseEstimator):
             "z_daily": 8.0,
             "z_sustained": 5.0,
             "slope": 6.0,
-            "flat_run": 4.0,
+            "flat_run": 2.0,
             "missing_run": 2.0,
             "zero_run": 2.0,
             "limit": 1.0,
             "resid": 4.0,
+            "z_long": 5.0,
             "learned": 0.6,
         }
         return {**base, **(self.floors or {})}
@@ -234,12 +236,13 @@ class LabPipeline(BaseEstimator):
         comps = np.zeros((n_t, n_p, n_f + 1))
         comps[..., :n_f] = z / thresholds
         # a jump several meters see at once is the grid moving (a load step), not a lying meter:
-        # the step component counts only when at most one point of its kind jumps at that sample
+        # the step component counts only when at most `together - 1` points of its kind jump at
+        # that sample (one other may jump by chance among dozens of meters)
         kind_of = scenario.points.loc[list(scenario.telemetry.columns), "quantity"].map(_MOVE_GROUP).to_numpy()
         jumps = comps[..., F["z_recent"]] >= 0.5
         for group in set(kind_of):
             cols = np.flatnonzero(kind_of == group)
-            together = jumps[:, cols].sum(axis=1) >= 2
+            together = jumps[:, cols].sum(axis=1) >= 3
             comps[together[:, None] & np.isin(np.arange(n_p), cols)[None, :], F["z_recent"]] *= 0.0
         if self.learned_weight > 0 and self.learned_:
             q = scenario.points.loc[list(scenario.telemetry.columns), "quantity"].to_numpy()
@@ -270,7 +273,7 @@ class LabPipeline(BaseEstimator):
         shift = feats[..., F["z_daily"]]
         transient = comps[..., F["z_sustained"]] < 1.0  # a deviation that has not lasted
         kinds = np.where(np.isin(kinds, ["spike", "bias"]), np.where(transient, "spike", "bias"), kinds)
-        kinds = np.where(dominant == F["z_sustained"], "bias", kinds)
+        kinds = np.where(np.isin(dominant, [F["z_sustained"], F["z_long"]]), "bias", kinds)
         persistent = kinds == "bias"
         volt = (quantity == "v_pu")[None, :]
         temp = (quantity == "temp_oil_c")[None, :]

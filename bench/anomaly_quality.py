@@ -16,9 +16,10 @@ values and the lab's pipeline, with the event-level figures of `anomaly.evaluate
   `pipeline_physics`).
 
 Each test grid is evaluated over its whole generated period (its train, validation and test
-splits: the models never saw any of it). Full mode: 8 weeks of the training grid, 4 weeks of
-each test grid; --quick: a few days each (under two minutes once scenarios are generated; the
-first run generates them into --work and later runs reuse them). Prints progress and one JSON
+splits: the models never saw any of it). Full mode: 4 weeks of the training grid (the pipeline
+fits on its first 60 %, the train split), 4 weeks of each test grid; --quick: a few days each
+(under two minutes once scenarios are generated; the first run generates them into --work and
+later runs reuse them). Prints progress and one JSON
 object on its last line.
 """
 
@@ -190,7 +191,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    train_days = args.train_days or (8.0 if args.quick else 56.0)
+    train_days = args.train_days or (8.0 if args.quick else 28.0)
     test_days = args.test_days or (4.0 if args.quick else 28.0)
     mode = "quick" if args.quick else "full"
     t_start = time.perf_counter()

@@ -135,6 +135,9 @@ def main() -> None:
         except Exception as exc:  # a bench reports what it could not measure instead of stopping
             result["physics"][code] = {"error": f"{type(exc).__name__}: {exc}"}
             say(f"  physics on {code}: not measured ({type(exc).__name__}: {exc})")
+    # flat keys for the physics detector's time per step: the demo grid and the 10,458-bus grid
+    result["physics_step_s_demo"] = result["physics"].get(DEMO_GRID, {}).get("s_per_step")
+    result["physics_step_s_10k"] = result["physics"].get(BIG_GRID, {}).get("s_per_step")
     print(json.dumps(result, default=str))
 
 
