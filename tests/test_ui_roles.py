@@ -34,7 +34,7 @@ SEES: dict[Role, set[Permission]] = {
     Role.ENGINEER: {P.GRID_VIEW, P.INSPECT_VIEW, P.ANOMALY_VIEW},
     Role.TECHNICIAN: {P.GRID_VIEW, P.INSPECT_VIEW},
     Role.ANALYST: {P.GRID_VIEW, P.ANOMALY_VIEW},
-    Role.SECADM: {P.AUDIT_VIEW},
+    Role.SECADM: {P.AUDIT_VIEW, P.USERS_MANAGE},
     Role.SECAUD: {P.AUDIT_VIEW},
 }
 OIL = Alarm(AlarmRule.LIMIT, "PRIM", "T2-oil", "YPTR1.TmpOil", Severity.CRITICAL, "YPTR1.TmpOil = 151.0 above 95")
@@ -221,3 +221,45 @@ def test_only_an_analyst_gets_past_the_deploy_handlers_check(env: Path, role: Ro
     if role is Role.VIEWER:  # the same call by an analyst reaches the registry (which knows no such model)
         reached = _as("analyst", _deploy, "no-such-model")
         assert not reached.error and reached.exception and "no-such-model" in reached.exception[0].message
+
+
+def _users_act(action: str, name: str) -> None:
+    from ui.views import users
+
+    users._act(action, name)
+
+
+def _users_page() -> None:
+    from ui.views import users
+
+    users.page()
+
+
+def test_the_users_page_lists_users_without_hashes(env: Path) -> None:
+    at = _as("secadm", _users_page)
+    assert not at.exception and at.title[0].value == "Users"
+    table = at.dataframe[0].value
+    assert set(table.user) == {r.value for r in Role} and list(table.columns) == [
+        "user",
+        "role",
+        "state",
+        "failed sign-ins",
+    ]
+    assert "$argon2" not in table.to_csv() and [b.label for b in at.button] == ["Disable", "Unlock"]
+
+
+def test_only_a_security_administrator_manages_users_and_each_change_is_audited(env: Path) -> None:
+    store = UserStore(load_settings(env).auth)
+    before = len(_audit(env))
+    for role in (Role.SECAUD, Role.ENGINEER):
+        refused = _as(role.value, _users_act, "disable", "viewer")
+        assert refused.error[0].value.startswith("Not permitted: users.manage needs the role secadm")
+    assert not store.get("viewer").disabled  # type: ignore[union-attr]
+    _as("secadm", _users_act, "disable", "secadm")
+    assert not store.get("secadm").disabled, "a security administrator cannot lock themself out"  # type: ignore[union-attr]
+    _as("secadm", _users_act, "disable", "viewer")
+    assert store.get("viewer").disabled  # type: ignore[union-attr]
+    _as("secadm", _users_act, "enable", "viewer")
+    assert not store.get("viewer").disabled  # type: ignore[union-attr]
+    entries = [(a, who) for a, who, _ in _audit(env)[before:]]
+    assert entries == [("users.disable", "secadm"), ("users.enable", "secadm")]

@@ -226,6 +226,10 @@ class UserStore:
         """Disable (or enable) a user; returns the previous state."""
         return bool(self._change(name, lambda e: e.update(disabled=disabled)).get("disabled", False))
 
+    def unlock(self, name: str) -> int:
+        """Clear the failed count and any lockout; returns the failed count it had."""
+        return int(self._change(name, lambda e: e.update(failed=0, locked_until=0)).get("failed", 0))
+
     def set_role(self, name: str, role: Role | str) -> Role:
         """Change a user's role; returns the previous one."""
         role = Role(role)

@@ -50,4 +50,5 @@ PAGES: tuple[PageSpec, ...] = (
     ),
     PageSpec("Anomaly lab", ":material/science:", "ui.views.analyst", "lab", "Analysts", permission=P.ANOMALY_VIEW),
     PageSpec("Audit record", ":material/policy:", "ui.views.audit", "audit", "Security", permission=P.AUDIT_VIEW),
+    PageSpec("Users", ":material/group:", "ui.views.users", "users", "Security", permission=P.USERS_MANAGE),
 )
