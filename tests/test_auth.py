@@ -231,6 +231,11 @@ def test_users_command_round_trip_is_audited_and_prints_no_hash(
     assert _cli(config, monkeypatch, "list") == 0
     listing = capsys.readouterr().out
     assert listing.split() == ["olga", "operator", "enabled"] and "$argon2" not in listing
+    for _ in range(5):
+        store.authenticate("olga", "not the password")
+    assert store.authenticate("olga", "a second password").outcome is Outcome.LOCKED
+    assert _cli(config, monkeypatch, "unlock", "olga") == 0
+    assert store.authenticate("olga", "a second password").outcome is Outcome.OK
     assert _cli(config, monkeypatch, "disable", "olga", "--reason", "left the company") == 0
     assert store.authenticate("olga", "a second password").outcome is Outcome.DISABLED
     assert _cli(config, monkeypatch, "disable", "nobody") == 1
@@ -238,10 +243,12 @@ def test_users_command_round_trip_is_audited_and_prints_no_hash(
     assert [(e.action, e.target, e.reason) for e in entries] == [
         ("users.add", "olga", ""),
         ("users.passwd", "olga", "forgotten"),
+        ("users.unlock", "olga", ""),
         ("users.disable", "olga", "left the company"),
     ]
     assert entries[0].after == {"role": "operator", "disabled": False}
-    assert entries[2].before == {"disabled": False} and entries[2].after == {"disabled": True}
+    assert entries[2].before == {"locked": True, "failed": 5}
+    assert entries[3].before == {"disabled": False} and entries[3].after == {"disabled": True}
     assert "$argon2" not in Path(settings.audit.path).read_text()
 
 

@@ -1,4 +1,4 @@
-"""`gridverse users add|passwd|disable|enable|list`: manage console users in the users file
+"""`gridverse users add|passwd|disable|enable|unlock|list`: manage console users in the users file
 (`auth.users_file`). Each change is written to the audit record first (as the OS user who ran the
 command); no password or hash is ever printed."""
 
@@ -98,6 +98,20 @@ def cmd_users_enable(args: argparse.Namespace) -> int:
     return _set_disabled(args, False)
 
 
+def cmd_users_unlock(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    store = UserStore(settings.auth)
+    name = normalise_name(args.name)
+    info = next((u for u in store.list() if u.name == name), None)
+    if info is None:
+        raise UserError(f"no user {name!r} in {store.path}; `gridverse users list` shows who exists")
+    before = {"locked": bool(info.locked_until), "failed": info.failed}
+    _audit(settings, "users.unlock", name, before=before, after={"locked": False, "failed": 0}, reason=args.reason)
+    store.unlock(name)
+    print(f"user {name} unlocked (failed count cleared)")
+    return 0
+
+
 def cmd_users_list(args: argparse.Namespace) -> int:
     store = UserStore(_settings(args).auth)
     users = store.list()
@@ -152,6 +166,9 @@ def add_users_commands(sub: argparse._SubParsersAction) -> argparse.ArgumentPars
     enable = with_reason(users_sub.add_parser("enable", help="allow a disabled user again"))
     enable.add_argument("name")
     enable.set_defaults(func=_run(cmd_users_enable))
+    unlock = with_reason(users_sub.add_parser("unlock", help="clear a lockout and the failed count"))
+    unlock.add_argument("name")
+    unlock.set_defaults(func=_run(cmd_users_unlock))
     users_sub.add_parser("list", help="users, roles, disabled or locked (no hashes)").set_defaults(
         func=_run(cmd_users_list)
     )
