@@ -47,6 +47,11 @@ OIL_RESOLUTION_C, OIL_NOISE_C = 0.001, 0.05  # the sensor publishes 3 decimals; 
 #: how rare a run of equal readings of a steady, quantised point must be to count as "stuck"
 #: as surely as the model's own run threshold counts it on a point that never repeats
 P_STEADY_RUN = 1e-6
+RUN_CAP = 8  # repeats of one earlier run that count towards how often a point repeats
+#: the shortest time a value must stand still to count as stuck live: a model trained on
+#: 15-minute samples counts runs in its samples, but two polls a few seconds apart may well read
+#: a device whose value has not been refreshed yet
+MIN_STUCK_S = 10.0
 #: measurand → (interchange quantity, factor from the point's SI unit)
 _QUANTITY = {
     Measurand.P: ("p_mw", 1e-6),
@@ -230,7 +235,7 @@ class LiveScorer:
             self._points = points
         return self._points
 
-    def _ready(self) -> bool:
+    def _ready(self, now_ns: int) -> bool:
         """True once the points are mapped. The network is loaded in a thread of its own (a
         SimBench grid takes tens of seconds on a busy machine; the rule detectors must not wait)."""
         if self._points is not None:
@@ -238,7 +243,7 @@ class LiveScorer:
         if self._net is not None:
             self.points()
             return True
-        if self._loader is None and not self._has_telemetry():
+        if self._loader is None and not self._has_telemetry(now_ns):
             self.status.state, self.status.message = "waiting", "no telemetry of this site yet: nothing to score"
             return False
         if self._loader is None or (not self._loader.is_alive() and time.monotonic() >= self._next_load):
@@ -257,9 +262,9 @@ class LiveScorer:
             self._loader.start()
         return False
 
-    def _has_telemetry(self) -> bool:
+    def _has_telemetry(self, now_ns: int) -> bool:
         """Whether the window holds any telemetry of the site (then the network is worth loading)."""
-        start = time.time_ns() - self.window * self.step_ns
+        start = now_ns - self.window * self.step_ns
         return bool(self.historian.query(TELEMETRY, tags={"site": self.settings.site.name}, start_ns=start, limit=1))
 
     def _wanted_ref(self) -> str | None:
@@ -361,13 +366,16 @@ class LiveScorer:
             return []
         now_ns = time.time_ns() if now_ns is None else now_ns
         try:
-            if not self._ready() or not self._ensure_model():
+            if not self._ready(now_ns) or not self._ensure_model():
                 return []
             self._read(now_ns)
             out = self._score(now_ns)
         except Exception as exc:
             self.status.failures += 1
-            self.status.state, self.status.message = "failed", f"{type(exc).__name__}: {exc}"[:300]
+            message = f"{type(exc).__name__}: {exc}"[:300]
+            if "features" in str(exc):  # a model fitted on another version of the lab's feature set
+                message += f"; model {self.status.model} predates the lab's features now: retrain and deploy it"
+            self.status.state, self.status.message = "failed", message
             if not self._failing:
                 log.exception("live scoring failed (the rule detectors go on; retried each cycle)")
             self._failing = True
@@ -410,7 +418,7 @@ class LiveScorer:
         noise = np.array([(p.accuracy_class or 0.0) / 300.0 for p in points]) * typical  # class = 3σ in %
         noise = np.where([p.accuracy_class is None for p in points], OIL_NOISE_C, noise)
         repeat = repeat_chance(np.array([p.resolution for p in points]), noise)
-        meta = {"live": True, "residuals": residuals, "repeat": repeat}
+        meta = {"live": True, "residuals": residuals, "repeat": repeat, "step_s": self.step_ns / 1e9}
         scenario = Scenario(Path("live"), table, telemetry, None, meta)
         model = self._model
         score, kinds, _ = model.scores(scenario)
@@ -464,20 +472,40 @@ def repeat_chance(resolution: np.ndarray, noise: np.ndarray) -> np.ndarray:
     return np.clip(np.nan_to_num(r), 0.0, 1.0)
 
 
-def _run_weight(run: np.ndarray, telemetry: pd.DataFrame, theory: np.ndarray, threshold: float) -> np.ndarray:
-    """(time, point) factor for the flat-run feature (see `live_features`)."""
-    x = telemetry.to_numpy(dtype=float)
-    pair = np.zeros_like(x, dtype=bool)
-    pair[1:] = ~np.isnan(x[1:]) & ~np.isnan(x[:-1])
-    equal = np.zeros_like(pair)
-    equal[1:] = pair[1:] & (x[1:] == x[:-1])
-    n_pairs, n_equal = np.cumsum(pair, axis=0), np.cumsum(equal, axis=0)
-    t = np.arange(len(run))[:, None]
-    before = np.clip(t - run.astype(int), 0, None)  # the last sample before the current run's repeats
-    pairs_before = np.take_along_axis(n_pairs, before, axis=0)
-    seen = np.where(pairs_before >= 8, np.take_along_axis(n_equal, before, axis=0) / np.maximum(pairs_before, 1), 0.0)
+def equal_runs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(run, repeat, started) per (time, point) over the readings received: `run` counts the
+    readings in a row equal to the one received before (a cycle without a reading neither breaks
+    nor extends it: a late poll is no evidence that the value moved), `repeat` marks a reading equal
+    to the one before, `started` is the row where the current run began (-1: before the window)."""
+    valid = ~np.isnan(x)
+    previous = pd.DataFrame(x).ffill().shift(1).to_numpy()  # the last reading before each row
+    repeat = valid & (x == previous)
+    reset = valid & ~repeat
+    count = np.cumsum(repeat, axis=0)
+    rows = np.arange(len(x))[:, None]
+    started = np.maximum.accumulate(np.where(reset, rows, -1), axis=0)
+    at_start = np.where(started >= 0, np.take_along_axis(count, np.clip(started, 0, None), axis=0), 0)
+    return (count - at_start).astype(float), repeat, started
+
+
+def _run_weight(
+    x: np.ndarray, repeat: np.ndarray, started: np.ndarray, theory: np.ndarray, threshold: float, min_run: float
+) -> np.ndarray:
+    """(time, point) factor for the flat-run feature (see `live_features`). How often a point
+    repeats is counted before its current run, each earlier run counting at most RUN_CAP repeats
+    (so an earlier stuck episode does not teach the point that standing still is normal)."""
+    valid = ~np.isnan(x)
+    pair = valid & (np.cumsum(valid, axis=0) > 1)  # a reading with one received before it
+    run_so_far, _, _ = equal_runs(x)
+    counted = repeat & (run_so_far <= RUN_CAP)
+    n_pairs, n_equal = np.cumsum(pair, axis=0), np.cumsum(counted, axis=0)
+    at = np.clip(started, 0, None)
+    pairs_before = np.where(started >= 0, np.take_along_axis(n_pairs, at, axis=0), 0)
+    equal_before = np.where(started >= 0, np.take_along_axis(n_equal, at, axis=0), 0)
+    seen = np.where(pairs_before >= 8, equal_before / np.maximum(pairs_before, 1), 0.0)
     r = np.clip(np.fmax(theory[None, :], seen), 1e-12, 0.999)
-    return np.minimum(1.0, threshold * np.log(1.0 / r) / np.log(1.0 / P_STEADY_RUN))
+    rare_run = np.log(1.0 / P_STEADY_RUN) / np.log(1.0 / r)  # the run a steady point reaches with P_STEADY_RUN
+    return np.minimum(1.0, threshold / np.fmax(rare_run, min_run))
 
 
 def live_features(scenario: Scenario, window: int, flat: float = 4.0) -> np.ndarray:
@@ -488,13 +516,16 @@ def live_features(scenario: Scenario, window: int, flat: float = 4.0) -> np.ndar
       window of minutes it would fall back to the meter's σ and call every ramp a spike. The
       frame is handed over with a regular index whose "day" is the window (the daily-profile
       features stay off: a window of minutes holds no earlier day).
-    - A run of equal readings counts as much as it is rare for that point: a current read at 0.1 A
+    - A run of equal readings is counted over the readings received (a cycle without one does not
+      end it) and counts as much as it is rare for that point: a current read at 0.1 A
       on a lightly loaded feeder repeats for several cycles in a steady grid (the rule detectors'
       stuck alarms cried wolf on exactly this). The chance r that a reading equals the one before
       is the larger of what the register's resolution and the meter's σ give (1 − 2σ/(√π·step))
       and how often the point repeated earlier in the window; the run is scaled so that the
       model's run threshold is reached when a steady point would repeat that long with chance
-      P_STEADY_RUN. A point that never repeats keeps the model's threshold unchanged."""
+      P_STEADY_RUN, and never before MIN_STUCK_S (polls a few seconds apart may read a value the
+      device has not refreshed yet). A point that never repeats keeps the model's threshold
+      otherwise (4 samples for the shipped model: 5 cycles of 2 s with the floor)."""
     telemetry = scenario.telemetry
     residuals = scenario.meta.get("residuals")
     index = pd.date_range("2000-01-01", periods=len(telemetry), freq=pd.Timedelta(days=1) / max(window, 8), tz="UTC")
@@ -503,10 +534,13 @@ def live_features(scenario: Scenario, window: int, flat: float = 4.0) -> np.ndar
         scenario.points,
         residuals=None if residuals is None else residuals.set_axis(index),
     )
-    run = feats[..., F["flat_run"]]
-    if len(run):
-        theory = np.asarray(scenario.meta.get("repeat", np.zeros(run.shape[1])), dtype=float)
-        feats[..., F["flat_run"]] = run * _run_weight(run, telemetry, theory, flat)
+    if len(telemetry):
+        x = telemetry.to_numpy(dtype=float)
+        run, repeat, started = equal_runs(x)
+        theory = np.asarray(scenario.meta.get("repeat", np.zeros(x.shape[1])), dtype=float)
+        min_run = np.ceil(MIN_STUCK_S / float(scenario.meta.get("step_s", MIN_STUCK_S)))
+        flat_run = run * _run_weight(x, repeat, started, theory, flat, min_run)
+        feats[..., F["flat_run"]] = np.where(np.isnan(x), 0.0, flat_run)  # a missing row: missing_run speaks
     return feats
 
 
