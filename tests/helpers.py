@@ -25,6 +25,7 @@ def config_dir(tmp: Path, mutate=None) -> Path:
     doc.setdefault("gateway", {})["spool"] = {"path": str(tmp / "spool.db")}
     doc.setdefault("anomaly", {})["alarm_state_path"] = str(tmp / "alarm-state.db")
     doc["inspection"]["output_dir"] = str(tmp / "render")
+    doc["inspection"]["viewer_port"] = free_port()  # each test's 3D viewer on its own port
     doc["audit"] = {"path": str(tmp / "audit" / "audit.jsonl"), "key_path": str(tmp / "audit" / "audit.key")}
     doc["auth"] = {"users_file": str(tmp / "users.yaml"), "argon2_time_cost": 1, "argon2_memory_kib": 1024}
     if mutate is not None:
