@@ -187,3 +187,17 @@ def test_the_shipped_assets_cover_every_kind_and_link_to_the_network() -> None:
     assert [w.rated_kv for w in t1.windings] == [110, 20] and t1.element.ref().index == 0
     names = [a.name for assets in settings.assets.values() for a in assets]
     assert len(names) == len(set(names)), "every SCL path is unique"
+
+
+def test_a_transformer_is_drawn_to_the_size_of_its_rating() -> None:
+    """25 MVA is the drawing; a 630 kVA distribution transformer stands at (0.63/25)^(1/4) ≈ 0.4 of it."""
+
+    def height(mva: float | None) -> float:
+        windings = [{"name": "HV", "rated_mva": mva}, {"name": "LV", "rated_mva": mva}] if mva else []
+        asset = AssetConfig(name="S/T1/PTR", kind=AssetKind.TRANSFORMER, position=(3, 4), windings=windings)
+        vertices = np.vstack([np.asarray(p.mesh.vertices) for p in asset_parts(asset, AssetState.NORMAL)])
+        return float(vertices[:, 2].max())
+
+    assert height(25.0) == pytest.approx(height(None))
+    assert height(0.63) == pytest.approx(height(25.0) * (0.63 / 25.0) ** 0.25, rel=1e-6)
+    assert height(0.63) < 0.45 * height(25.0) and height(100.0) > height(25.0)

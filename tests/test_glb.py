@@ -133,10 +133,11 @@ def test_metres_y_up_and_an_anchor_at_the_marker_origin(exported: dict) -> None:
     for asset in assets:
         x, y = asset.position
         assert nodes[asset.name]["position"] == pytest.approx([x, 0.0, -y])  # plot north is glTF -Z
-    # heights are along +Y: every part stands on the ground, the transformer's bushings ~4.6 m up
+    # heights are along +Y: every part stands on the ground; the 25 MVA drawing's bushings reach
+    # 4.6 m, the 630 kVA transformer's (0.63/25)^(1/4) of that
     for accessor in (gltf.accessors[m.primitives[0].attributes.POSITION] for m in gltf.meshes):
         assert accessor.min[1] >= -1e-6
-    assert nodes["SS20/T1/YPTR1"]["height"] == pytest.approx(4.6, abs=0.01)
+    assert nodes["SS20/T1/YPTR1"]["height"] == pytest.approx(4.6 * (0.63 / 25) ** 0.25, abs=0.01)
     turned = next(a for a in assets if a.rotation_deg)
     node = next(n for n in gltf.nodes if n.name == turned.name)
     half = math.radians(turned.rotation_deg) / 2
