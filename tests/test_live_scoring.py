@@ -63,7 +63,7 @@ def _truth(p, k: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def fill(historian, settings, net, seconds: int, *, fault=None, seed: int = 0) -> None:
     """Poll records of every live point, one a second over `seconds` s from T0; `fault(point, k,
-    values)` may change the values of one point."""
+    values)` may change the values of one point (NaN: no reading that second)."""
     rng = np.random.default_rng(seed)
     k = np.arange(seconds)
     records = []
@@ -73,6 +73,8 @@ def fill(historian, settings, net, seconds: int, *, fault=None, seed: int = 0) -
             values = fault(p, k, values)
         source = Source.MQTT if p.quantity == "temp_oil_c" else Source.MODBUS
         for ki, v in zip(k, values, strict=True):
+            if np.isnan(v):
+                continue  # no reading this second (a late or lost poll)
             point = Point(settings.site.name, p.substation, "", p.device, p.point, source, T0 + int(ki * 1e9), float(v))
             records.append(point.to_record())
     historian.write(records)
@@ -131,6 +133,45 @@ def test_a_stuck_meter_raises_a_model_alarm_naming_it(site, tmp_path: Path) -> N
     assert [(a.rule, a.device, a.point) for a in alarms] == [(MODEL_RULE, "F3", "MMXU1.TotW")]
     assert alarms[0].message.startswith("stuck on F3/MMXU1.TotW") and alarms[0].value >= 1.0
     assert "top contributing: F3/MMXU1.TotW" in alarms[0].message
+
+
+def test_a_stuck_alarm_does_not_chatter_when_a_poll_is_lost(site, tmp_path: Path) -> None:
+    """A cycle without a reading neither ends the run of equal values nor teaches the point that
+    standing still is normal: one alarm that stays, not a raise-clear-raise."""
+    settings, net = site
+    historian = EmbeddedHistorian(tmp_path / "h.db")
+
+    def stuck_with_gaps(p, k, values):
+        if p.name == "F3/MMXU1.TotW":
+            values = values.copy()
+            values[k >= 200] = values[200]
+            values[(k >= 230) & (k < 232)] = np.nan  # one cycle without a reading
+            values[(k >= 250) & (k < 252)] = np.nan
+        return values
+
+    fill(historian, settings, net, 300, fault=stuck_with_gaps)
+    live = scorer(settings, historian, net)
+    for seconds in range(220, 300, 4):
+        alarms = live.conditions(at(seconds))
+        assert [(a.device, a.point) for a in alarms] == [("F3", "MMXU1.TotW")], seconds
+        assert alarms[0].message.startswith("stuck on F3/MMXU1.TotW"), alarms[0].message
+
+
+def test_a_value_standing_still_for_a_few_seconds_is_no_stuck_alarm(site, tmp_path: Path) -> None:
+    """Two polls 2 s apart may read a device that has not refreshed its value: 4 s of equal
+    readings on a point that otherwise always moves is no evidence yet."""
+    settings, net = site
+    historian = EmbeddedHistorian(tmp_path / "h.db")
+
+    def pause(p, k, values):
+        if p.name == "RTU33/MMXU1.TotVAr":
+            values = values.copy()
+            values[(k >= 200) & (k < 206)] = values[200]  # three cycles read the same value
+        return values
+
+    fill(historian, settings, net, 260, fault=pause)
+    live = scorer(settings, historian, net)
+    assert live.conditions(at(210)) == [] and live.conditions(at(214)) == []
 
 
 def test_a_spike_raises_a_model_alarm_naming_the_point_and_clears(site, tmp_path: Path) -> None:
