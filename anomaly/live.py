@@ -35,12 +35,13 @@ from gateway.config import DataType
 from gridverse.config import Settings
 from gridverse.elements import ElementKind, ElementRef, Measurand
 from gridverse.historian import Historian
-from gridverse.points import TELEMETRY
+from gridverse.points import TELEMETRY, Record
 from gridverse.schema import TWIN_RESIDUAL, Alarm, Severity
 
 log = logging.getLogger(__name__)
 
 MODEL_RULE = "model"
+LIVE_STATUS = "anomaly_live"  # historian measurement of live scoring's status (for the UI)
 #: the oil-temperature sensor's point and its σ in °C (as the scenario generator draws it)
 OIL_POINT, OIL_SIGMA_C = "YPTR1.TmpOil", 0.5
 OIL_RESOLUTION_C, OIL_NOISE_C = 0.001, 0.05  # the sensor publishes 3 decimals; its noise σ at ~30 °C
@@ -217,6 +218,8 @@ class LiveScorer:
         self._next_load = 0.0
         self._failing = False
         self._loader: threading.Thread | None = None
+        self._published: tuple[Any, ...] | None = None
+        self._published_ns = 0
         if not self.config.model_enabled:
             self.status.state = "disabled"
             self.status.message = "live scoring is off (anomaly.model_enabled: false)"
@@ -367,9 +370,11 @@ class LiveScorer:
         now_ns = time.time_ns() if now_ns is None else now_ns
         try:
             if not self._ready(now_ns) or not self._ensure_model():
+                self._publish(now_ns)
                 return []
             self._read(now_ns)
             out = self._score(now_ns)
+            self._publish(now_ns)
         except Exception as exc:
             self.status.failures += 1
             message = f"{type(exc).__name__}: {exc}"[:300]
@@ -379,11 +384,37 @@ class LiveScorer:
             if not self._failing:
                 log.exception("live scoring failed (the rule detectors go on; retried each cycle)")
             self._failing = True
+            self._publish(now_ns)
             return []
         if self._failing:
             log.info("live scoring recovered after %d failure(s)", self.status.failures)
             self._failing = False
         return out
+
+    def _publish(self, now_ns: int) -> None:
+        """Store the status in the historian (`anomaly_live`) when it changes, and once a minute,
+        so the UI process can say what live scoring does (warming up, scoring, failed)."""
+        st = self.status
+        key = (st.state, st.model, st.scoring, tuple(st.active), st.warning, st.state == "failed" and st.message)
+        if key == self._published and now_ns - self._published_ns < 60e9:
+            return
+        fields: dict[str, float | int | str | bool] = {
+            "state": st.state,
+            "model": st.model or "",
+            "message": st.message,
+            "samples": st.samples,
+            "warmup": st.warmup,
+            "scoring": st.scoring,
+            "points": st.points,
+            "active": "; ".join(st.active),
+            "warning": st.warning,
+        }
+        try:
+            self.historian.write([Record(LIVE_STATUS, {"site": self.settings.site.name}, fields, now_ns)])
+        except Exception as exc:  # the status is a courtesy to the UI: never a reason to stop scoring
+            log.debug("live scoring status not stored: %s", exc)
+            return
+        self._published, self._published_ns = key, now_ns
 
     def _score(self, now_ns: int) -> list[Alarm]:
         telemetry, residuals = self.frame(now_ns)

@@ -5,6 +5,7 @@ has no train or deploy button, and a forged call of either handler is refused be
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,11 @@ import pandas as pd
 import pytest
 
 from anomaly.dataset import write_scenario
+from anomaly.live import LIVE_STATUS
 from anomaly.registry import ModelRegistry
 from gridverse.audit import AuditRecord
+from gridverse.historian.embedded import EmbeddedHistorian
+from gridverse.points import Record
 from gridverse.settings import load_settings
 from tests.helpers import config_dir
 
@@ -143,9 +147,14 @@ def test_a_viewer_sees_the_page_but_cannot_train_or_deploy(lab, monkeypatch: pyt
 
     settings, tiny = lab
     _as(monkeypatch, "vic", "staple battery horse")
+    historian = EmbeddedHistorian(settings.historian.path)  # what the stack's live scorer reported
+    fields = {"state": "warming_up", "model": "default/v1", "message": "warming up: 4 of 10 samples"}
+    historian.write([Record(LIVE_STATUS, {"site": settings.site.name}, fields, time.time_ns())])
+    historian.close()
     at = AppTest.from_function(_lab_page, default_timeout=120).run()
     assert not at.exception, at.exception
     assert at.title[0].value == "Anomaly lab"
+    assert any("warming up: 4 of 10 samples" in i.value and "default/v1" in i.value for i in at.info)
     keys = {b.key for b in at.button}
     assert not keys & {"lab.train.go", "lab.deploy.go", "lab.gen.go"}
     monkeypatch.setenv("LAB_TEST_SET", str(tiny))

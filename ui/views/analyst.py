@@ -220,6 +220,36 @@ def series_figure(scn: Any, point: str, alarms: pd.DataFrame | None) -> Any:
     return fig
 
 
+def live_status(site: str) -> None:
+    """What the live detectors' model part reported last (warming up, scoring, failed), and how fresh that is."""
+    from anomaly.live import LIVE_STATUS
+
+    try:
+        rows = data.historian().latest(LIVE_STATUS, tags={"site": site})
+    except Exception as exc:  # the historian is down: say so rather than show nothing
+        st.warning(f"Live scoring status unavailable: the historian cannot be read ({exc}).")
+        return
+    if not rows:
+        st.info("Live scoring has reported nothing yet: is the stack running with its detectors?")
+        return
+    r = rows[0]
+    f = r.fields
+    age_s = (time.time_ns() - r.time_ns) / 1e9
+    text = f"Live scoring with **{f.get('model') or 'no model'}**: {f.get('state')} — {f.get('message')}"
+    if age_s > 120:
+        st.warning(f"{text} (reported {age_s / 60:.0f} min ago: the detectors may not be running)")
+    elif f.get("state") == "failed":
+        st.error(text)
+    elif f.get("state") == "scoring":
+        st.success(text)
+    else:
+        st.info(text)
+    if f.get("active"):
+        st.caption(f"In alarm now: {f['active']}")
+    if f.get("warning"):
+        st.warning(str(f["warning"]))
+
+
 def page() -> None:
     require(Permission.ANOMALY_VIEW)
     from anomaly.registry import version_mismatch
@@ -232,8 +262,9 @@ def page() -> None:
     live = deployed or "default/v1 (shipped)"
     st.caption(
         f"Live detectors score with **{live}** (`anomaly.model: {settings.anomaly.model}`, "
-        f"{'on' if settings.anomaly.model_enabled else 'off'}); their warm-up and state are in the stack's /health."
+        f"{'on' if settings.anomaly.model_enabled else 'off'})."
     )
+    live_status(settings.site.name)
 
     # -- scenario sets ----------------------------------------------------------------------------
     root = Path(settings.anomaly.scenarios_dir)
@@ -322,7 +353,10 @@ def page() -> None:
         alarms = None
         if st.toggle(f"Overlay the alarms of {card.ref}", value=True, key="lab.series.alarms"):
             stamp = (parts[split] / "telemetry.csv.gz").stat().st_mtime
-            alarms = _alarms(card.path, str(parts[split]), stamp)
+            try:
+                alarms = _alarms(card.path, str(parts[split]), stamp)
+            except Exception as exc:  # e.g. a model fitted on an older feature set
+                st.warning(f"{card.ref} cannot score this scenario ({type(exc).__name__}: {exc}); retrain it.")
         st.plotly_chart(series_figure(scn, point, alarms), width="stretch")
 
 
