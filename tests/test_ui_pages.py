@@ -400,12 +400,13 @@ def test_every_url_path_opens_its_page_on_a_real_server_after_sign_in(server: in
     A deep link survives the sign-in: the form shown at /twin opens the twin page once submitted."""
     engineer = {p.url_path for p in PAGES if p.permission in ROLE_PERMISSIONS[Role.ENGINEER]}
 
-    async def visit(tab: Tab) -> tuple[Run, dict[str, Run], Run, Run]:
+    async def visit(tab: Tab) -> tuple[Run, Run, dict[str, Run], Run]:
         first = await tab.sign_in("twin", "engineer", PASSWORD)
+        unknown = await tab.run("no-such-page")
         pages = {p.url_path: await tab.run(p.url_path) for p in PAGES if p.url_path in engineer}
-        return first, pages, await tab.run(""), await tab.run("no-such-page")
+        return first, unknown, pages, await tab.run("")
 
-    first, pages, root, unknown = _browse(server, visit)  # type: ignore[misc]
+    first, unknown, pages, root = _browse(server, visit)  # type: ignore[misc]
     assert first.heading.startswith("Grid twin") and set(first.listed) == engineer
     for path, run in pages.items():
         assert not run.not_found and run.heading not in ("", "gridverse — sign in"), (path, run)
@@ -456,7 +457,8 @@ def test_a_live_panel_does_not_keep_an_idle_session_and_ends_with_it(site: Site,
             page = await tab.sign_in("twin", "operator", PASSWORD)
             assert page.heading.startswith("Grid twin") and page.live, page
             seen: list[tuple[float, str]] = []
-            while time.monotonic() - start < idle_s + 10:
+            signed_in = time.monotonic()  # the last use was before this
+            while time.monotonic() - signed_in < idle_s + 10:
                 await asyncio.sleep(1.0)
                 seen.append((time.monotonic() - start, await tab.refresh("twin", page.live[0])))
                 if seen[-1][1] != "fragment":
