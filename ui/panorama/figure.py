@@ -35,6 +35,7 @@ SWITCH_STYLE: dict[str, tuple[str, str]] = {
     SwitchClass.OPEN_NORMAL: ("#5f6368", "square-open"),
     SwitchClass.OFF_NORMAL: ("#e37400", "square"),
 }
+ABNORMAL_BUSES = (BusClass.LOW, BusClass.HIGH)
 QUALITY_SYMBOL = {Quality.MEASURED: "diamond", Quality.STALE: "x"}  # estimated and none: the class symbol
 N1_COLOUR = "#e37400"
 SELECTED = "selected"
@@ -185,7 +186,13 @@ def build_figure(
                 y=xy[sel, 1],
                 mode="markers",
                 name=f"bus {cls.value} ({len(sel)})",
-                marker={"size": bus_size, "color": colour, "symbol": symbols, "line": {"width": 1, "color": colour}},
+                marker={
+                    # the abnormal stand out by size too (on a 10,000-bus grid colour alone gets lost)
+                    "size": max(bus_size * 1.8, 8.0) if cls in ABNORMAL_BUSES else bus_size,
+                    "color": colour,
+                    "symbol": symbols,
+                    "line": {"width": 1, "color": colour},
+                },
                 text=[
                     f"bus {b} {n}<br>{_fmt(v, '.4f', 'pu')} · {q}"
                     for b, n, v, q in zip(layout.bus[sel], layout.bus_name[sel], vm[sel], quality, strict=True)

@@ -65,7 +65,8 @@ def _metrics(snap: Snapshot, classes, band: tuple[float, float], limit: float) -
     vm = state.vm_pu[np.isfinite(state.vm_pu)]
     load = state.loading_percent[np.isfinite(state.loading_percent)]
     cols = st.columns(6)
-    cols[0].metric("buses energised", f"{int(classes.energised.sum())} / {len(classes.energised)}")
+    dead = int((~classes.energised).sum())
+    cols[0].metric("buses de-energised", dead, help=f"of {len(classes.energised)} buses, from the reported switching")
     cols[1].metric("lowest voltage", f"{vm.min():.3f} pu" if len(vm) else "–")
     cols[2].metric("highest voltage", f"{vm.max():.3f} pu" if len(vm) else "–")
     cols[3].metric("highest loading", f"{load.max():.0f} %" if len(load) else "–")
