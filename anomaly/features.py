@@ -142,7 +142,10 @@ def point_features(
     day_scale = np.fmax(np.fmax(np.nan_to_num(day_scale, nan=1.0), tod_scale), np.fmax(step_scale, sigma))
     z_daily = np.where(no_history, 0.0, np.nan_to_num(dev / day_scale))
     z_sustained = _rolling_median(z_daily, sustain)
-    slope = z_sustained - np.nan_to_num(_shift(z_sustained, slope_window))
+    # drift: how far the sustained deviation grew away from the profile over the slope window (a
+    # return towards the profile, when a fault or an outage ends, is not a drift)
+    before = np.nan_to_num(_shift(z_sustained, slope_window))
+    slope = np.sign(z_sustained) * np.clip(np.abs(z_sustained) - np.abs(before), 0.0, None)
 
     same = np.zeros_like(missing)
     same[1:] = (raw[1:] == raw[:-1]) & ~missing[1:]
@@ -166,6 +169,13 @@ def point_features(
     csum = np.cumsum(np.concatenate([np.zeros((1, n_p)), clipped]), axis=0)
     lag = np.minimum(np.arange(1, n_t + 1), long_window)
     z_long = (csum[1:] - csum[np.arange(1, n_t + 1) - lag]) / lag[:, None]
+    # ... only while the shift is still there: the last `sustain` samples lean the same way (the
+    # mean of a window that ended a long outage must not hold the alarm for hours after it)
+    short = np.minimum(np.arange(1, n_t + 1), sustain)
+    now = (csum[1:] - csum[np.arange(1, n_t + 1) - short]) / short[:, None]
+    z_long = np.where(
+        np.sign(now) == np.sign(z_long), np.sign(z_long) * np.minimum(np.abs(z_long), 2 * np.abs(now)), 0.0
+    )
 
     out = np.stack(
         [z_recent, z_daily, z_sustained, slope, flat_run, missing_run, zero_run, limit, resid, z_long], axis=-1

@@ -104,3 +104,28 @@ def test_a_test_split_takes_its_warm_up_from_the_validation_split_before_it(
     with_history = evaluate_scenario(test, fitted.detect(test))
     without = evaluate_scenario(test, copy.deepcopy(fitted).set_params(history_days=0).detect(test))
     assert with_history.recall == 1.0 and without.recall == 0.0
+
+
+def test_drift_and_slow_shift_features_let_go_when_a_shift_ends() -> None:
+    """When a long shift ends (a feeder re-energised, a bias repaired) the reading returns to its
+    profile: the drift and slow-shift features must drop within a few samples, not hold an alarm
+    over the slope and averaging windows that still look back at the shift (that tail was most of
+    the lab's clean time in alarm)."""
+    import numpy as np
+
+    from anomaly.features import F, point_features
+
+    rng = np.random.default_rng(0)
+    times = pd.date_range("2016-06-01", periods=6 * 96, freq="15min", tz="UTC")
+    hour = (times.hour + times.minute / 60).to_numpy()
+    v = 1.0 + 0.01 * np.sin(hour / 24 * 2 * np.pi) + rng.normal(0, 0.001, len(times))
+    v[4 * 96 : 4 * 96 + 24] -= 0.3  # six hours far below its profile, then back
+    points = pd.DataFrame(
+        {"element_type": ["bus"], "element": [1], "side": [""], "quantity": ["v_pu"], "unit": ["pu"], "sigma": [0.001]},
+        index=["B1.V"],
+    )
+    feats = point_features(pd.DataFrame({"B1.V": v}, index=times), points)[:, 0]
+    end = 4 * 96 + 24  # the first sample back on the profile
+    assert abs(feats[4 * 96 + 5, F["slope"]]) > 10 and abs(feats[end - 1, F["z_long"]]) > 3  # during the shift
+    after = feats[end + 3 : end + 16]
+    assert np.abs(after[:, F["slope"]]).max() < 1 and np.abs(after[:, F["z_long"]]).max() < 1
