@@ -247,6 +247,9 @@ def test_n1_run_is_kept_for_the_badges(tmp_path: Path, demo: Demo) -> None:
         [
             {"outage": "line 12", "severity": 84.0, "converged": True, "unsupplied_mw": 0.84, "unsupplied_buses": 9,
              "max_loading_percent": 40.0, "overloaded": "", "vm_min_pu": 0.99, "vm_max_pu": 1.01,
+             "voltage_violations": 0, "restored_by": ""},
+            {"outage": "line 13", "severity": 60.0, "converged": True, "unsupplied_mw": 0.6, "unsupplied_buses": 5,
+             "max_loading_percent": 40.0, "overloaded": "", "vm_min_pu": 0.99, "vm_max_pu": 1.01,
              "voltage_violations": 0, "restored_by": "close switch 31"},
             {"outage": "trafo 1", "severity": 0.0, "converged": True, "unsupplied_mw": 0.0, "unsupplied_buses": 0,
              "max_loading_percent": 70.0, "overloaded": "", "vm_min_pu": 0.99, "vm_max_pu": 1.01,
@@ -256,10 +259,10 @@ def test_n1_run_is_kept_for_the_badges(tmp_path: Path, demo: Demo) -> None:
     path = n1_path(tmp_path / "gridverse.db")
     save_n1(path, N1Run(1, None, 2.5, "operator", frame))
     run = load_n1(path)
-    assert run is not None and run.actor == "operator" and len(run.frame) == 2
+    assert run is not None and run.actor == "operator" and len(run.frame) == 3
     badges = critical_outages(run)
-    assert list(badges) == [("line", 12)]
-    assert "cuts 0.84 MW at 9 buses" in badges[("line", 12)] and "close switch 31" in badges[("line", 12)]
+    assert list(badges) == [("line", 12)], "a cut a tie switch re-feeds, and a harmless outage, get no badge"
+    assert "cuts 0.84 MW at 9 buses" in badges[("line", 12)]
     path.write_text("{not json")
     assert load_n1(path) is None
 

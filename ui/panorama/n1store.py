@@ -75,14 +75,24 @@ def consequence(row: dict) -> str:
     return "; ".join(parts) or "no consequence"
 
 
+def harmful(row: dict) -> bool:
+    """Whether an outage needs the operator: no converging power flow, an overload, voltages out
+    of the band, or load cut that no normally-open switch re-feeds (in a radial grid almost every
+    outage cuts load for a moment; those a tie switch restores are not badged)."""
+    if not row.get("converged", True):
+        return True
+    cut = int(row.get("unsupplied_buses") or 0) > 0 and not row.get("restored_by")
+    return bool(cut or row.get("overloaded") or int(row.get("voltage_violations") or 0))
+
+
 def critical_outages(run: N1Run | None) -> dict[tuple[str, int], str]:
-    """(kind, index) → consequence, for every outage with a non-zero severity."""
+    """(kind, index) → consequence, for every outage that is `harmful`."""
     if run is None or run.frame.empty:
         return {}
     out = {}
     for row in run.frame.to_dict(orient="records"):
         severity = row.get("severity")
-        if severity is None or (isinstance(severity, float) and math.isnan(severity)) or float(severity) <= 0:
+        if severity is None or (isinstance(severity, float) and math.isnan(severity)) or not harmful(row):
             continue
         kind, _, index = str(row.get("outage", "")).partition(" ")
         if index.isdigit():
