@@ -53,9 +53,16 @@ def _serve(
     results.put(("ready", ""))
 
     while (job := jobs.get()) is not None:
-        substation, states, path = job
         try:
-            image = render_substation(cfg, assets.get(substation, []), substation, states, Path(path))
+            if job[0] == "step":  # ("step", substation, asset, state, values, path, data_ns)
+                from inspection.stepview import draw_step
+
+                _, substation, asset, state, values, path, data_ns = job
+                here = assets.get(substation, [])
+                image = draw_step(cfg, here, substation, asset, state, values, Path(path), data_ns)
+            else:  # ("substation", substation, states, path)
+                _, substation, states, path = job
+                image = render_substation(cfg, assets.get(substation, []), substation, states, Path(path))
             results.put(("ok", str(image)))
         except Exception as exc:  # reported to the caller, which logs it
             results.put(("error", f"{type(exc).__name__}: {exc}"))
@@ -74,6 +81,7 @@ class RenderWorker:
         self._ctx = mp.get_context("spawn")
         self._process: mp.process.BaseProcess | None = None
         self._stopping = False
+        self._request_lock = threading.Lock()
 
     def start(self, timeout: float = 180.0) -> None:
         """Start the process and wait until its renderer is up (imports take a while when cold)."""
@@ -118,16 +126,34 @@ class RenderWorker:
         return self._process is not None and self._process.is_alive()
 
     def render(self, substation: str, states: dict[str, AssetState], path: Path, timeout: float = 120.0) -> Path:
+        return self._request(("substation", substation, dict(states), str(path)), f"render of {substation}", timeout)
+
+    def render_step(
+        self,
+        substation: str,
+        asset: str,
+        state: AssetState | str,
+        values: dict[str, float],
+        path: Path,
+        data_ns: int | None = None,
+        timeout: float = 120.0,
+    ) -> Path:
+        """One route step's view: `asset` framed, in its state colour, labelled; the rest dimmed."""
+        job = ("step", substation, asset, str(state), dict(values), str(path), data_ns)
+        return self._request(job, f"step view of {asset}", timeout)
+
+    def _request(self, job: tuple, what: str, timeout: float) -> Path:
         if self._process is None or not self._process.is_alive():
             code = self._process.exitcode if self._process is not None else None
             raise RenderError(f"render process exited with code {code}")
-        self._jobs.put((substation, dict(states), str(path)))
-        deadline = time.monotonic() + timeout
-        status = "ready"
-        while status == "ready":  # a restarted process says so first
-            status, detail = self._answer(max(0.1, deadline - time.monotonic()), f"no render of {substation}")
+        with self._request_lock:  # one request at a time: answers come back in order
+            self._jobs.put(job)
+            deadline = time.monotonic() + timeout
+            status = "ready"
+            while status == "ready":  # a restarted process says so first
+                status, detail = self._answer(max(0.1, deadline - time.monotonic()), f"no {what}")
         if status != "ok":
-            raise RenderError(f"render of {substation} failed: {detail}")
+            raise RenderError(f"{what} failed: {detail}")
         return Path(detail)
 
     def stop(self, timeout: float = 0.5) -> None:
