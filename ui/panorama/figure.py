@@ -144,11 +144,11 @@ def build_figure(
             )
         )
 
-    for cls in SwitchClass:
-        sel = classes.switch_shown[classes.switch == cls.value]
+    for sw_cls in SwitchClass:
+        sel = classes.switch_shown[classes.switch == sw_cls.value]
         if not len(sel):
             continue
-        colour, symbol = SWITCH_STYLE[cls]
+        colour, symbol = SWITCH_STYLE[sw_cls]
         a, b = layout.switch_bus[sel], layout.switch_other_bus[sel]
         at = xy[a] * 0.75 + xy[b] * 0.25  # a quarter of the way from its bus, so the bus stays visible
         normal = layout.switch_normally_closed[sel]
@@ -158,7 +158,7 @@ def build_figure(
                 x=at[:, 0],
                 y=at[:, 1],
                 mode="markers",
-                name=f"switch {cls.value} ({len(sel)})",
+                name=f"switch {sw_cls.value} ({len(sel)})",
                 marker={"size": switch_size, "color": colour, "symbol": symbol, "line": {"width": 1.5}},
                 text=[
                     f"switch {i} {n}<br>now {'closed' if c else 'OPEN'}, normally {'closed' if nc else 'open'}"
@@ -171,24 +171,24 @@ def build_figure(
         )
 
     vm = state.vm_pu
-    for cls in BusClass:
-        sel = np.flatnonzero(classes.bus == cls.value)
+    for bus_cls in BusClass:
+        sel = np.flatnonzero(classes.bus == bus_cls.value)
         if not len(sel):
             continue
-        colour, base_symbol = BUS_STYLE[cls]
+        colour, base_symbol = BUS_STYLE[bus_cls]
         quality = state.quality[sel]
         symbols = [
-            QUALITY_SYMBOL.get(q, base_symbol) if cls is not BusClass.DEENERGISED else base_symbol for q in quality
+            QUALITY_SYMBOL.get(q, base_symbol) if bus_cls is not BusClass.DEENERGISED else base_symbol for q in quality
         ]
         traces.append(
             _trace(
                 x=xy[sel, 0],
                 y=xy[sel, 1],
                 mode="markers",
-                name=f"bus {cls.value} ({len(sel)})",
+                name=f"bus {bus_cls.value} ({len(sel)})",
                 marker={
                     # the abnormal stand out by size too (on a 10,000-bus grid colour alone gets lost)
-                    "size": max(bus_size * 1.8, 8.0) if cls in ABNORMAL_BUSES else bus_size,
+                    "size": max(bus_size * 1.8, 8.0) if bus_cls in ABNORMAL_BUSES else bus_size,
                     "color": colour,
                     "symbol": symbols,
                     "line": {"width": 1, "color": colour},

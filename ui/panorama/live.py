@@ -150,9 +150,13 @@ def read_snapshot(
     for kind, opened in (("line", mset.open_lines), ("trafo", mset.open_trafos)):
         et = "l" if kind == "line" else "t"
         for idx in opened:  # a breaker reported open: its switch in the model, else the branch itself
-            on_it = np.flatnonzero((layout.switch_et == et) & (layout.switch_branch >= 0))
-            on_it = [s for s in on_it if layout.branch_index[layout.switch_branch[s]] == idx]
-            on_it = [s for s in on_it if layout.branch_kind[layout.switch_branch[s]] == kind]
+            candidates = np.flatnonzero((layout.switch_et == et) & (layout.switch_branch >= 0))
+            on_it = [
+                int(s)
+                for s in candidates
+                if layout.branch_index[layout.switch_branch[s]] == idx
+                and layout.branch_kind[layout.switch_branch[s]] == kind
+            ]
             if on_it:
                 switch_closed[on_it[0]] = False
             else:
@@ -187,11 +191,11 @@ def read_snapshot(
         problem = "no state estimate in the last 24 h: is the stack running (`gridverse demo`)?"
     elif not fresh and not problem:
         problem = f"the newest estimate is older than {limit_s:.0f} s: the twin is not running or cannot keep up"
-    n1_pos = {}
+    n1_pos: dict[int, str] = {}
     if n1:
-        for p, (k, i) in enumerate(zip(layout.branch_kind, layout.branch_index, strict=True)):
+        for pos, (k, i) in enumerate(zip(layout.branch_kind, layout.branch_index, strict=True)):
             text = n1.get((str(k), int(i)))
             if text:
-                n1_pos[p] = text
+                n1_pos[pos] = text
     state = LiveState(vm, loading, branch_in_service, switch_closed, quality, n1_pos)
     return Snapshot(state, now, estimate_ns, fresh, sim_ns, problem, limit_s)
