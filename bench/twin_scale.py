@@ -152,7 +152,9 @@ def pgm_engine(net: pp.pandapowerNet, measurements: list[Measurement]):
     data[ComponentType.sym_power_sensor] = ps
     model = PowerGridModel(data, system_frequency=50.0)
 
-    def run(ms: list[Measurement], method: str = "iterative_linear", tolerance: float = 1e-6) -> tuple[float, dict, int]:
+    def run(
+        ms: list[Measurement], method: str = "iterative_linear", tolerance: float = 1e-6
+    ) -> tuple[float, dict, int]:
         new_vs, new_ps, _ = sensors(ms)
         update = {
             ComponentType.sym_voltage_sensor: _update(
