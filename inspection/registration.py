@@ -79,9 +79,20 @@ def load_scan(path: Path) -> o3d.geometry.PointCloud:
             f"export it as {', '.join(SCAN_SUFFIXES)}"
         )
     try:
-        cloud = o3d.io.read_point_cloud(str(path), print_progress=False)
+        cloud, said = _read_quietly(path)
     except Exception as exc:  # Open3D raises plain RuntimeErrors for a broken header
         raise ScanError(f"scan file {path} cannot be read ({exc}); re-export it from the scanner as PLY") from exc
+    if "failed" in said.lower() or "error" in said.lower():  # Open3D returns what it read before the break
+        detail = " ".join(said.split())[:200]
+        raise ScanError(
+            f"scan file {path} is broken ({detail}); re-export it from the scanner (binary or ASCII PLY with x, y, z)"
+        )
+    declared = _ply_vertices(path) if path.suffix.lower() == ".ply" else None
+    if declared is not None and declared != len(cloud.points):  # Open3D returns what it read before the break
+        raise ScanError(
+            f"scan file {path} is broken: its header declares {declared} points, {len(cloud.points)} could be read; "
+            "re-export it from the scanner (binary or ASCII PLY with x, y, z)"
+        )
     if not cloud.has_points():
         raise ScanError(
             f"scan file {path} holds no points (broken or empty {path.suffix} file); "
@@ -94,6 +105,43 @@ def load_scan(path: Path) -> o3d.geometry.PointCloud:
     if len(cloud.points) < 100:
         raise ScanError(f"scan file {path} has only {len(cloud.points)} usable points; scan the equipment again")
     return cloud
+
+
+def _read_quietly(path: Path) -> tuple[o3d.geometry.PointCloud, str]:
+    """Read with Open3D and return what its reader printed: it reports a broken file only there."""
+    import os
+    import sys
+    import tempfile
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as out:
+        saved = os.dup(1), os.dup(2)
+        os.dup2(out.fileno(), 1)
+        os.dup2(out.fileno(), 2)
+        try:
+            cloud = o3d.io.read_point_cloud(str(path), print_progress=False)
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+        out.seek(0)
+        return cloud, out.read().decode("utf-8", "replace")
+
+
+def _ply_vertices(path: Path) -> int | None:
+    """The vertex count a PLY header declares (None when there is no readable header)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return None
+    for line in head.split(b"end_header")[0].splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == b"element" and parts[1] == b"vertex" and parts[2].isdigit():
+            return int(parts[2])
+    return None
 
 
 @dataclass
