@@ -243,36 +243,29 @@ def _pv_grid(tmp_path: Path) -> str:
     return str(tmp_path / "grid.json")
 
 
-def test_pv_surplus_raises_the_feeder_voltage_past_its_drawn_target(tmp_path):
+def test_pv_surplus_is_labelled_only_while_the_feeder_voltage_passes_the_band(tmp_path):
     def choose(ctx) -> list[Fault]:
         head = next(h for h, sgens in ctx.feeder_pv.items() if sgens)
         params = {"feeder_head": head, "factor": 2.0, "target_vm_pu": 1.11, "max_vm_pu": 0.0}
-        return [Fault("overvoltage", 36, 44, "bus", 0, params=params)]  # 09:00-11:00 in June, train split
+        return [
+            Fault("overvoltage", 0, 8, "bus", 0, params=dict(params)),  # 00:00-02:00: no sun, no surplus
+            Fault("overvoltage", 36, 44, "bus", 0, params=params),  # 09:00-11:00 in June, train split
+        ]
 
     result = generate(
         ScenarioParams(grid=_pv_grid(tmp_path), days=1, seed=2, start_day=170), tmp_path, choose_faults=choose
     )
+    # the night's surplus never passed the band: no label, and a note says so
+    assert len(result.faults) == 1 and any("past the band" in n for n in result.notes)
     fault = result.faults[0]
     assert fault.params["max_vm_pu"] >= 1.11 and fault.params["factor"] > 2.0
     scen = read_scenario(tmp_path / "train")
+    assert len(scen.labels) == 1
     label = scen.labels.iloc[0]
     assert (label.type, label.element_type, label.element) == ("overvoltage", "bus", fault.element)
     # labelled: only the steps whose highest feeder voltage truly passed the band, inside the window
     first, last = fault.params["labelled_steps"]
-    assert 36 <= first <= last <= 44 and (label.start, label.end) == (
-        scen.telemetry.index[first],
-        scen.telemetry.index[last],
-    )
+    assert 36 <= first <= last <= 44
+    assert (label.start, label.end) == (scen.telemetry.index[first], scen.telemetry.index[last])
     volts = scen.telemetry[[p for p in scen.points.index if p.endswith("v_pu")]]
     assert volts.loc[label.start : label.end].max().max() > volts.loc[: label.start].iloc[:-1].max().max() + 0.01
-
-
-def test_a_pv_surplus_that_never_passes_the_band_is_not_labelled(tmp_path):
-    def choose(ctx) -> list[Fault]:  # 00:00-02:00: no sun, so no surplus can raise the voltage
-        head = next(h for h, sgens in ctx.feeder_pv.items() if sgens)
-        params = {"feeder_head": head, "factor": 2.0, "target_vm_pu": 1.11, "max_vm_pu": 0.0}
-        return [Fault("overvoltage", 0, 8, "bus", 0, params=params)]
-
-    result = generate(ScenarioParams(grid=_pv_grid(tmp_path), days=1, seed=2), tmp_path, choose_faults=choose)
-    assert result.faults == [] and any("past the band" in n for n in result.notes)
-    assert read_scenario(tmp_path / "train").labels.empty
