@@ -4,6 +4,7 @@ driven from a worker thread), and a renderer crash must not take the rest of the
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing as mp
 import os
@@ -54,6 +55,13 @@ def _serve(
 
     while (job := jobs.get()) is not None:
         try:
+            if job[0] == "stats":  # what the renderer has done: scene built once, re-coloured since
+                from dataclasses import asdict
+
+                from inspection.render import scene_renderer
+
+                results.put(("ok", json.dumps(asdict(scene_renderer(cfg.width, cfg.height).stats))))
+                continue
             if job[0] == "step":  # ("step", substation, asset, state, values, path, data_ns)
                 from inspection.stepview import draw_step
 
@@ -141,6 +149,11 @@ class RenderWorker:
         """One route step's view: `asset` framed, in its state colour, labelled; the rest dimmed."""
         job = ("step", substation, asset, str(state), dict(values), str(path), data_ns)
         return self._request(job, f"step view of {asset}", timeout)
+
+    def stats(self, timeout: float = 30.0) -> dict[str, int]:
+        """The render process's counters (`inspection.render.SceneStats`): builds, geometries
+        added, materials changed, renders."""
+        return json.loads(str(self._request(("stats",), "renderer statistics", timeout)))
 
     def _request(self, job: tuple, what: str, timeout: float) -> Path:
         if self._process is None or not self._process.is_alive():

@@ -1,0 +1,64 @@
+"""Step views through the render worker: the framed equipment sits in the middle of the picture in
+its state colour, the picture is not blank and says what it shows, and a second view re-colours
+the scene built once (no geometry added again)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gridverse.settings import load_settings
+from inspection.state import AssetState
+from inspection.stepview import render_step, stop_worker
+from tests.helpers import config_dir
+
+TRANSFORMER = "PRIM/T2/YPTR1"
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("stepview")
+
+    def small(doc):  # a small frame keeps Mesa's CPU renderer quick
+        doc["inspection"]["width"] = 320
+        doc["inspection"]["height"] = 240
+
+    yield load_settings(config_dir(tmp, small))
+    stop_worker()
+
+
+def _red(image: np.ndarray) -> np.ndarray:
+    r, g, b = (image[..., i].astype(int) for i in range(3))
+    return (r > 70) & (r > 2 * g) & (r > 2 * b)  # the alarm colour's hue, however lit
+
+
+def test_step_view_frames_the_equipment_in_its_state_colour(settings):
+    path = render_step(
+        "primary", TRANSFORMER, {TRANSFORMER: AssetState.ALARM}, {"TmpOil": 98.5}, settings=settings, timeout=300
+    )
+    image = np.asarray(Image.open(path).convert("RGB"))
+    assert image.std() > 5  # not blank
+    red = _red(image[:, :, :])
+    red[:, image.shape[1] * 2 // 3 :] = False  # the label panel's red border sits beside the equipment
+    assert red.sum() > 0.02 * red.size, "the alarmed transformer should fill part of the frame in the alarm colour"
+    ys, xs = np.nonzero(red)
+    h, w = red.shape
+    assert w * 0.2 < xs.mean() < w * 0.8 and h * 0.2 < ys.mean() < h * 0.8  # framed: in the centre region
+    meta = Image.open(path).text
+    assert meta["gridverse:asset"] == TRANSFORMER and meta["gridverse:state"] == "alarm" and meta["gridverse:time"]
+
+
+def test_a_second_view_reuses_the_scene(settings):
+    from inspection import stepview
+
+    first = render_step("primary", TRANSFORMER, AssetState.NORMAL, {}, settings=settings, timeout=300)
+    worker = stepview._shared_worker(settings)
+    before = worker.stats()
+    again = render_step("primary", TRANSFORMER, AssetState.NORMAL, {}, settings=settings, timeout=300)
+    after = worker.stats()
+    assert after["renders"] == before["renders"] + 1
+    assert after["geometries_added"] == before["geometries_added"]  # nothing rebuilt
+    assert after["materials_changed"] == before["materials_changed"]  # nothing changed, nothing re-coloured
+    image = np.asarray(Image.open(again).convert("RGB"))
+    assert image.std() > 5 and first == again
