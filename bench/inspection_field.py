@@ -128,7 +128,13 @@ def main() -> int:
     settings = load_settings()
     out: dict = {"cpu_count": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}
     out.update(bench_registration(settings, trials, args.points))
-    out["render_median_s"] = None if args.no_render else bench_render(settings, views)
+    out["render_median_s"] = None
+    if not args.no_render:
+        try:
+            out["render_median_s"] = bench_render(settings, views)
+        except Exception as exc:  # a render over the worker's timeout: the figures so far still count
+            say(f"rendering failed: {exc}")
+            out["render_error"] = f"{type(exc).__name__}: {exc}"
     out["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     print(json.dumps(out))
     return 0
