@@ -8,6 +8,7 @@ Open3D's renderer is not thread-safe). `draw_step` is what runs inside that proc
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
 import re
 import threading
@@ -144,8 +145,13 @@ def render_step(
     settings: Any = None,
     data_ns: int | None = None,
     timeout: float = 120.0,
+    wait_s: float = 15.0,
 ) -> Path:
     """Render the view of one route step in the render worker and return the image's path.
+
+    A page must not hang on a slow CPU renderer: when the view is not ready within `wait_s`,
+    StepViewPending is raised (the caller shows the latest substation render meanwhile) and the
+    view keeps rendering; the next call for the same step returns it.
 
     `asset` is the equipment's name (then `states` gives its state, by name or directly, and
     `values` its live values) or a route step (`inspection.routes.RouteStep`: its asset, state
@@ -164,9 +170,34 @@ def render_step(
         raise ValueError("the configuration has no `inspection` section: step views need one")
     if substation not in settings.assets:
         raise ValueError(f"no equipment for substation {substation!r} in assets.yaml; add it there")
-    path = out if out is not None else step_path(cfg, substation, asset)
-    worker = _shared_worker(settings)
-    return worker.render_step(substation, asset, state, dict(values or {}), Path(path), data_ns, timeout)
+    path = Path(out if out is not None else step_path(cfg, substation, asset))
+    values = dict(values or {})
+    key = (id(settings), substation, asset, str(state), tuple(sorted(values.items())), str(path), data_ns)
+
+    def job() -> Path:
+        return _shared_worker(settings).render_step(substation, asset, state, values, path, data_ns, timeout)
+
+    with _worker_lock:
+        future = _pending.get(key)
+        if future is None or (future.done() and future.exception() is not None):
+            if len(_pending) > 256:
+                _pending.clear()
+            future = _pending[key] = _executor.submit(job)
+    try:
+        return future.result(timeout=wait_s)
+    except concurrent.futures.TimeoutError:
+        raise StepViewPending(
+            f"the view of {asset} is still being rendered (over {wait_s:.0f} s on this machine's renderer); "
+            "it is shown when you come back to this step"
+        ) from None
+
+
+class StepViewPending(Exception):
+    """The step view is being rendered and was not ready in time; ask again later."""
+
+
+_executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="stepview")
+_pending: dict[tuple, concurrent.futures.Future] = {}
 
 
 _settings_cache: list[Any] = []

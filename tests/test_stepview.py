@@ -4,6 +4,8 @@ the scene built once (no geometry added again)."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -35,7 +37,13 @@ def _red(image: np.ndarray) -> np.ndarray:
 
 def test_step_view_frames_the_equipment_in_its_state_colour(settings):
     path = render_step(
-        "primary", TRANSFORMER, {TRANSFORMER: AssetState.ALARM}, {"TmpOil": 98.5}, settings=settings, timeout=300
+        "primary",
+        TRANSFORMER,
+        {TRANSFORMER: AssetState.ALARM},
+        {"TmpOil": 98.5},
+        settings=settings,
+        timeout=300,
+        wait_s=300,
     )
     image = np.asarray(Image.open(path).convert("RGB"))
     assert image.std() > 5  # not blank
@@ -52,13 +60,27 @@ def test_step_view_frames_the_equipment_in_its_state_colour(settings):
 def test_a_second_view_reuses_the_scene(settings):
     from inspection import stepview
 
-    first = render_step("primary", TRANSFORMER, AssetState.NORMAL, {}, settings=settings, timeout=300)
+    first = render_step("primary", TRANSFORMER, AssetState.NORMAL, {}, settings=settings, timeout=300, wait_s=300)
     worker = stepview._shared_worker(settings)
     before = worker.stats()
-    again = render_step("primary", TRANSFORMER, AssetState.NORMAL, {}, settings=settings, timeout=300)
+    again_path = first.with_name("again.png")  # another file: a new request, not the cached answer
+    again = render_step(
+        "primary", TRANSFORMER, AssetState.NORMAL, {}, again_path, settings=settings, timeout=300, wait_s=300
+    )
     after = worker.stats()
     assert after["renders"] == before["renders"] + 1
     assert after["geometries_added"] == before["geometries_added"]  # nothing rebuilt
     assert after["materials_changed"] == before["materials_changed"]  # nothing changed, nothing re-coloured
     image = np.asarray(Image.open(again).convert("RGB"))
-    assert image.std() > 5 and first == again
+    assert image.std() > 5 and again == again_path
+
+
+def test_a_slow_view_does_not_hold_the_page(settings):
+    """A page asking for a view that is not ready in time gets StepViewPending at once (it shows
+    the latest substation render meanwhile), not a page hung on the renderer."""
+    from inspection.stepview import StepViewPending
+
+    t0 = time.monotonic()
+    with pytest.raises(StepViewPending, match="PRIM/T1/YPTR1 is still being rendered"):
+        render_step("primary", "PRIM/T1/YPTR1", AssetState.WARNING, {}, settings=settings, wait_s=0.01)
+    assert time.monotonic() - t0 < 5
