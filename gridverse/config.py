@@ -24,8 +24,8 @@ from gateway.config import (
     SpoolConfig,
 )
 from gridmodel.config import EstimatorKind, NetworkConfig, TwinConfig
-from gridverse.auth.config import AuthConfig
 from gridverse.audit.config import AuditConfig
+from gridverse.auth.config import AuthConfig
 from gridverse.configbase import Port, ReadableFile, Strict
 from gridverse.elements import ElementKind, ElementRef, Measurand
 from inspection.config import AssetConfig, AssetKind, InspectionConfig

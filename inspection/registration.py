@@ -120,7 +120,7 @@ def _read_quietly(path: Path) -> tuple[o3d.geometry.PointCloud, str]:
         os.dup2(out.fileno(), 1)
         os.dup2(out.fileno(), 2)
         try:
-            cloud = o3d.io.read_point_cloud(str(path), print_progress=False)
+            cloud = o3d.io.read_point_cloud(str(path), print_progress=False)  # type: ignore[arg-type]
         finally:
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
@@ -192,7 +192,9 @@ def model_cloud(assets: Sequence[AssetConfig], spacing_m: float = 0.06, seed: in
 def _features(cloud: o3d.geometry.PointCloud, voxel: float) -> tuple[o3d.geometry.PointCloud, Any]:
     down = cloud.voxel_down_sample(voxel)
     down.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=2.5 * voxel, max_nn=30))
-    fpfh = reg.compute_fpfh_feature(down, o3d.geometry.KDTreeSearchParamHybrid(radius=6 * voxel, max_nn=100))
+    fpfh = reg.compute_fpfh_feature(  # type: ignore[call-arg]
+        down, o3d.geometry.KDTreeSearchParamHybrid(radius=6 * voxel, max_nn=100)
+    )
     return down, fpfh
 
 
@@ -257,7 +259,7 @@ def register_scan(
         raise ScanError(f"the scan is too small to register ({n_scan} points, {len(coarse.points)} voxels)")
     level, ground = _levelling(coarse)
     body = coarse.select_by_index(ground.tolist(), invert=True).transform(level)
-    src, src_f = _features(body, voxel_m)
+    src, src_f = _features(body, voxel_m)  # type: ignore[arg-type]
     dst, dst_f = model.features(voxel_m)
     candidates = []
     glob = reg.registration_ransac_based_on_feature_matching(

@@ -99,9 +99,9 @@ def simulate_scan(
     # rays over the view, 3x more than needed (many miss or hit far ground), then subsampled
     rays = o3d.t.geometry.RaycastingScene.create_rays_pinhole(
         fov_deg=100.0,
-        center=o3d.core.Tensor(target.tolist()),
-        eye=o3d.core.Tensor(eye.tolist()),
-        up=o3d.core.Tensor([0.0, 0.0, 1.0]),
+        center=o3d.core.Tensor(target.tolist()),  # type: ignore[call-overload]
+        eye=o3d.core.Tensor(eye.tolist()),  # type: ignore[call-overload]
+        up=o3d.core.Tensor([0.0, 0.0, 1.0]),  # type: ignore[call-overload]
         width_px=int(np.sqrt(n_points * 4 * 4 / 3)) + 1,
         height_px=int(np.sqrt(n_points * 4 * 3 / 4)) + 1,
     )
