@@ -57,11 +57,19 @@ def test_substation_page_without_an_inspection_section_says_so(tmp_path: Path, m
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
+    from gridverse.auth.roles import Role
+    from gridverse.auth.users import UserStore
+    from gridverse.settings import load_settings
+    from ui import signin
+
     main = config_dir(tmp_path, lambda d: d.pop("inspection"))
     monkeypatch.setenv("GRIDVERSE_CONFIG", str(main))
     st.cache_resource.clear()  # the UI caches its settings per process
     try:
-        at = AppTest.from_function(_substation_page, default_timeout=60).run()
+        UserStore(load_settings(main).auth).add("technician", Role.TECHNICIAN, "a technician's long password")
+        at = AppTest.from_function(_substation_page, default_timeout=60)
+        at.session_state[signin.TOKEN_KEY] = signin.start_session("technician")  # pages draw nothing for nobody
+        at.run()
         assert not at.exception
         assert "no `inspection` section" in at.info[0].value
     finally:
