@@ -1,10 +1,16 @@
 """Render substations offscreen with Open3D (GPU or CPU): one long-lived renderer whose scene is
 built once per substation and only re-coloured afterwards.
 
-Rebuilding the scene each frame (`clear_geometry()` + `add_geometry()`) leaks in Open3D's
-Filament backend and made each frame slower than the last (2.5 s, 10.9 s, 42 s here). Here each
-part is added once, named `<substation>|<asset>/<part>`; a state change is a
-`modify_geometry_material` of the parts whose colour changed, and a step view moves the camera.
+On Mesa's CPU renderer (llvmpipe) a frame costs per geometry (a draw call and a material each), not
+per triangle: the primary substation's 197 parts as 197 geometries gave no frame within 400 s,
+merged into a few meshes (one per colour) 0.3-1.1 s at 320x200. So the scene holds ONE merged
+mesh per (substation, colour), named `<substation>|colour<n>`, plus the ground; every part's mesh
+and metadata stay here in Python. A state change re-computes each part's colour, and only the
+colour groups whose member set changed are removed and added again (merged anew); the others are
+untouched, so a render with no change adds no geometry. A step view moves the camera.
+
+Rebuilding the whole scene each frame (`clear_geometry()` + `add_geometry()`) leaked in Open3D's
+Filament backend and made each frame slower than the last (2.5 s, 10.9 s, 42 s here).
 Must be driven from one thread (the render process's main thread: `inspection/worker.py`)."""
 
 from __future__ import annotations
@@ -43,26 +49,43 @@ class Camera:
 
 @dataclass
 class SceneStats:
-    """What the renderer did, so a caller (or a test) can see that a scene is reused."""
+    """What the renderer did, so a caller (or a test) can see that a scene is reused.
 
-    builds: int = 0  # substations whose geometry was added
-    geometries_added: int = 0
+    Geometries are what the Open3D scene holds: one merged mesh per (substation, colour) and a
+    ground per substation. `materials_changed` counts re-colourings: a part (or a ground) whose
+    colour changed."""
+
+    builds: int = 0  # substations whose parts were built
+    parts: int = 0  # parts kept (in Python) across the built substations
+    geometries: int = 0  # geometries in the scene now
+    geometries_added: int = 0  # colour groups and grounds added to the scene, ever
+    geometries_removed: int = 0  # colour groups removed because their member set changed
     materials_changed: int = 0
     renders: int = 0
 
 
 @dataclass
 class _Part:
-    geometry: str  # the name in the Open3D scene
+    name: str  # `<asset>/<part>`
     asset: str
     role: ColourRole
     structure: Rgb
     bounds: tuple[np.ndarray, np.ndarray]
+    vertices: np.ndarray  # (n, 3) float, substation frame
+    triangles: np.ndarray  # (m, 3) int, indices into `vertices`
+
+
+@dataclass
+class _Group:
+    geometry: str  # the name in the Open3D scene
+    members: tuple[int, ...]  # indices into `_Built.parts`
 
 
 @dataclass
 class _Built:
     parts: list[_Part] = field(default_factory=list)
+    colours: list[Rgb] = field(default_factory=list)  # each part's colour now
+    groups: dict[Rgb, _Group] = field(default_factory=dict)  # what the scene holds now, per colour
     lo: np.ndarray = field(default_factory=lambda: np.zeros(3))
     hi: np.ndarray = field(default_factory=lambda: np.zeros(3))
 
@@ -80,7 +103,9 @@ def dimmed(rgb: Sequence[float]) -> Rgb:
     return (float(out[0]), float(out[1]), float(out[2]))
 
 
-def framing(lo: Sequence[float], hi: Sequence[float], aspect: float, fov_deg: float = FOV_DEG) -> Camera:
+def framing(
+    lo: Sequence[float] | np.ndarray, hi: Sequence[float] | np.ndarray, aspect: float, fov_deg: float = FOV_DEG
+) -> Camera:
     """A 3/4 view of the box [lo, hi] at a distance where the whole box fits the field of view."""
     lo_, hi_ = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
     center = (lo_ + hi_) / 2
@@ -90,12 +115,24 @@ def framing(lo: Sequence[float], hi: Sequence[float], aspect: float, fov_deg: fl
     distance = 1.1 * radius / math.sin(half)
     d = VIEW_DIRECTION / np.linalg.norm(VIEW_DIRECTION)
     eye = center + distance * d
-    return Camera(fov_deg, tuple(center.tolist()), tuple(eye.tolist()))  # type: ignore[arg-type]
+    cx, cy, cz = (float(v) for v in center)
+    ex, ey, ez = (float(v) for v in eye)
+    return Camera(fov_deg, (cx, cy, cz), (ex, ey, ez))
+
+
+def _merged(parts: Sequence[_Part]) -> o3d.geometry.TriangleMesh:
+    """One mesh of all `parts` (vertices concatenated, triangle indices offset), with vertex normals."""
+    offsets = np.cumsum([0] + [len(p.vertices) for p in parts[:-1]])
+    vertices = np.concatenate([p.vertices for p in parts])
+    triangles = np.concatenate([p.triangles + off for p, off in zip(parts, offsets, strict=True)])
+    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices), o3d.utility.Vector3iVector(triangles))
+    mesh.compute_vertex_normals()
+    return mesh
 
 
 class SceneRenderer:
-    """One Open3D offscreen renderer for the life of the process, each substation's geometry added
-    once, re-coloured by material and looked at from any camera."""
+    """One Open3D offscreen renderer for the life of the process, each substation's parts merged
+    into one geometry per colour, re-grouped on a colour change and looked at from any camera."""
 
     def __init__(self, width: int, height: int, *, shadows: bool = False, post_processing: bool = False) -> None:
         self.width, self.height = width, height
@@ -112,84 +149,130 @@ class SceneRenderer:
         scene.scene.enable_sun_light(True)
         self.stats = SceneStats()
         self._built: dict[str, _Built] = {}
-        self._colour: dict[str, Rgb] = {}  # geometry → the colour it has now
+        self._ground: dict[str, Rgb] = {}  # substation → its ground's colour now
+        self._group_names: dict[tuple[str, Rgb], str] = {}  # (substation, colour) → geometry name, kept
         self._shown: str | None = None
         self._camera: Camera | None = None
 
     # -- the scene -------------------------------------------------------------------------------
     def build(self, substation: str, assets: Sequence[AssetConfig]) -> None:
-        """Add the substation's parts to the scene, once (later calls are no-ops)."""
+        """Build the substation's parts and add them to the scene, once (later calls are no-ops).
+
+        Each part starts in its structure colour or, for a state-coloured part, unknown."""
         if substation in self._built:
             return
         if not assets:
             raise ValueError(f"assets.yaml has no equipment for substation {substation!r}")
         built = _Built()
-        scene = self.renderer.scene
-        floor = ground()
-        floor.mesh.compute_vertex_normals()
-        name = f"{substation}|ground"
-        scene.add_geometry(name, floor.mesh, _material(floor.colour))
-        self._colour[name] = floor.colour
-        lows, highs = [], []
         for asset in assets:
             kind = equipment_kind(asset.kind)
             x, y = asset.position
             for spec in kind.parts_for(asset):
                 mesh = part_mesh(spec, x, y, asset.rotation_deg)
-                mesh.compute_vertex_normals()
-                geometry = f"{substation}|{asset.name}/{spec.name}"
-                box = mesh.get_axis_aligned_bounding_box()
-                lo, hi = np.asarray(box.min_bound), np.asarray(box.max_bound)
-                lows.append(lo)
-                highs.append(hi)
-                colour = kind.structure_colour if spec.colour is ColourRole.STRUCTURE else COLOURS[AssetState.UNKNOWN]
-                scene.add_geometry(geometry, mesh, _material(colour))
-                self._colour[geometry] = colour
-                built.parts.append(_Part(geometry, asset.name, spec.colour, kind.structure_colour, (lo, hi)))
-                self.stats.geometries_added += 1
-        built.lo, built.hi = np.min(lows, axis=0), np.max(highs, axis=0)
+                vertices = np.asarray(mesh.vertices, dtype=float).copy()
+                triangles = np.asarray(mesh.triangles, dtype=np.int32).copy()
+                bounds = (vertices.min(axis=0), vertices.max(axis=0))
+                name = f"{asset.name}/{spec.name}"
+                built.parts.append(
+                    _Part(name, asset.name, spec.colour, kind.structure_colour, bounds, vertices, triangles)
+                )
+                built.colours.append(
+                    kind.structure_colour if spec.colour is ColourRole.STRUCTURE else COLOURS[AssetState.UNKNOWN]
+                )
+        if not built.parts:
+            raise ValueError(f"the equipment of substation {substation!r} in assets.yaml has no parts to draw")
+        built.lo = np.min([p.bounds[0] for p in built.parts], axis=0)
+        built.hi = np.max([p.bounds[1] for p in built.parts], axis=0)
         self._built[substation] = built
         self.stats.builds += 1
-        self._show(substation)
+        self.stats.parts += len(built.parts)
 
-    def _show(self, substation: str) -> None:
-        if self._shown == substation:
+        floor = ground()
+        floor.mesh.compute_vertex_normals()
+        self.renderer.scene.add_geometry(f"{substation}|ground", floor.mesh, _material(floor.colour))
+        self._ground[substation] = floor.colour
+        self.stats.geometries_added += 1
+        self.stats.geometries += 1
+        self._regroup(substation, built.colours)
+        self._show(substation, force=True)
+
+    def _regroup(self, substation: str, colours: Sequence[Rgb]) -> None:
+        """Give the parts these colours: each colour group whose member set changed is removed and
+        added again as one merged mesh; unchanged groups stay as they are."""
+        built = self._built[substation]
+        if len(colours) != len(built.parts):
+            raise ValueError(f"{len(colours)} colours for the {len(built.parts)} parts of {substation!r}")
+        members: dict[Rgb, list[int]] = {}
+        for i, colour in enumerate(colours):
+            members.setdefault(tuple(colour), []).append(i)  # type: ignore[arg-type]
+        wanted = {colour: tuple(idx) for colour, idx in members.items()}
+        self.stats.materials_changed += sum(a != b for a, b in zip(built.colours, colours, strict=True))
+        built.colours = [tuple(c) for c in colours]  # type: ignore[misc]
+        scene = self.renderer.scene
+        for colour, group in list(built.groups.items()):
+            if wanted.get(colour) != group.members:
+                scene.remove_geometry(group.geometry)
+                del built.groups[colour]
+                self.stats.geometries_removed += 1
+                self.stats.geometries -= 1
+        visible = self._shown == substation
+        for colour, idx in wanted.items():
+            if colour in built.groups:
+                continue
+            key = (substation, colour)
+            if key not in self._group_names:
+                self._group_names[key] = f"{substation}|colour{len(self._group_names)}"
+            name = self._group_names[key]
+            scene.add_geometry(name, _merged([built.parts[i] for i in idx]), _material(colour))
+            if not visible:
+                scene.show_geometry(name, False)
+            built.groups[colour] = _Group(name, idx)
+            self.stats.geometries_added += 1
+            self.stats.geometries += 1
+
+    def _show(self, substation: str, *, force: bool = False) -> None:
+        """Only this substation's ground and colour groups visible."""
+        if self._shown == substation and not force:
             return
         scene = self.renderer.scene
         for other, built in self._built.items():
             visible = other == substation
             scene.show_geometry(f"{other}|ground", visible)
-            for part in built.parts:
-                scene.show_geometry(part.geometry, visible)
+            for group in built.groups.values():
+                scene.show_geometry(group.geometry, visible)
         self._shown = substation
 
-    def _paint(self, geometry: str, colour: Rgb) -> None:
-        if self._colour.get(geometry) == colour:
+    def _paint_ground(self, substation: str, colour: Rgb) -> None:
+        if self._ground.get(substation) == colour:
             return
-        self.renderer.scene.modify_geometry_material(geometry, _material(colour))
-        self._colour[geometry] = colour
+        self.renderer.scene.modify_geometry_material(f"{substation}|ground", _material(colour))
+        self._ground[substation] = colour
         self.stats.materials_changed += 1
 
     def colour(self, substation: str, assets: Sequence[AssetConfig], states: Mapping[str, AssetState | str]) -> None:
         """Each asset's state-coloured parts in its kind's colour for its state (unknown when absent)."""
         kinds = {a.name: equipment_kind(a.kind) for a in assets}
+        colours: list[Rgb] = []
         for part in self._built[substation].parts:
             if part.role is ColourRole.STATE:
                 state = AssetState(states.get(part.asset, AssetState.UNKNOWN))
-                self._paint(part.geometry, kinds[part.asset].colour_of(state))
+                colours.append(kinds[part.asset].colour_of(state))
             else:
-                self._paint(part.geometry, part.structure)
+                colours.append(part.structure)
+        self._regroup(substation, colours)
+        self._paint_ground(substation, ground().colour)  # a step view before may have dimmed it
 
     def highlight(self, substation: str, assets: Sequence[AssetConfig], asset_name: str, state: AssetState) -> None:
         """The one asset in its state colour, everything else washed out towards grey."""
         kind = equipment_kind(next(a.kind for a in assets if a.name == asset_name))
+        colours: list[Rgb] = []
         for part in self._built[substation].parts:
             if part.asset == asset_name:
-                own = kind.colour_of(state) if part.role is ColourRole.STATE else part.structure
-                self._paint(part.geometry, own)
+                colours.append(kind.colour_of(state) if part.role is ColourRole.STATE else part.structure)
             else:
-                self._paint(part.geometry, dimmed(part.structure))
-        self._paint(f"{substation}|ground", dimmed(ground().colour))
+                colours.append(dimmed(part.structure))
+        self._regroup(substation, colours)
+        self._paint_ground(substation, dimmed(ground().colour))
 
     def bounds(self, substation: str, asset_name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The box around the substation's equipment, or around one asset's parts."""
