@@ -63,7 +63,7 @@ def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
     return {**browser_type_launch_args, "executable_path": str(CHROMIUM)}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # stopped after its module: a demo left running starves the rest of the suite
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     """`gridverse demo` with its UI on a free loopback port; waits for the first state estimate."""
     _chromium_or_fail()
