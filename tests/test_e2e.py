@@ -7,7 +7,9 @@ import asyncio
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from gridverse.auth.roles import Role
@@ -125,6 +127,8 @@ def test_stack_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert summary["rendered"]
     png = Path(summary["rendered"][0])
     assert png.stat().st_size > 2_000 and not is_blank(png)  # a 200x125 frame of flat merged meshes: ~10 kB
+    scene = np.asarray(Image.open(png).convert("RGB"), dtype=float)[:, int(0.6 * 200) :]  # right of the legend
+    assert scene.std() > 5.0, "the 3D scene itself was drawn, not only the legend"
     stamp = read_render_stamp(png)
     assert stamp is not None and stamp["rendered_ns"] <= time.time_ns()
 
