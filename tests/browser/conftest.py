@@ -56,11 +56,20 @@ def _chromium_or_fail() -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
-    """pytest-playwright's `browser` launches Debian's Chromium (fails in CI when it is missing)."""
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    """Debian's Chromium through Playwright's sync API, for one module (fails in CI when it is
+    missing). Not pytest-playwright's session-wide `browser`: a sync Playwright left running marks
+    the main thread's event loop as running, and every later test's `asyncio.run()` then fails."""
+    from playwright.sync_api import sync_playwright
+
     _chromium_or_fail()
-    return {**browser_type_launch_args, "executable_path": str(CHROMIUM)}
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM))
+        try:
+            yield chromium
+        finally:
+            chromium.close()
 
 
 @pytest.fixture(scope="module")  # stopped after its module: a demo left running starves the rest of the suite
