@@ -62,8 +62,13 @@ def _step_images(substation: str, route: object) -> dict[str, Path]:
     for step in getattr(route, "steps", ()):
         try:
             images[step.asset] = Path(render_step(substation, step))
-        except Exception as exc:  # one failed view does not cost the pack
-            print(f"no step view for {step.asset}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        except Exception as exc:  # a renderer that cannot keep up: the pack goes out without the rest
+            print(
+                f"no step view for {step.asset} ({type(exc).__name__}: {exc}); the pack uses the substation's "
+                "latest render for the remaining steps",
+                file=sys.stderr,
+            )
+            break
     return images
 
 

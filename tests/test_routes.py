@@ -151,7 +151,10 @@ def test_thermography_is_graded_by_neta_table_100_18() -> None:
     assert sf6_at_20c(5.0, 40.0) == pytest.approx(4.681, abs=1e-3)
 
 
-def test_route_command_prints_json_and_writes_the_pack(tmp_path: Path, capsys) -> None:
+def test_route_command_prints_json_and_writes_the_pack(tmp_path: Path, capsys, monkeypatch) -> None:
+    # Step views are left out here (tested with the real renderer in test_stepview.py): on a CPU
+    # renderer each can take seconds to minutes, and this test is about the route and the pack.
+    monkeypatch.setattr("inspection.route_cli._step_images", lambda substation, route: {})
     settings, historian = _live_site(tmp_path)
     historian.close()
     render = Path(settings.inspection.output_dir) / "primary.png"
