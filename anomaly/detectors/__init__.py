@@ -13,12 +13,11 @@ and returns an `Alarm` with its own `name` as the rule for each row below its th
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from functools import cache
 
 from anomaly.config import AnomalyConfig
 from anomaly.detectors.base import Detector, Residual, Snapshot, Violation, register, substation_of
+from gridverse.plugins import import_plugins
 from gridverse.schema import Alarm
 
 __all__ = [
@@ -41,9 +40,7 @@ class DetectorError(RuntimeError):
 
 def detector_classes() -> dict[str, type[Detector]]:
     """Every registered detector class by name, after importing each module of this package."""
-    for module in pkgutil.iter_modules(__path__):
-        if not module.name.startswith("_") and module.name != "base":
-            importlib.import_module(f"{__name__}.{module.name}")
+    import_plugins(__name__, __path__)
     from anomaly.detectors.base import _REGISTRY
 
     return dict(sorted(_REGISTRY.items()))

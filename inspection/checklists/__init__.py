@@ -8,9 +8,7 @@ read a clamp-meter current as they read a telemetered one."""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from gridverse.plugins import import_plugins
 from inspection.checklists.base import (
     READINGS,
     CheckItem,
@@ -41,9 +39,7 @@ __all__ = [
 
 def checklists() -> dict[AssetKind, Checklist]:
     """Every registered checklist, after importing each module of this package."""
-    for module in pkgutil.iter_modules(__path__):
-        if not module.name.startswith("_") and module.name != "base":
-            importlib.import_module(f"{__name__}.{module.name}")
+    import_plugins(__name__, __path__)
     from inspection.checklists.base import _REGISTRY
 
     return dict(_REGISTRY)

@@ -4,9 +4,7 @@ thresholds. Adding a kind is adding its `AssetKind` value and one file here."""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from gridverse.plugins import import_plugins
 from inspection.config import AssetKind
 from inspection.equipment.base import ColourRole, EquipmentKind, PartSpec, Primitive, register
 
@@ -15,9 +13,7 @@ __all__ = ["ColourRole", "EquipmentKind", "PartSpec", "Primitive", "equipment_ki
 
 def equipment_kinds() -> dict[AssetKind, EquipmentKind]:
     """Every registered kind, after importing each module of this package."""
-    for module in pkgutil.iter_modules(__path__):
-        if not module.name.startswith("_") and module.name != "base":
-            importlib.import_module(f"{__name__}.{module.name}")
+    import_plugins(__name__, __path__)
     from inspection.equipment.base import _REGISTRY
 
     return dict(_REGISTRY)

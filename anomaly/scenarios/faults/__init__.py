@@ -8,9 +8,6 @@ overheating, PV overvoltage, PV trip, energy theft); `fdia` is a stealthy false-
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from anomaly.scenarios.faults.base import (
     Fault,
     FaultKind,
@@ -19,15 +16,14 @@ from anomaly.scenarios.faults.base import (
     MeasurementFault,
     register,
 )
+from gridverse.plugins import import_plugins
 
 __all__ = ["Fault", "FaultKind", "GridEvent", "InjectionAttack", "MeasurementFault", "fault_kinds", "register"]
 
 
 def fault_kinds() -> dict[str, type[FaultKind]]:
     """Every registered fault kind by name, after importing each module of this package."""
-    for module in pkgutil.iter_modules(__path__):
-        if not module.name.startswith("_") and module.name != "base":
-            importlib.import_module(f"{__name__}.{module.name}")
+    import_plugins(__name__, __path__)
     from anomaly.scenarios.faults.base import _REGISTRY
 
     return dict(sorted(_REGISTRY.items()))
