@@ -87,19 +87,3 @@ def asset_parts(asset: AssetConfig, colour: Rgb | AssetState) -> list[Part]:
 
 def ground(extent: float = 40.0) -> Part:
     return Part("ground", _box(extent, extent, 0.05, (0, -4, -0.05)), (0.80, 0.82, 0.78))
-
-
-def merge_by_colour(parts: list[Part]) -> list[Part]:
-    """The parts merged into one mesh per colour: a renderer draws a few large meshes much faster
-    than hundreds of small ones (each geometry is a draw call and a material on Mesa's CPU
-    renderer). Names become the colour's group name; use the parts themselves to pick one out."""
-    groups: dict[Rgb, list[Part]] = {}
-    for part in parts:
-        groups.setdefault(tuple(part.colour), []).append(part)  # type: ignore[arg-type]
-    merged = []
-    for colour, members in groups.items():
-        mesh = o3d.geometry.TriangleMesh()
-        for member in members:
-            mesh += member.mesh
-        merged.append(Part(f"{len(members)} parts in {colour}", mesh, colour))
-    return merged
