@@ -47,7 +47,8 @@ def _alarm_page() -> None:
     if os.environ.get("ALARM_TEST_FORGE"):
         from anomaly.alarmstates import Event
 
-        alarms._act(Event.ACK, [os.environ["ALARM_TEST_FORGE"]])
+        event = Event(os.environ.get("ALARM_TEST_FORGE_EVENT", "ack"))
+        alarms._act(event, [os.environ["ALARM_TEST_FORGE"]], reason="forged")
         st.write("acted")
         return
     alarms.page()
@@ -70,6 +71,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     users = UserStore(settings.auth)
     users.add("olga", "operator", "correct horse battery")
     users.add("vic", "viewer", "staple battery horse")
+    users.add("erik", "engineer", "battery staple horse correct")
     historian = EmbeddedHistorian(tmp_path / "historian.db")
     book = AlarmBook.of(settings, historian, None)
     book.update([OIL], time.time_ns())
@@ -151,6 +153,40 @@ def test_a_viewer_sees_the_alarms_but_cannot_acknowledge_even_by_calling_the_han
     assert not [m for m in forged.markdown if m.value == "acted"]
     assert book.store.get(KEY).state is State.UNACK
     assert not [e for e in _entries(settings) if e.action == "alarm.ack"]
+
+
+def test_an_engineer_removes_an_alarm_from_service_with_a_reason_and_returns_it(site, monkeypatch) -> None:
+    settings, book = site
+    at = _as(monkeypatch, "erik", "battery staple horse correct").run()
+    assert not at.exception, at.exception
+    at.multiselect(key="alarms.pick").select(KEY).run()
+    at.button(key="alarms.remove").click().run()
+    assert "needs a reason" in at.error[0].value and book.store.get(KEY).state is State.UNACK
+    at.text_input(key="alarms.service_reason").input("WO-4711: oil sensor replaced").run()
+    at.button(key="alarms.remove").click().run()
+    assert not at.exception, at.exception
+    assert f"Removed from service: {KEY}" in at.success[0].value
+    assert book.store.get(KEY).state is State.OUT_OF_SERVICE
+    book.update([OIL], time.time_ns())  # the condition still holds: not annunciated again
+    assert book.store.get(KEY).state is State.OUT_OF_SERVICE
+    (entry,) = [e for e in _entries(settings) if e.action == "alarm.remove"]
+    assert (entry.actor, entry.role, entry.reason) == ("erik", "engineer", "WO-4711: oil sensor replaced")
+    at.multiselect(key="alarms.pick").select(KEY).run()
+    at.button(key="alarms.return").click().run()
+    assert book.store.get(KEY).state is State.UNACK  # back in service, still active: annunciated
+    assert [e.action for e in _entries(settings)][-1] == "alarm.return"
+
+
+def test_an_operator_cannot_remove_an_alarm_from_service_even_by_calling_the_handler(site, monkeypatch) -> None:
+    settings, book = site
+    at = _as(monkeypatch, "olga", "correct horse battery").run()
+    assert not [b for b in at.button if b.key in ("alarms.remove", "alarms.return")]
+    monkeypatch.setenv("ALARM_TEST_FORGE", KEY)
+    monkeypatch.setenv("ALARM_TEST_FORGE_EVENT", "remove")
+    forged = _as(monkeypatch, "olga", "correct horse battery").run()
+    assert "Not permitted: alarm.service" in forged.error[0].value
+    assert book.store.get(KEY).state is State.UNACK
+    assert not [e for e in _entries(settings) if e.action == "alarm.remove"]
 
 
 def test_a_flood_shows_a_banner_with_a_summary_by_substation(site, monkeypatch) -> None:

@@ -63,6 +63,8 @@ ACTIONS = frozenset(
         "alarm.ack",
         "alarm.shelve",
         "alarm.unshelve",
+        "alarm.remove",
+        "alarm.return",
         "twin.whatif",
         "twin.n1",
         "device.write",

@@ -38,6 +38,7 @@ class Permission(StrEnum):
     GRID_VIEW = "grid.view"
     ALARM_ACK = "alarm.ack"
     ALARM_SHELVE = "alarm.shelve"
+    ALARM_SERVICE = "alarm.service"  # remove an alarm from service (maintenance) and return it
     TWIN_N1 = "twin.n1"
     TWIN_WHATIF = "twin.whatif"
     DEVICE_WRITE = "device.write"
@@ -58,7 +59,7 @@ _OPERATOR = _VIEWER | {P.ALARM_ACK, P.ALARM_SHELVE, P.TWIN_N1, P.TWIN_WHATIF}
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: _VIEWER,
     Role.OPERATOR: _OPERATOR,
-    Role.ENGINEER: _OPERATOR | {P.DEVICE_WRITE},
+    Role.ENGINEER: _OPERATOR | {P.DEVICE_WRITE, P.ALARM_SERVICE},
     Role.TECHNICIAN: frozenset({P.GRID_VIEW, P.INSPECT_VIEW, P.INSPECT_RECORD}),
     Role.ANALYST: frozenset({P.GRID_VIEW, P.ANOMALY_VIEW, P.ANOMALY_TRAIN, P.ANOMALY_DEPLOY}),
     Role.SECADM: frozenset({P.USERS_MANAGE, P.AUDIT_VIEW}),

@@ -1,5 +1,6 @@
-"""The operators' alarm page (ISA-18.2): the alarm table with acknowledge, shelve and unshelve,
-a flood banner, and the alarm-load figures of EEMUA 191.
+"""The operators' alarm page (ISA-18.2): the alarm table with acknowledge, shelve and unshelve
+(operators), remove from service and return to service (engineers: maintenance, under their
+authority), a flood banner, and the alarm-load figures of EEMUA 191.
 
 Every action is checked on the server inside its handler (`require`) and written to the audit
 record BEFORE the alarm store changes: an action the record refuses is not performed. With the
@@ -24,9 +25,27 @@ PICK_KEY = "alarms.pick"
 TABLE_KEY = "alarms.table"
 ROW_HEIGHT_PX = 78
 SHELF_CHOICES = {"1 hour": 3600.0, "4 hours": 4 * 3600.0, "8 hours (a shift)": 8 * 3600.0, "24 hours": 86400.0}
-ACTIONS = {Event.ACK: "alarm.ack", Event.SHELVE: "alarm.shelve", Event.UNSHELVE: "alarm.unshelve"}
-PERMISSIONS = {Event.ACK: Permission.ALARM_ACK, Event.SHELVE: Permission.ALARM_SHELVE}
-PERMISSIONS[Event.UNSHELVE] = Permission.ALARM_SHELVE
+ACTIONS = {
+    Event.ACK: "alarm.ack",
+    Event.SHELVE: "alarm.shelve",
+    Event.UNSHELVE: "alarm.unshelve",
+    Event.REMOVE: "alarm.remove",
+    Event.RETURN: "alarm.return",
+}
+PERMISSIONS = {
+    Event.ACK: Permission.ALARM_ACK,
+    Event.SHELVE: Permission.ALARM_SHELVE,
+    Event.UNSHELVE: Permission.ALARM_SHELVE,
+    Event.REMOVE: Permission.ALARM_SERVICE,
+    Event.RETURN: Permission.ALARM_SERVICE,
+}
+VERBS = {
+    "ack": "Acknowledged",
+    "shelve": "Shelved",
+    "unshelve": "Unshelved",
+    "remove": "Removed from service",
+    "return": "Returned to service",
+}
 
 
 def _act(event: Event, keys: list[str], *, reason: str = "", until_ns: int | None = None) -> None:
@@ -70,6 +89,10 @@ def _act(event: Event, keys: list[str], *, reason: str = "", until_ns: int | Non
             elif event is Event.SHELVE:
                 assert until_ns is not None
                 store.shelve(key, user.name, reason, until_ns)
+            elif event is Event.REMOVE:
+                store.remove_from_service(key, user.name, reason)
+            elif event is Event.RETURN:
+                store.return_to_service(key, user.name)
             else:
                 store.unshelve(key, user.name)
         except (InvalidTransition, KeyError) as exc:
@@ -86,7 +109,7 @@ def _result() -> None:
     if result is None:
         return
     what, done, refused = result
-    verb = {"ack": "Acknowledged", "shelve": "Shelved", "unshelve": "Unshelved"}[what]
+    verb = VERBS[what]
     if done:
         st.success(f"{verb}: {', '.join(done)}")
     for line in refused:
@@ -140,6 +163,27 @@ def _actions(keys: list[str], table: pd.DataFrame) -> None:
         st.write("")
         if st.button("Unshelve", key="alarms.unshelve", disabled=not (shelved and can_shelve)):
             _act(Event.UNSHELVE, shelved)
+            st.rerun()
+    if allowed(Permission.ALARM_SERVICE):
+        _service_actions(keys, states)
+
+
+def _service_actions(keys: list[str], states: dict[str, str]) -> None:
+    """Remove from service (maintenance: the alarm is not annunciated until returned) and return
+    to service: an engineer's actions, each with its reason in the audit record."""
+    out = alarmdata.STATE_LABELS["out_of_service"]
+    removed = [k for k in keys if states.get(k) == out]
+    with st.expander("Maintenance: remove from service (engineers)"):
+        why = st.text_input("Reason and work order (required)", key="alarms.service_reason")
+        c1, c2 = st.columns(2)
+        if c1.button("Remove from service", key="alarms.remove", disabled=not keys):
+            if not why.strip():
+                st.error("Removing an alarm from service needs a reason (and its work order).")
+            else:
+                _act(Event.REMOVE, [k for k in keys if k not in removed], reason=why.strip())
+                st.rerun()
+        if c2.button("Return to service", key="alarms.return", disabled=not removed):
+            _act(Event.RETURN, removed)
             st.rerun()
 
 
