@@ -182,16 +182,30 @@ def report_card(report: dict[str, Any] | None) -> None:
         )
 
 
+def labelled_points(scn: Any) -> list[str]:
+    """The scenario's points some label names, in telemetry column order (a false-data injection's
+    label names every point it falsified, `;`-separated)."""
+    from anomaly.evaluate import label_points
+
+    if scn.labels is None or not len(scn.labels):
+        return []
+    named: set[str] = set().union(*scn.labels.point.map(label_points))
+    return [p for p in scn.telemetry.columns if p in named]
+
+
 def series_figure(scn: Any, point: str, alarms: pd.DataFrame | None) -> Any:
     """A point's telemetry with label windows (red) and the model's alarms (orange) as shaded spans."""
     import plotly.graph_objects as go
+
+    from anomaly.evaluate import label_points
 
     values = scn.telemetry[point]
     fig = go.Figure(go.Scatter(x=values.index, y=values.to_numpy(), mode="lines", name=point, line={"width": 1}))
     element = scn.points.loc[point]
     if scn.labels is not None:
+        names = scn.labels.point.map(label_points)  # an FDIA label names its points `a;b;c`
         mine = scn.labels[
-            (scn.labels.point == point)
+            names.map(lambda named: point in named).to_numpy(dtype=bool)
             | ((scn.labels.element_type == element.element_type) & (scn.labels.element == element.element))
         ]
         for lab in mine.itertuples():
@@ -348,7 +362,7 @@ def page() -> None:
         split = st.selectbox("Split", list(parts), index=len(parts) - 1, key="lab.series.split")
         scn = scenario(parts[split])
         points = list(scn.telemetry.columns)
-        labelled = [] if scn.labels is None else [p for p in scn.labels.point.dropna().unique() if p in points]
+        labelled = labelled_points(scn)
         point = st.selectbox("Point (labelled first)", labelled + [p for p in points if p not in labelled])
         alarms = None
         if st.toggle(f"Overlay the alarms of {card.ref}", value=True, key="lab.series.alarms"):
