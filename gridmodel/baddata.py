@@ -21,9 +21,10 @@ from scipy.stats import chi2
 
 from gridmodel.config import TwinConfig
 from gridmodel.estimator import Estimate, MeasurementResult, StateEstimator, factorise_gain
+from gridmodel.gain import SingularGainError, gain_structure
 from gridmodel.measurements import Measurement
 from gridmodel.mfunc import evaluate
-from gridmodel.selinv import SelectedInverse, SelectedInversionError, factorise_symmetric, gain_pattern
+from gridmodel.selinv import SelectedInverse, SelectedInversionError
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +48,12 @@ def _residuals_and_variance(est: Estimate, rows: np.ndarray | None) -> tuple[np.
     h_csr = h_jac.tocsr()
     rows = np.arange(len(cm.kind)) if rows is None else rows
     omega = np.full(len(cm.kind), np.nan)
-    gain = (h_csr.T @ sp.diags(cm.weights) @ h_csr).tocsc()
     try:
-        selected = SelectedInverse(factorise_symmetric(gain), gain_pattern(h_csr))
-    except (SelectedInversionError, RuntimeError) as exc:
+        # the estimator's ordering and symbolic factor (cached per measurement structure), refactorised here
+        structure, _ = gain_structure(model, cm.structure_key(), h_csr, cm.weights)
+        factor = structure.factorise(h_csr, cm.weights)
+        selected = SelectedInverse.from_ldl(structure.perm, structure.colptr, structure.rows, factor.lvals, factor.d)
+    except (SelectedInversionError, SingularGainError, RuntimeError) as exc:
         log.warning("bad data: selected inversion unavailable (%s); one solve per measurement instead", exc)
         omega[rows] = cm.sigma[rows] ** 2 - _explained_by_solves(h_csr, cm.weights, rows)
     else:

@@ -51,7 +51,8 @@ class CompiledMeasurements:
         return 1.0 / self.sigma**2
 
     def structure_key(self) -> tuple:
-        return (self.kind.tobytes(), self.row.tobytes(), self.sigma.tobytes())
+        """What fixes the structure of the Jacobian (and so of the gain matrix): kinds and rows."""
+        return (self.kind.tobytes(), self.row.tobytes())
 
 
 def _element_rows(model: PpcModel, table: dict[int, int], elements: np.ndarray) -> np.ndarray:
@@ -200,8 +201,6 @@ def evaluate(
     The Jacobian is assembled row by row in one compiled kernel (`_jacobian_kernel`): the scipy
     formulation (`evaluate_sparse`, kept as the reference) builds ~100 intermediate sparse
     matrices per call and dominated a warm estimate on a 10,000-bus grid."""
-    if not jacobian:
-        return evaluate_sparse(model, cm, v, jacobian=False)
     angle_col = np.full(model.n_bus, -1, dtype=np.int64)
     angle_col[model.non_slack] = np.arange(len(model.non_slack))
     ybus, yf, yt = _csr_parts(model)
@@ -217,6 +216,8 @@ def evaluate(
         angle_col,
         len(model.non_slack),
     )
+    if not jacobian:  # the kernel's Jacobian costs little next to the scipy formulation's h alone
+        return h, None
     return h, sp.csr_matrix((data, indices, indptr), shape=(len(cm.kind), model.n_state))
 
 

@@ -238,6 +238,22 @@ class SelectedInverse:
         self.zlow, self.zdiag = _takahashi(n, self.colptr, self.rows, lvals, diag)
         self.n = n
 
+    @classmethod
+    def from_ldl(
+        cls, perm: np.ndarray, colptr: np.ndarray, rows: np.ndarray, lvals: np.ndarray, d: np.ndarray
+    ) -> SelectedInverse:
+        """From an LDLᵀ factor already on a symbolic pattern (`gridmodel.gain.GainFactor`): no
+        ordering, pattern or scatter to redo, only the Takahashi sweep."""
+        if np.any(d <= 0) or not np.all(np.isfinite(d)):
+            raise SelectedInversionError(
+                "the gain matrix is not positive definite (a pivot ≤ 0); check for unobservable "
+                "buses or σ values near zero"
+            )
+        self = cls.__new__(cls)
+        self.perm, self.colptr, self.rows, self.n = perm, colptr, rows, len(d)
+        self.zlow, self.zdiag = _takahashi(len(d), colptr, rows, lvals, d)
+        return self
+
     def quadratic_forms(self, h: sp.spmatrix, rows: np.ndarray | None = None) -> np.ndarray:
         """h_iᵀ·G⁻¹·h_i for the given rows of h (all by default), from the selected entries."""
         h_csr = sp.csr_matrix(h)

@@ -93,14 +93,17 @@ def test_engines_agree_on_simbench_and_track_the_truth(rural) -> None:
         assert sparse.res_line.at[m.element, f"p_{m.side}_mw"] == pytest.approx(true_p, rel=0.05, abs=0.01)
 
 
-def test_warm_sparse_estimate_reuses_its_factorisation(rural) -> None:
+def test_warm_sparse_estimate_reuses_its_symbolic_factorisation(rural) -> None:
     _truth, forecast, measurements = rural
     engine = make_estimator(EstimatorKind.SPARSE)
     cold = engine.estimate(forecast, measurements, warm=False)
-    before = engine.factorisations
-    shifted = [replace(m, value=m.value * 1.01) if m.pseudo else m for m in measurements]
+    assert engine.analyses == 1
+    shifted = [replace(m, value=m.value * 1.01, std_dev=m.std_dev * 1.1) if m.pseudo else m for m in measurements]
     warm = engine.estimate(forecast, shifted)
-    assert engine.factorisations == before  # same structure: the stored factor served
+    assert engine.analyses == 1  # same structure (new values and σ): ordering and pattern reused
+    fewer = [m for m in shifted if m is not shifted[0]]
+    engine.estimate(forecast, fewer)
+    assert engine.analyses == 2  # a measurement less is a new structure, analysed afresh
     again = make_estimator(EstimatorKind.SPARSE).estimate(forecast, shifted, warm=False)
     assert (warm.res_bus.vm_pu - again.res_bus.vm_pu).abs().max() < 1e-6  # same optimum
     assert warm.iterations < cold.iterations
