@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from gridverse.config import SERVICE_PARTS, Settings
 from gridverse.proc import spawn_child, stop_child
-from gridverse.watchdog import HealthServer, Watchdog, in_daemon_thread
+from gridverse.watchdog import HealthServer, Watchdog, Worker, in_daemon_thread
 
 if TYPE_CHECKING:
     from anomaly.service import Detectors
@@ -40,6 +40,8 @@ PARTS = SERVICE_PARTS
 MQTT_PARTS = frozenset({"simulator", "gateway", "detectors"})
 #: How long a graceful stop may take in all (systemd and Docker wait 10 s before SIGKILL).
 STOP_BUDGET_S = 4.0
+#: How long a (re)started UI may take to answer on its port before /health calls it stuck.
+UI_START_S = 180.0
 
 
 class Stack:
@@ -91,6 +93,7 @@ class Stack:
         self.detectors: Detectors | None = None
         self.server: HealthServer | None = None
         self._ui: subprocess.Popen[bytes] | None = None
+        self._ui_worker: Worker | None = None
         self._stop_times: dict[str, float] = {}
         self._started = False  # every part asked for runs (until then /health says "starting")
 
@@ -153,6 +156,11 @@ class Stack:
             watchdog.start()
         if self.with_ui:
             self._start_ui()
+            ui_watch = self._watchdog("ui")
+            self._ui_worker = ui_watch.add(
+                "streamlit", alive=self._ui_alive, restart=self._start_ui, max_backoff_s=60.0, stuck_after_s=UI_START_S
+            )
+            ui_watch.start()  # a UI that exits (crash, OOM kill) is said on /health and started again
         self._started = True
 
     def _before_twin_start(self, twin: Twin) -> None:
@@ -179,8 +187,29 @@ class Stack:
         ]
         if self.config_path is not None:
             cmd += ["--", "--config", env["GRIDVERSE_CONFIG"]]
+        if self._ui is not None:
+            stop_child(self._ui, 1.0)  # a restart: whatever the old one left in its group goes first
         self._ui = spawn_child(cmd, env=env)
         log.info("UI on http://%s:%d (pid %d)", ui.address, ui.port, self._ui.pid)
+
+    def _ui_alive(self) -> bool:
+        """The UI process runs; it counts as making progress while its port answers, so a restarted
+        one is reported as recovering until it serves again."""
+        if self._ui is None:
+            return True
+        worker = self._ui_worker
+        if self._ui.poll() is not None:
+            if worker is not None:  # /health says how it ended
+                worker.last_error = f"Streamlit exited with code {self._ui.returncode}"
+                worker.died(worker.last_error)
+            return False
+        if worker is not None:
+            from gridverse.mqtt import port_is_open
+
+            address = self.settings.ui.address
+            if port_is_open("127.0.0.1" if address in ("0.0.0.0", "", "::") else address, self.settings.ui.port):
+                worker.beat()
+        return True
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Healthy while every supervised worker runs and makes progress, the spool is below its
@@ -204,8 +233,6 @@ class Stack:
                 problems += [f"{part} worker {name}: {what}" for name, what in watchdog.problems().items()]
         if not self._started:
             problems.append("starting: not every part runs yet")
-        if self._ui is not None and self._ui.poll() is not None:
-            problems.append(f"ui: Streamlit exited with code {self._ui.returncode}")
         body["workers"] = workers
         if self.detectors is not None:  # live scoring with the lab model: loading, warming up, scoring …
             body["live_model"] = self.detectors.model.status.as_dict()

@@ -136,3 +136,51 @@ def test_sigterm_stops_the_render_process_and_the_ui(tmp_path: Path) -> None:
         raise
     assert _stop_and_time(proc, family, "SIGTERM") < STOP_WITHIN_S
     assert "SIGTERM received: stopping" in (tmp_path / "stack.log").read_text()
+
+
+def test_a_ui_that_dies_is_reported_on_health_and_started_again(tmp_path: Path) -> None:
+    """An operator's console must not stay dark because Streamlit crashed (or the OOM killer took
+    it): /health names it at once, the stack starts a new one on the same port."""
+    import json
+    import urllib.request
+
+    metrics_port = free_port()
+    proc, _config, ui_port = _start(
+        tmp_path, "run", "ui", mutate=lambda d: d["gateway"].update(metrics_port=metrics_port)
+    )
+
+    def health() -> dict:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/health", timeout=2) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as exc:  # 503 while failing, with the same body
+            return json.loads(exc.read())
+
+    try:
+        first = _ui_child(proc, ui_port, timeout=120)
+        wait_for(lambda: health().get("status") == "ok", "a healthy stack", timeout=30)
+        first.kill()
+        first.wait(10)
+        said: list[str] = []
+
+        def reported() -> bool:
+            said[:] = health()["problems"]
+            return any("ui worker streamlit" in p and "exited with code -9" in p for p in said)
+
+        wait_for(reported, "/health to name the dead UI", timeout=10)
+        wait_for(lambda: port_open(ui_port), "a new UI on the same port", timeout=120)
+        second = _ui_child(proc, ui_port)
+        assert second.pid != first.pid
+        wait_for(lambda: health().get("status") == "ok", "the stack healthy again", timeout=60)
+
+        def logged() -> list[str]:
+            return [line for line in (tmp_path / "stack.log").read_text().splitlines() if "ui worker streamlit" in line]
+
+        wait_for(lambda: "is up again" in logged()[-1], "the watchdog to log the UI up again", timeout=10)
+        down, up = logged()  # once down, once up: no log spam
+        assert "is down" in down and "Streamlit exited with code -9" in down and "restarting it" in down
+        family = _family(proc.pid)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    assert _stop_and_time(proc, family, "SIGTERM") < STOP_WITHIN_S
