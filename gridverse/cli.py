@@ -201,10 +201,18 @@ def cmd_twin_n1(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     network = str(settings.site.network.file or settings.site.network.simbench_code)
-    audit_cli(settings, "twin.n1", network, after={"at": args.at, "top": args.top})
+    at = None if args.at is None else pd.Timestamp(args.at, tz="UTC")
+    audit_cli(settings, "twin.n1", network, after={"at": None if at is None else at.isoformat(), "top": args.top})
     grid = load_grid(settings.site.network)
-    if grid.profiles and args.at is not None:
-        apply_profiles(grid.net, profile_values(grid.profiles, pd.Timestamp(args.at, tz="UTC")))
+    if at is not None and not grid.profiles:
+        print(
+            f"twin n1: --at needs load profiles, and the network {network} has none; leave --at out (loads as "
+            "the network holds them) or configure site.network as a SimBench code or a network with profiles",
+            file=sys.stderr,
+        )
+        return 2
+    if at is not None:
+        apply_profiles(grid.net, profile_values(grid.profiles, at))
 
     def progress(done: int, total: int) -> None:
         if done % 10 == 0 or done == total:
@@ -282,7 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--output", type=Path, default=None, help="write the JSON report here")
     replay.set_defaults(func=cmd_twin_replay)
     n1 = twin_sub.add_parser("n1", help="rank every single line/transformer outage")
-    n1.add_argument("--at", default=None, help="profile moment for loads (default: the network's own)")
+    n1.add_argument(
+        "--at",
+        type=_parse_time,
+        default=None,
+        help="ISO time (UTC): loads at this profile moment (default: as the network holds them)",
+    )
     n1.add_argument("--top", type=int, default=15)
     n1.add_argument("--output", type=Path, default=None, help="write the whole ranked table as CSV")
     n1.set_defaults(func=cmd_twin_n1)

@@ -499,3 +499,21 @@ def test_twin_n1_from_the_command_line_is_recorded_before_it_runs(
     (entry,) = AuditRecord(tmp_path / "audit" / "audit.jsonl").entries()
     assert (entry.action, entry.target, entry.source) == ("twin.n1", str(grid), "cli")
     assert entry.after == {"at": None, "top": 3} and entry.actor
+
+
+def test_twin_n1_refuses_a_bad_time_and_a_time_for_a_network_without_profiles(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--at` is checked like every time on the command line, and asking for a profile moment of
+    a network that has no profiles is refused (before, it was silently ignored)."""
+    import pandapower as pp
+    import pandapower.networks as pn
+
+    grid = tmp_path / "grid.json"
+    pp.to_json(pn.example_simple(), str(grid))
+    main_file = config_dir(tmp_path, lambda d: d["site"].update(network={"file": str(grid)}))
+    with pytest.raises(SystemExit):
+        main(["--config", str(main_file), "twin", "n1", "--at", "yesterday-ish"])
+    assert "give an ISO time" in capsys.readouterr().err
+    assert main(["--config", str(main_file), "twin", "n1", "--at", "2026-01-05T12:00:00Z"]) == 2
+    assert "--at needs load profiles" in capsys.readouterr().err
