@@ -268,10 +268,23 @@ class SpoolConfig(Strict):
     max_points: int = Field(default=5_000_000, gt=0, description="about 100 bytes a point on disk")
     policy: SpoolPolicy = SpoolPolicy.REJECT_NEW
     warn_fraction: float = Field(default=0.8, gt=0, le=1, description="alarm when the spool is this full")
-    synchronous: Literal["normal", "full"] = Field(
-        default="normal", description="normal survives kill -9; full also survives a power cut"
+    durability: Literal["power_cut", "process_crash"] = Field(
+        default="power_cut",
+        description=(
+            "power_cut: a point is acknowledged only once it is on the disk itself (SQLite synchronous=FULL, an "
+            "fsync per group commit); process_crash: once it is in the operating system's cache (synchronous=NORMAL), "
+            "which survives the gateway being killed but not a power cut or a kernel crash"
+        ),
     )
-    batch_points: int = Field(default=20_000, gt=0, description="points per historian write")
+    batch_points: int = Field(default=20_000, gt=0, description="at most this many points per historian write")
+    flush_points: int = Field(
+        default=5_000, gt=0, description="write to the historian as soon as this many points are spooled"
+    )
+
+    @property
+    def synchronous(self) -> Literal["normal", "full"]:
+        """SQLite's `PRAGMA synchronous` for this durability."""
+        return "full" if self.durability == "power_cut" else "normal"
 
 
 class GatewayConfig(Strict):
@@ -279,7 +292,18 @@ class GatewayConfig(Strict):
     timeout_s: float = Field(default=1.0, gt=0)
     retries: int = Field(default=1, ge=0)
     max_gap: int = Field(default=8, ge=0, description="registers bridged when merging block reads")
-    flush_interval_s: float = Field(default=0.2, gt=0)
+    flush_interval_s: float = Field(
+        default=0.5, gt=0, description="spooled points wait at most this long for their historian write"
+    )
+    commit_max_delay_s: float = Field(
+        default=0.05,
+        gt=0,
+        le=5,
+        description=(
+            "a received point waits at most this long for its group commit to the spool (and so for its MQTT "
+            "acknowledgement); a group is committed sooner when messages pause or it holds 5,000 points"
+        ),
+    )
     report_every_s: float = Field(default=60.0, gt=0, description="heartbeat of points with a deadband")
     writes_enabled: bool = Field(default=False, description="allow writes to points a profile marks writable")
     northbound: bool = Field(

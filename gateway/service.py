@@ -41,7 +41,12 @@ class Gateway:
             synchronous=sp.synchronous,
         )
         self.writer = HistorianWriter(
-            historian, self.spool, flush_interval_s=cfg.flush_interval_s, batch_points=sp.batch_points
+            historian,
+            self.spool,
+            flush_interval_s=cfg.flush_interval_s,
+            commit_max_delay_s=cfg.commit_max_delay_s,
+            flush_points=sp.flush_points,
+            batch_points=sp.batch_points,
         )
         self.connections = [RtuConnection(cfg.reach(sub), cfg) for sub in settings.site.substations]
         self.metrics = GatewayMetrics(registry)

@@ -13,8 +13,9 @@ dropped. A warning level (default 80 %) lets an alarm fire before it is full.
 A commit on an empty spool is never refused, however large (after a restart one group commit
 may hold more than `max_points`).
 
-Durability: WAL with synchronous=NORMAL survives the process being killed (kill -9); `full`
-also survives a power cut, at the cost of an fsync per commit.
+Durability: WAL with synchronous=NORMAL survives the process being killed (kill -9); FULL (the
+gateway's default, `gateway.spool.durability: power_cut`) also survives a power cut, at the cost
+of an fsync per commit, which the writer's group commit keeps to a few a second.
 
 The file: checked at open (an empty, truncated or corrupt spool is moved aside to
 `<name>.corrupt-<time>` with an error, and a fresh one started), and after every commit the path
@@ -119,6 +120,13 @@ class Spool:
                 f"spool {self.path}: cannot open ({exc}); check that gateway.spool.path is on a writable disk"
             ) from exc
         return conn
+
+    def synchronous_pragma(self) -> str:
+        """`PRAGMA synchronous` as the open connection has it: "full" or "normal" (read back
+        from SQLite, not from the setting)."""
+        with self._lock:
+            level = int(self._conn.execute("PRAGMA synchronous").fetchone()[0])
+        return {0: "off", 1: "normal", 2: "full", 3: "extra"}[level]
 
     # -- the file ---------------------------------------------------------------------------
     def check(self, force: bool = False) -> str | None:

@@ -2,13 +2,19 @@
 
 Two threads:
 - the committer takes what was submitted (an MQTT message's points, a poll's points), appends it
-  to the spool in one transaction every few milliseconds (group commit), and only then calls each
-  submission's `on_durable` (the MQTT gateway acknowledges its message there);
+  to the spool in one transaction (group commit), and only then calls each submission's
+  `on_durable` (the MQTT gateway acknowledges its message there). A group is committed when the
+  first submission in it has waited `commit_max_delay_s`, when it holds `group_points`, or when
+  submissions stop coming once it holds as many as the stream was seen to stall at (the broker's
+  window of unacknowledged QoS 1 messages is used up). At light load that is a commit every
+  `commit_max_delay_s` instead of one every few messages; under a broker that allows few messages
+  in flight, a commit as soon as the window is used up;
 - the drainer writes the oldest spooled batches to the historian and removes them once the store
-  has accepted them. A store that is down keeps them spooled (retried with exponential back-off,
-  logged once when it goes and once when it comes back); a store that refuses data (HTTP 4xx)
-  has the offending points isolated by bisection and set aside with the reason, never retried
-  forever.
+  has accepted them. It writes when `flush_points` are spooled or the oldest has waited
+  `flush_interval_s`, so at light load there is one HTTP write per interval, not one per
+  commit. A store that is down keeps them spooled (retried with exponential back-off, logged once
+  when it goes and once when it comes back); a store that refuses data (HTTP 4xx) has the
+  offending points isolated by bisection and set aside with the reason, never retried forever.
 
 Neither thread dies of what it meets. A write that fails with a data error (the store's
 HistorianRejected, or a TypeError/ValueError/OverflowError from a row it cannot convert) is
@@ -30,6 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from gateway.config import SpoolPolicy
 from gateway.spool import Spool, SpoolBatch, SpoolError, SpoolFull
 from gridverse.historian import Historian, HistorianError
 from gridverse.historian.base import HistorianRejected
@@ -37,6 +44,12 @@ from gridverse.points import Record
 from gridverse.schema import OnDurable
 
 log = logging.getLogger(__name__)
+
+#: a pause this long, once a group holds as many submissions as the stream was seen to stall at,
+#: commits it at once (see _learn_stall)
+_QUIET_S = 0.002
+#: the stall size before one was seen: none, so groups wait for their deadline
+_UNKNOWN = 1 << 62
 
 
 #: exceptions from a write that say the data, not the store, is the problem: bisect, set aside
@@ -58,7 +71,9 @@ class HistorianWriter:
         spool: Spool,
         *,
         flush_interval_s: float = 0.2,
-        commit_interval_s: float = 0.01,
+        commit_max_delay_s: float = 0.05,
+        group_points: int = 5_000,
+        flush_points: int = 5_000,
         batch_points: int = 20_000,
         max_backoff_s: float = 5.0,
         max_memory_points: int = 100_000,
@@ -67,8 +82,16 @@ class HistorianWriter:
         self.historian = historian
         self.spool = spool
         self.flush_interval_s = flush_interval_s
-        self.commit_interval_s = commit_interval_s
+        self.commit_max_delay_s = commit_max_delay_s
+        self.group_points = group_points
+        self.flush_points = flush_points
         self.batch_points = batch_points
+        self.commits = 0  # spool transactions that took submissions (group commits)
+        self.flushes = 0  # historian writes (each of up to batch_points)
+        self._first_queued = 0.0  # monotonic time of the oldest submission not yet committed
+        self._last_submitted = 0.0  # monotonic time of the newest one
+        self._stall_size = _UNKNOWN  # submissions in hand when the stream last stalled
+        self._spooled_since: float | None = None  # monotonic time of the oldest commit not yet written
         self.max_memory_points = max_memory_points  # held in memory while the spool file fails
         self._queue: list[tuple[list[Record], OnDurable | None]] = []
         self._queued_points = 0
@@ -94,6 +117,7 @@ class HistorianWriter:
         self.drain_failures = 0  # drain rounds that failed with an unexpected exception
         self.last_drain_ns = 0  # when the drainer last finished a round without an unexpected error
         self._refusing: str | None = None  # why new points are refused, until there is room
+        self._refused_at_depth = 0  # spool depth at the first refusal: room again only below it
         self._spool_failing: str | None = None
         self._unexpected: str | None = None  # the drainer's last unexpected error, until it succeeds
         self._poison_logged = 0.0
@@ -106,10 +130,17 @@ class HistorianWriter:
     # -- intake -----------------------------------------------------------------------------
     def submit_records(self, records: list[Record], on_durable: OnDurable | None = None) -> None:
         """Queue records for the spool; `on_durable` runs once they are on disk."""
+        now = time.monotonic()
         with self._lock:
+            if not self._queue:
+                self._first_queued = now
+            self._last_submitted = now
             self._queue.append((records, on_durable))
             self._queued_points += len(records)
-        self._submitted.set()
+            first = len(self._queue) == 1
+            full = self._queued_points >= self.group_points
+        if first or full:  # the committer times the group from its first submission
+            self._submitted.set()
 
     @property
     def refused(self) -> int:
@@ -155,11 +186,56 @@ class HistorianWriter:
         return "; ".join(parts) or None
 
     # -- committer --------------------------------------------------------------------------
+    def _group_due_in(self) -> float:
+        """Seconds until the queued group is due for its commit (0: now): when its first
+        submission has waited commit_max_delay_s, when it holds group_points, or when it holds as
+        many submissions as the stream last stalled at and none came for _QUIET_S."""
+        now = time.monotonic()
+        with self._lock:
+            if not self._queue:
+                return self.commit_max_delay_s
+            if self._queued_points >= self.group_points:
+                return 0.0
+            due = self._first_queued + self.commit_max_delay_s
+            if len(self._queue) >= self._stall_size:
+                due = min(due, self._last_submitted + _QUIET_S)
+            return max(0.0, due - now)
+
+    def _learn_stall(self, submissions: int, first: float, last: float, committed: float) -> None:
+        """Learn how many submissions arrive before the stream stalls. A broker sends at most its
+        in-flight window of unacknowledged QoS 1 messages (Mosquitto's default: 20), then waits for
+        acknowledgements: waiting for the deadline then would cap the rate at one window per
+        commit_max_delay_s. A group that reached its deadline after a pause is such a stall (or a
+        light load, where the next group is as small); a group larger than the stall size raises
+        it, so a steady stream settles at about one commit per commit_max_delay_s."""
+        stalled = committed - first >= self.commit_max_delay_s and committed - last >= _QUIET_S
+        if stalled or submissions > self._stall_size:
+            self._stall_size = submissions
+
+    def _wait_for_group(self) -> tuple[int, float, float]:
+        """Block until a queued group is due, or 0.5 s without submissions (the loop then checks
+        the spool file), or the writer stops; (submissions, first and last submitted) of the group."""
+        self._submitted.wait(0.5)
+        self._submitted.clear()
+        while not self._stop.is_set():
+            with self._lock:
+                if not self._queue:
+                    return 0, 0.0, 0.0
+            wait = self._group_due_in()
+            if wait <= 0.0:
+                break
+            # woken early only by a full group (submit_records sets the event then) or stop()
+            if self._submitted.wait(wait):
+                self._submitted.clear()
+        with self._lock:
+            return len(self._queue), self._first_queued, self._last_submitted
+
     def _commit_loop(self) -> None:
         failing = False
         while not self._stop.is_set():
-            self._submitted.wait(0.5)
-            self._submitted.clear()
+            submissions, first, last = self._wait_for_group()
+            if submissions:
+                self._learn_stall(submissions, first, last, time.monotonic())
             try:
                 self.spool.check()  # at most once a second: notices a deleted file without traffic
                 self.commit()
@@ -172,49 +248,88 @@ class HistorianWriter:
                     log.exception("spool committer: unexpected failure; retrying")
                 failing = True
                 self._stop.wait(1.0)
-            time.sleep(self.commit_interval_s)  # let a group gather: one transaction, many messages
         try:
             self.commit()
         except Exception:
             log.exception("spool committer: the last commit at shutdown failed")
 
     def commit(self) -> None:
+        """Append what was submitted to the spool (one transaction, or a few when a full
+        `reject_new` spool has room for only part of the group), then acknowledge it."""
         with self._lock:
             items, self._queue, self._queued_points = self._queue, [], 0
         if not items:
             return
         encode = self.historian.encode
-        batches: list[tuple[int, str, bytes]] = []
-        kept: list[tuple[list[Record], OnDurable | None]] = []
-        for records, on_durable in items:
+        # (submission, its encoded batch or None when there is nothing to spool)
+        entries: list[tuple[tuple[list[Record], OnDurable | None], tuple[int, str, bytes] | None]] = []
+        for item in items:
+            records = item[0]
             if not records:
-                kept.append((records, on_durable))
+                entries.append((item, None))
                 continue
             try:
-                batches.append((len(records), records[0].tags.get("source", records[0].measurement), encode(records)))
+                batch = (len(records), records[0].tags.get("source", records[0].measurement), encode(records))
             except Exception as exc:  # a submission the store's format cannot express: set aside, go on
                 if not self._set_aside_unencodable(records, exc):
                     self.memory_refused += len(records)  # not acknowledged: the spool cannot take it now
                     continue
-            kept.append((records, on_durable))
-        try:
-            self.spool.append(batches)
-        except SpoolFull as exc:  # the spool counts what it refused
-            self._refused(str(exc))
-            return  # callbacks not called: MQTT messages stay unacknowledged and are redelivered
-        except SpoolError as exc:
-            self._spool_failed(str(exc), items)
-            return
+                batch = None
+            entries.append((item, batch))
+        done = 0
+        for chunk in self._chunks(entries):
+            try:
+                self.spool.append([b for _item, b in chunk if b is not None])
+            except SpoolFull as exc:  # the spool counts what it refused (the last chunk: the rest)
+                self._refused(str(exc))
+                return  # callbacks not called: MQTT messages stay unacknowledged and are redelivered
+            except SpoolError as exc:
+                self._spool_failed(str(exc), [item for item, _b in entries[done:]])
+                return
+            self._durable(chunk)
+            done += len(chunk)
+
+    def _chunks(
+        self, entries: list[tuple[tuple[list[Record], OnDurable | None], tuple[int, str, bytes] | None]]
+    ) -> list[list[tuple[tuple[list[Record], OnDurable | None], tuple[int, str, bytes] | None]]]:
+        """The group as one chunk, or, when a `reject_new` spool has room for only part of it, the
+        part that fits, then the rest (which the spool refuses: a group commit must not take a
+        spool past max_points, nor refuse messages that would have fitted)."""
+        if self.spool.policy != SpoolPolicy.REJECT_NEW:
+            return [entries]
+        room = self.spool.max_points - self.spool.depth()
+        total = sum(b[0] for _i, b in entries if b is not None)
+        if total <= room:
+            return [entries]
+        used, cut = 0, 0
+        for k, (_item, batch) in enumerate(entries):
+            points = batch[0] if batch is not None else 0
+            if used + points > room and (used or self.spool.depth()):
+                break
+            used, cut = used + points, k + 1
+        return [entries[:cut], entries[cut:]] if cut else [entries]
+
+    def _durable(
+        self, chunk: list[tuple[tuple[list[Record], OnDurable | None], tuple[int, str, bytes] | None]]
+    ) -> None:
+        """A chunk is in the spool: wake the drainer if need be, then acknowledge each submission."""
+        if any(b is not None for _i, b in chunk):
+            self.commits += 1
+        with self._lock:
+            first = self._spooled_since is None
+            if first:
+                self._spooled_since = time.monotonic()
+        if first or self.spool.depth() >= self.flush_points:
+            self._committed.set()  # the drainer times its next write from the first commit
         if self._spool_failing is not None:
             log.info("spool %s takes points again", self.spool.path)
             self._spool_failing = None
-        for _records, on_durable in kept:
+        for (_records, on_durable), _batch in chunk:
             if on_durable is not None:
                 try:
                     on_durable()
                 except Exception:  # an ack that fails must not stop the others
                     log.exception("acknowledging a durable batch failed")
-        self._committed.set()
 
     def _set_aside_unencodable(self, records: list[Record], exc: Exception) -> bool:
         """Keep a submission that cannot be encoded in the rejected table; True when it is there."""
@@ -243,6 +358,7 @@ class HistorianWriter:
             down_s = time.time() - (self.store_down_since or time.time())
             store = "the historian is up and draining" if self.store_up else f"the historian is down for {down_s:.0f} s"
             self._refusing = f"{message}; {store}"
+            self._refused_at_depth = self.spool.depth()
             log.error("%s (logged once; another line when there is room again)", self._refusing)
 
     def _spool_failed(self, message: str, items: list[tuple[list[Record], OnDurable | None]]) -> None:
@@ -276,6 +392,8 @@ class HistorianWriter:
         depth = self.spool.depth()
         if depth and depth >= self.spool.warn_fraction * self.spool.max_points:
             return
+        if depth and self._refused_at_depth and depth >= self._refused_at_depth:
+            return  # nothing drained since a group was refused (it may be refused below the warning level)
         log.info(
             "spool has room again (%d of %d points); %d points were refused in %d commits while full",
             depth,
@@ -283,7 +401,7 @@ class HistorianWriter:
             self.refused,
             self.refusals,
         )
-        self._refusing = None
+        self._refusing, self._refused_at_depth = None, 0
         callback = self.on_room
         if callback is not None:
             threading.Thread(target=self._call_on_room, args=(callback,), name="spool-on-room", daemon=True).start()
@@ -300,7 +418,7 @@ class HistorianWriter:
         backoff = self.flush_interval_s
         while not self._stop.is_set():
             try:
-                moved = self.flush()
+                self.flush()
                 self._check_room()
             except SpoolError as exc:  # the spool cannot forget what was written (disk full): back off
                 self.drain_failures += 1
@@ -324,12 +442,35 @@ class HistorianWriter:
                 self._unexpected = None
             if self.store_up:
                 backoff = self.flush_interval_s
-                if not moved:
-                    self._committed.wait(self.flush_interval_s)
-                    self._committed.clear()
+                self._wait_for_flush()
             else:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
+
+    def _flush_due_in(self) -> float | None:
+        """Seconds until the next historian write is due (0: now; None: nothing spooled). Due
+        when flush_points are spooled or the oldest commit not yet written is flush_interval_s
+        old."""
+        depth = self.spool.depth()
+        if depth == 0:
+            return None
+        if depth >= self.flush_points:
+            return 0.0
+        now = time.monotonic()
+        with self._lock:
+            if self._spooled_since is None:  # spooled before this drainer saw it (a restart)
+                self._spooled_since = now
+            since = self._spooled_since
+        return max(0.0, since + self.flush_interval_s - now)
+
+    def _wait_for_flush(self) -> None:
+        """Block until a historian write is due (or the writer stops)."""
+        while not self._stop.is_set():
+            due = self._flush_due_in()
+            if due == 0.0:
+                return
+            if self._committed.wait(0.5 if due is None else due):
+                self._committed.clear()
 
     def flush(self, max_rounds: int = 1_000_000) -> int:
         """Write spooled batches, oldest first, until the spool is empty or the store fails."""
@@ -337,6 +478,8 @@ class HistorianWriter:
         for _ in range(max_rounds):
             batches = self.spool.oldest(self.batch_points)
             if not batches:
+                with self._lock:
+                    self._spooled_since = None
                 break
             points = sum(b.points for b in batches)
             started = time.time_ns()
@@ -363,6 +506,7 @@ class HistorianWriter:
             self.store_up = True
             self.store_down_since = None
             self._forget(batches)
+            self.flushes += 1
             moved += points
             for b in batches:
                 self.written[b.source] = self.written.get(b.source, 0) + b.points

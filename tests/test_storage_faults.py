@@ -94,14 +94,25 @@ def test_the_drainer_survives_an_unexpected_exception_and_says_so_meanwhile(tmp_
         writer.stop()
 
 
-def test_an_oversize_commit_on_an_empty_spool_is_accepted(tmp_path: Path) -> None:
+def test_an_oversize_submission_on_an_empty_spool_is_accepted_and_a_group_is_cut_at_the_bound(
+    tmp_path: Path,
+) -> None:
+    """One submission larger than the spool is never refused by an empty spool (it could never be
+    taken otherwise); a group commit takes the submissions that fit and refuses the rest, so the
+    spool stays within max_points however many messages one group commit gathers."""
     spool = Spool(tmp_path / "s.db", max_points=15, policy="reject_new")
     writer = HistorianWriter(EmbeddedHistorian(tmp_path / "h.db"), spool, flush_interval_s=60)
     acked: list[int] = []
-    for k in range(3):  # one group commit of 30 points after a restart
+    writer.submit_records(_batch(0, 0, n=30), lambda: acked.append(0))
+    writer.commit()
+    assert acked == [0] and spool.depth() == 30 and writer.refused == 0
+
+    bounded = Spool(tmp_path / "b.db", max_points=25, policy="reject_new")
+    writer = HistorianWriter(EmbeddedHistorian(tmp_path / "h2.db"), bounded, flush_interval_s=60)
+    for k in range(1, 4):  # one group of 30 points into an empty spool of 25
         writer.submit_records(_batch(0, k), lambda k=k: acked.append(k))
     writer.commit()
-    assert acked == [0, 1, 2] and spool.depth() == 30 and writer.refused == 0
+    assert acked == [0, 1, 2] and bounded.depth() == 20 and writer.refused == 10  # the third waits (unacked)
 
 
 def test_a_full_spool_says_so_once_and_recovers_by_itself(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
