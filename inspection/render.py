@@ -1,17 +1,18 @@
-"""Render substations offscreen with Open3D (GPU or CPU): one long-lived renderer whose scene is
-built once per substation and only re-coloured afterwards.
+"""Render substations offscreen with Open3D on the CPU: one long-lived renderer per process whose
+scene is built once per substation and only re-coloured afterwards.
 
-On Mesa's CPU renderer (llvmpipe) a frame costs per geometry (a draw call and a material each), not
-per triangle: the primary substation's 197 parts as 197 geometries gave no frame within 400 s,
-merged into a few meshes (one per colour) 0.3-1.1 s at 320x200. So the scene holds ONE merged
-mesh per (substation, colour), named `<substation>|colour<n>`, plus the ground; every part's mesh
-and metadata stay here in Python. A state change re-computes each part's colour, and only the
-colour groups whose member set changed are removed and added again (merged anew); the others are
-untouched, so a render with no change adds no geometry. A step view moves the camera.
+The picture is ray-cast with Open3D's `RaycastingScene` (Embree): one ray per pixel finds the part
+it hits and that triangle's normal, and the pixel is that part's colour, lit by a sun and a fill
+light from the camera, with a dark outline where one part meets another. Every part is its own
+geometry in the scene, added once; its colour is a row of a table kept here in Python, so a state
+change, a step view's highlight or a camera move never adds or removes geometry: re-colouring is
+assigning rows, a frame is one `cast_rays` call. A 640x480 frame takes about 0.1 s on one CPU core.
 
-Rebuilding the whole scene each frame (`clear_geometry()` + `add_geometry()`) leaked in Open3D's
-Filament backend and made each frame slower than the last (2.5 s, 10.9 s, 42 s here).
-Must be driven from one thread (the render process's main thread: `inspection/worker.py`)."""
+Open3D's Filament `OffscreenRenderer` was used before. On Mesa's software Vulkan (llvmpipe) it took
+seconds to minutes a frame as soon as a scene held more than a few geometries (86 per-equipment
+meshes: 113 s, 172 s, then 13-22 s a frame on this 2-core machine), stalled after colour groups
+were removed and re-added, and leaked when rebuilt; the ray caster has none of that state. The
+render process (`inspection/worker.py`) still keeps one renderer for the life of the process."""
 
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import open3d as o3d
-from open3d.visualization import rendering
 from PIL import Image, ImageDraw
 
 from inspection.config import AssetConfig, InspectionConfig
@@ -37,11 +37,16 @@ FOV_DEG = 50.0  # vertical field of view
 VIEW_DIRECTION = np.array([-0.55, -1.0, 0.75])
 DIM_GREY = np.array([0.80, 0.81, 0.83])
 DIM_MIX = 0.75  # a dimmed part is 75 % light grey: the highlighted equipment stands out
+#: towards the sun (from above, behind the viewer's left shoulder), and how much each light gives
+SUN = (np.array([0.4, -0.5, 0.8]) / np.linalg.norm([0.4, -0.5, 0.8])).astype(np.float32)
+AMBIENT, SUNLIGHT, FILL = 0.32, 0.55, 0.25
+OUTLINE = 0.55  # a pixel where one part meets another is this much of its colour
+XRAY = 0.7  # where a part hides the step's equipment, the equipment shows through at this weight
 
 
 @dataclass(frozen=True)
 class Camera:
-    fov_deg: float
+    fov_deg: float  # vertical
     center: tuple[float, float, float]
     eye: tuple[float, float, float]
     up: tuple[float, float, float] = (0.0, 0.0, 1.0)
@@ -51,15 +56,15 @@ class Camera:
 class SceneStats:
     """What the renderer did, so a caller (or a test) can see that a scene is reused.
 
-    Geometries are what the Open3D scene holds: one merged mesh per (substation, colour) and a
-    ground per substation. `materials_changed` counts re-colourings: a part (or a ground) whose
-    colour changed."""
+    Geometries are what the Open3D scenes hold: one per part and a ground per substation, added
+    when the substation is built and never removed. `materials_changed` counts re-colourings: a
+    part (or a ground) whose colour changed."""
 
     builds: int = 0  # substations whose parts were built
-    parts: int = 0  # parts kept (in Python) across the built substations
-    geometries: int = 0  # geometries in the scene now
-    geometries_added: int = 0  # colour groups and grounds added to the scene, ever
-    geometries_removed: int = 0  # colour groups removed because their member set changed
+    parts: int = 0  # parts across the built substations
+    geometries: int = 0  # geometries in the scenes now
+    geometries_added: int = 0  # parts and grounds added to the scenes, ever
+    geometries_removed: int = 0  # always 0: a scene is built once and only re-coloured
     materials_changed: int = 0
     renders: int = 0
 
@@ -71,30 +76,22 @@ class _Part:
     role: ColourRole
     structure: Rgb
     bounds: tuple[np.ndarray, np.ndarray]
-    vertices: np.ndarray  # (n, 3) float, substation frame
-    triangles: np.ndarray  # (m, 3) int, indices into `vertices`
-
-
-@dataclass
-class _Group:
-    geometry: str  # the name in the Open3D scene
-    members: tuple[int, ...]  # indices into `_Built.parts`
 
 
 @dataclass
 class _Built:
+    scene: o3d.t.geometry.RaycastingScene
     parts: list[_Part] = field(default_factory=list)
-    colours: list[Rgb] = field(default_factory=list)  # each part's colour now
-    groups: dict[Rgb, _Group] = field(default_factory=dict)  # what the scene holds now, per colour
+    #: each geometry's colour now, by Open3D geometry id (parts, then the ground), and a last row
+    #: for the background (a ray that hits nothing)
+    table: np.ndarray = field(default_factory=lambda: np.zeros((1, 3), dtype=np.float32))
+    row: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # geometry id → table row
+    ground_row: int = 0
+    ground_colour: Rgb = (0.0, 0.0, 0.0)
+    #: per asset, a scene of its parts alone and its geometry ids' table rows (x-ray of a step view)
+    assets: dict[str, tuple[o3d.t.geometry.RaycastingScene, np.ndarray]] = field(default_factory=dict)
     lo: np.ndarray = field(default_factory=lambda: np.zeros(3))
     hi: np.ndarray = field(default_factory=lambda: np.zeros(3))
-
-
-def _material(rgb: Sequence[float]) -> rendering.MaterialRecord:
-    m = rendering.MaterialRecord()
-    m.shader = "defaultLit"
-    m.base_color = [float(rgb[0]), float(rgb[1]), float(rgb[2]), 1.0]
-    return m
 
 
 def dimmed(rgb: Sequence[float]) -> Rgb:
@@ -120,134 +117,166 @@ def framing(
     return Camera(fov_deg, (cx, cy, cz), (ex, ey, ez))
 
 
-def _merged(parts: Sequence[_Part]) -> o3d.geometry.TriangleMesh:
-    """One mesh of all `parts` (vertices concatenated, triangle indices offset), with vertex normals."""
-    offsets = np.cumsum([0] + [len(p.vertices) for p in parts[:-1]])
-    vertices = np.concatenate([p.vertices for p in parts])
-    triangles = np.concatenate([p.triangles + off for p, off in zip(parts, offsets, strict=True)])
-    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices), o3d.utility.Vector3iVector(triangles))
-    mesh.compute_vertex_normals()
+def camera_matrices(camera: Camera, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pinhole intrinsics (3x3) and the world-to-camera extrinsics (4x4, camera looking along
+    +z with x right and y down, Open3D's convention) of `camera` for a `width` x `height` image."""
+    eye, center, up = (np.asarray(v, dtype=float) for v in (camera.eye, camera.center, camera.up))
+    forward = center - eye
+    if np.linalg.norm(forward) < 1e-9:
+        raise ValueError(f"camera eye and centre coincide at {camera.eye}: nothing to look at")
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, up)
+    if np.linalg.norm(right) < 1e-9:
+        raise ValueError(f"camera looks along its up vector {camera.up}: choose another up")
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    focal = (height / 2) / math.tan(math.radians(camera.fov_deg) / 2)
+    intrinsic = np.array([[focal, 0.0, width / 2], [0.0, focal, height / 2], [0.0, 0.0, 1.0]])
+    rotation = np.stack([right, down, forward])
+    extrinsic = np.eye(4)
+    extrinsic[:3, :3] = rotation
+    extrinsic[:3, 3] = -rotation @ eye
+    return intrinsic, extrinsic
+
+
+def _tensor_mesh(vertices: np.ndarray, triangles: np.ndarray) -> o3d.t.geometry.TriangleMesh:
+    mesh = o3d.t.geometry.TriangleMesh()
+    mesh.vertex.positions = o3d.core.Tensor.from_numpy(np.ascontiguousarray(vertices, dtype=np.float32))
+    mesh.triangle.indices = o3d.core.Tensor.from_numpy(np.ascontiguousarray(triangles, dtype=np.uint32))
     return mesh
 
 
-class SceneRenderer:
-    """One Open3D offscreen renderer for the life of the process, each substation's parts merged
-    into one geometry per colour, re-grouped on a colour change and looked at from any camera."""
+def _cast(
+    scene: o3d.t.geometry.RaycastingScene, row: np.ndarray, rays: np.ndarray, background: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cast `rays` (..., 6): per ray the colour-table row of what it hits (`background` when
+    nothing), that triangle's normal and the distance to it (inf when nothing)."""
+    hit = scene.cast_rays(o3d.core.Tensor.from_numpy(np.ascontiguousarray(rays, dtype=np.float32)))
+    ids = hit["geometry_ids"].numpy().astype(np.int64)
+    missed = ids >= len(row)  # Open3D's INVALID_ID
+    rows = np.where(missed, background, row[np.minimum(ids, len(row) - 1)])
+    return rows, hit["primitive_normals"].numpy(), hit["t_hit"].numpy()
 
-    def __init__(self, width: int, height: int, *, shadows: bool = False, post_processing: bool = False) -> None:
+
+def _shade(
+    table: np.ndarray,
+    rows: np.ndarray,
+    normals: np.ndarray,
+    directions: np.ndarray,
+    ground_row: int,
+    flat: bool = False,
+) -> np.ndarray:
+    """Colour per pixel (0..1 floats): the part's colour lit by the sun and a fill light from
+    the eye, darker where one part meets another (an outline; not for `flat`, a list of pixels
+    rather than an image); the background unlit."""
+    background = len(table) - 1
+    # a triangle seen from behind is lit as its front (the primitives' winding is not relied on)
+    facing = -np.einsum("...k,...k->...", normals, directions)
+    sun = np.einsum("...k,k->...", normals, SUN)
+    sun *= np.sign(facing)
+    light = np.clip(sun, 0.0, 1.0)
+    light *= SUNLIGHT
+    light += AMBIENT + FILL * np.abs(facing)
+    np.minimum(light, 1.0, out=light)
+    light[rows == background] = 1.0
+    if not flat:
+        edge = np.zeros(rows.shape, dtype=bool)  # where one part meets another (or the sky)
+        edge[:, 1:] |= rows[:, 1:] != rows[:, :-1]
+        edge[1:, :] |= rows[1:, :] != rows[:-1, :]
+        edge &= rows != ground_row
+        light[edge] *= OUTLINE
+    image = table[rows]
+    image *= light[..., None]
+    return image
+
+
+class SceneRenderer:
+    """One renderer for the life of the process: each substation's parts added once to an Open3D
+    ray-casting scene of its own, re-coloured on a state change and seen from any camera."""
+
+    def __init__(self, width: int, height: int) -> None:
+        if width < 16 or height < 16:
+            raise ValueError(f"inspection.width/height {width}x{height}: a render needs at least 16x16 pixels")
         self.width, self.height = width, height
-        self.renderer = rendering.OffscreenRenderer(width, height)
-        scene = self.renderer.scene
-        # shadow maps are most of a frame on a CPU (Mesa llvmpipe): 14 s against 3 s at 320x200 here
-        scene.view.set_shadowing(shadows)
-        # tone mapping, bloom, FXAA and the colour grading pass cost a full-screen pass each on a CPU
-        scene.view.set_post_processing(post_processing)
-        # FXAA/MSAA: with it on, a frame took 10 s to minutes on llvmpipe here; off, 0.05-0.3 s
-        scene.view.set_antialiasing(False)
-        scene.set_background([*BACKGROUND, 1.0])
-        scene.scene.set_sun_light([-0.4, 0.5, -0.8], [1.0, 1.0, 1.0], 90000)
-        scene.scene.enable_sun_light(True)
         self.stats = SceneStats()
         self._built: dict[str, _Built] = {}
-        self._ground: dict[str, Rgb] = {}  # substation → its ground's colour now
-        self._group_names: dict[tuple[str, Rgb], str] = {}  # (substation, colour) → geometry name, kept
-        self._shown: str | None = None
         self._camera: Camera | None = None
+        self._local: tuple[float, np.ndarray] | None = None
+        self._rays: np.ndarray | None = None  # (height, width, 6) float32: origin, unit direction
+        self._matrices: tuple[np.ndarray, np.ndarray] | None = None
+        self._directions: np.ndarray | None = None
 
     # -- the scene -------------------------------------------------------------------------------
     def build(self, substation: str, assets: Sequence[AssetConfig]) -> None:
-        """Build the substation's parts and add them to the scene, once (later calls are no-ops).
+        """Add the substation's parts to its scene, once (later calls are no-ops).
 
         Each part starts in its structure colour or, for a state-coloured part, unknown."""
         if substation in self._built:
             return
         if not assets:
             raise ValueError(f"assets.yaml has no equipment for substation {substation!r}")
-        built = _Built()
+        built = _Built(o3d.t.geometry.RaycastingScene())
+        colours: list[Rgb] = []
+        ids: list[int] = []
         for asset in assets:
             kind = equipment_kind(asset.kind)
             x, y = asset.position
+            alone, own_ids, own_rows = o3d.t.geometry.RaycastingScene(), [], []
             for spec in kind.parts_for(asset):
                 mesh = part_mesh(spec, x, y, asset.rotation_deg)
-                vertices = np.asarray(mesh.vertices, dtype=float).copy()
-                triangles = np.asarray(mesh.triangles, dtype=np.int32).copy()
-                bounds = (vertices.min(axis=0), vertices.max(axis=0))
-                name = f"{asset.name}/{spec.name}"
+                vertices = np.asarray(mesh.vertices, dtype=float)
+                tmesh = _tensor_mesh(vertices, np.asarray(mesh.triangles))
+                own_rows.append(len(ids))
+                ids.append(built.scene.add_triangles(tmesh))
+                own_ids.append(alone.add_triangles(tmesh))
                 built.parts.append(
-                    _Part(name, asset.name, spec.colour, kind.structure_colour, bounds, vertices, triangles)
+                    _Part(
+                        f"{asset.name}/{spec.name}",
+                        asset.name,
+                        spec.colour,
+                        kind.structure_colour,
+                        (vertices.min(axis=0), vertices.max(axis=0)),
+                    )
                 )
-                built.colours.append(
+                colours.append(
                     kind.structure_colour if spec.colour is ColourRole.STRUCTURE else COLOURS[AssetState.UNKNOWN]
                 )
+            if own_ids:
+                row_of = np.full(max(own_ids) + 1, -1, dtype=np.int64)
+                row_of[np.asarray(own_ids)] = own_rows
+                built.assets[asset.name] = (alone, row_of)
         if not built.parts:
             raise ValueError(f"the equipment of substation {substation!r} in assets.yaml has no parts to draw")
+        floor = ground()
+        ids.append(
+            built.scene.add_triangles(
+                _tensor_mesh(np.asarray(floor.mesh.vertices, dtype=float), np.asarray(floor.mesh.triangles))
+            )
+        )
+        colours.append(floor.colour)
+        built.ground_colour = floor.colour
+        # table rows: parts in order, the ground, then the background; Open3D's geometry ids map onto them
+        built.row = np.full(max(ids) + 1, len(colours), dtype=np.int64)
+        built.row[np.asarray(ids)] = np.arange(len(ids))
+        built.table = np.asarray([*colours, BACKGROUND], dtype=np.float32)
+        built.ground_row = len(colours) - 1
         built.lo = np.min([p.bounds[0] for p in built.parts], axis=0)
         built.hi = np.max([p.bounds[1] for p in built.parts], axis=0)
         self._built[substation] = built
         self.stats.builds += 1
         self.stats.parts += len(built.parts)
+        self.stats.geometries += len(ids)
+        self.stats.geometries_added += len(ids)
 
-        floor = ground()
-        floor.mesh.compute_vertex_normals()
-        self.renderer.scene.add_geometry(f"{substation}|ground", floor.mesh, _material(floor.colour))
-        self._ground[substation] = floor.colour
-        self.stats.geometries_added += 1
-        self.stats.geometries += 1
-        self._regroup(substation, built.colours)
-        self._show(substation, force=True)
-
-    def _regroup(self, substation: str, colours: Sequence[Rgb]) -> None:
-        """Give the parts these colours: each colour group whose member set changed is removed and
-        added again as one merged mesh; unchanged groups stay as they are."""
+    def _paint(self, substation: str, parts: Sequence[Rgb], floor: Rgb) -> None:
+        """Give the parts (in build order) and the ground these colours."""
         built = self._built[substation]
-        if len(colours) != len(built.parts):
-            raise ValueError(f"{len(colours)} colours for the {len(built.parts)} parts of {substation!r}")
-        members: dict[Rgb, list[int]] = {}
-        for i, colour in enumerate(colours):
-            members.setdefault(tuple(colour), []).append(i)  # type: ignore[arg-type]
-        wanted = {colour: tuple(idx) for colour, idx in members.items()}
-        self.stats.materials_changed += sum(a != b for a, b in zip(built.colours, colours, strict=True))
-        built.colours = [tuple(c) for c in colours]  # type: ignore[misc]
-        scene = self.renderer.scene
-        for colour, group in list(built.groups.items()):
-            if wanted.get(colour) != group.members:
-                scene.remove_geometry(group.geometry)
-                del built.groups[colour]
-                self.stats.geometries_removed += 1
-                self.stats.geometries -= 1
-        visible = self._shown == substation
-        for colour, idx in wanted.items():
-            if colour in built.groups:
-                continue
-            key = (substation, colour)
-            if key not in self._group_names:
-                self._group_names[key] = f"{substation}|colour{len(self._group_names)}"
-            name = self._group_names[key]
-            scene.add_geometry(name, _merged([built.parts[i] for i in idx]), _material(colour))
-            if not visible:
-                scene.show_geometry(name, False)
-            built.groups[colour] = _Group(name, idx)
-            self.stats.geometries_added += 1
-            self.stats.geometries += 1
-
-    def _show(self, substation: str, *, force: bool = False) -> None:
-        """Only this substation's ground and colour groups visible."""
-        if self._shown == substation and not force:
-            return
-        scene = self.renderer.scene
-        for other, built in self._built.items():
-            visible = other == substation
-            scene.show_geometry(f"{other}|ground", visible)
-            for group in built.groups.values():
-                scene.show_geometry(group.geometry, visible)
-        self._shown = substation
-
-    def _paint_ground(self, substation: str, colour: Rgb) -> None:
-        if self._ground.get(substation) == colour:
-            return
-        self.renderer.scene.modify_geometry_material(f"{substation}|ground", _material(colour))
-        self._ground[substation] = colour
-        self.stats.materials_changed += 1
+        if len(parts) != len(built.parts):
+            raise ValueError(f"{len(parts)} colours for the {len(built.parts)} parts of {substation!r}")
+        new = np.asarray([*parts, floor], dtype=np.float32)
+        old = built.table[: len(new)]
+        self.stats.materials_changed += int(np.any(np.abs(new - old) > 1e-6, axis=1).sum())
+        built.table[: len(new)] = new
 
     def colour(self, substation: str, assets: Sequence[AssetConfig], states: Mapping[str, AssetState | str]) -> None:
         """Each asset's state-coloured parts in its kind's colour for its state (unknown when absent)."""
@@ -259,20 +288,29 @@ class SceneRenderer:
                 colours.append(kinds[part.asset].colour_of(state))
             else:
                 colours.append(part.structure)
-        self._regroup(substation, colours)
-        self._paint_ground(substation, ground().colour)  # a step view before may have dimmed it
+        self._paint(substation, colours, self._built[substation].ground_colour)
 
     def highlight(self, substation: str, assets: Sequence[AssetConfig], asset_name: str, state: AssetState) -> None:
         """The one asset in its state colour, everything else washed out towards grey."""
-        kind = equipment_kind(next(a.kind for a in assets if a.name == asset_name))
+        matches = [a.kind for a in assets if a.name == asset_name]
+        if not matches:
+            raise KeyError(f"{asset_name!r} is not equipment of substation {substation!r} in assets.yaml")
+        kind = equipment_kind(matches[0])
         colours: list[Rgb] = []
         for part in self._built[substation].parts:
             if part.asset == asset_name:
                 colours.append(kind.colour_of(state) if part.role is ColourRole.STATE else part.structure)
             else:
                 colours.append(dimmed(part.structure))
-        self._regroup(substation, colours)
-        self._paint_ground(substation, dimmed(ground().colour))
+        self._paint(substation, colours, dimmed(self._built[substation].ground_colour))
+
+    def colour_of(self, substation: str, asset_name: str) -> list[Rgb]:
+        """The colours the asset's parts are drawn in now (what a test or a caller can check)."""
+        built = self._built[substation]
+        rows = [i for i, p in enumerate(built.parts) if p.asset == asset_name]
+        if not rows:
+            raise KeyError(f"{asset_name!r} is not in the scene of {substation}")
+        return [tuple(float(c) for c in built.table[i]) for i in rows]  # type: ignore[misc]
 
     def bounds(self, substation: str, asset_name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The box around the substation's equipment, or around one asset's parts."""
@@ -286,29 +324,100 @@ class SceneRenderer:
 
     # -- the camera and the image ----------------------------------------------------------------
     def look(self, camera: Camera) -> None:
-        if camera != self._camera:
-            self.renderer.setup_camera(camera.fov_deg, list(camera.center), list(camera.eye), list(camera.up))
-            self._camera = camera
+        """Place the camera: one ray per pixel centre from the eye, unit directions."""
+        if camera == self._camera:
+            return
+        intrinsic, extrinsic = camera_matrices(camera, self.width, self.height)
+        if self._local is None or self._local[0] != camera.fov_deg:  # the pixels' directions, camera frame
+            xs = (np.arange(self.width, dtype=np.float32) + 0.5 - intrinsic[0, 2]) / intrinsic[0, 0]
+            ys = (np.arange(self.height, dtype=np.float32) + 0.5 - intrinsic[1, 2]) / intrinsic[1, 1]
+            local = np.stack(np.broadcast_arrays(xs[None, :], ys[:, None], np.float32(1.0)), axis=-1)
+            local /= np.linalg.norm(local, axis=-1, keepdims=True)
+            self._local = (camera.fov_deg, local.astype(np.float32))
+        rays = np.empty((self.height, self.width, 6), dtype=np.float32)
+        rays[..., :3] = np.asarray(camera.eye, dtype=np.float32)
+        rays[..., 3:] = self._local[1] @ extrinsic[:3, :3].astype(np.float32)  # camera → world
+        self._rays = rays
+        self._directions = rays[..., 3:]
+        self._matrices = intrinsic, extrinsic
+        self._camera = camera
 
-    def render(self, substation: str, camera: Camera) -> np.ndarray:
-        self._show(substation)
+    def render(self, substation: str, camera: Camera, xray: str | None = None) -> np.ndarray:
+        """The substation seen from `camera`: an (height, width, 3) uint8 image. With `xray` (an
+        asset's name) that equipment shows through whatever stands in front of it (a step view
+        must show the equipment it is about)."""
+        if substation not in self._built:
+            raise KeyError(f"substation {substation!r} was not built: call build() first")
+        built = self._built[substation]
         self.look(camera)
+        assert self._rays is not None and self._directions is not None
+        rows, normals, depth = _cast(built.scene, built.row, self._rays, len(built.table) - 1)
+        image = _shade(built.table, rows, normals, self._directions, built.ground_row)
+        if xray is not None:
+            self._xray(built, xray, rows, depth, image)
         self.stats.renders += 1
-        return np.asarray(self.renderer.render_to_image())
+        image *= 255.0
+        image += 0.5
+        return np.clip(image, 0, 255, out=image).astype(np.uint8)
+
+    def _xray(self, built: _Built, asset: str, rows: np.ndarray, depth: np.ndarray, image: np.ndarray) -> None:
+        """Where a part in front hides `asset`, draw the asset with the hiding part as a ghost."""
+        if asset not in built.assets:
+            raise KeyError(f"{asset!r} is not in the scene of this substation")
+        scene, row_of = built.assets[asset]
+        assert self._rays is not None and self._directions is not None
+        box = self._pixel_box(*self.bounds_of(built, asset))
+        if box is None:
+            return
+        x0, y0, x1, y1 = box
+        window = (slice(y0, y1), slice(x0, x1))
+        # only a ray whose first hit is another part (not the sky, the ground or the asset) can be hidden
+        front = rows[window]
+        candidates = (front != built.ground_row) & (front != len(built.table) - 1) & ~np.isin(front, row_of)
+        if not candidates.any():
+            return
+        rays = self._rays[window][candidates]
+        own_rows, own_normals, own_depth = _cast(scene, row_of, rays, len(built.table) - 1)
+        hidden = np.isfinite(own_depth) & (depth[window][candidates] < own_depth)
+        if not hidden.any():
+            return
+        seen = _shade(built.table, own_rows[hidden], own_normals[hidden], rays[hidden, 3:], built.ground_row, flat=True)
+        region = image[window]
+        ys, xs = np.nonzero(candidates)
+        ys, xs = ys[hidden], xs[hidden]
+        region[ys, xs] = XRAY * seen + (1.0 - XRAY) * region[ys, xs]
+
+    @staticmethod
+    def bounds_of(built: _Built, asset: str) -> tuple[np.ndarray, np.ndarray]:
+        boxes = [p.bounds for p in built.parts if p.asset == asset]
+        return np.min([b[0] for b in boxes], axis=0), np.max([b[1] for b in boxes], axis=0)
+
+    def _pixel_box(self, lo: np.ndarray, hi: np.ndarray) -> tuple[int, int, int, int] | None:
+        """The pixel rectangle (x0, y0, x1, y1) the box [lo, hi] covers; the whole image when a
+        corner is behind the camera, None when it is off the image."""
+        corners = [self.project((x, y, z)) for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]
+        if any(c is None for c in corners):
+            return 0, 0, self.width, self.height
+        xs = [c[0] for c in corners if c is not None]
+        ys = [c[1] for c in corners if c is not None]
+        x0, x1 = max(0, int(min(xs)) - 1), min(self.width, int(max(xs)) + 2)
+        y0, y1 = max(0, int(min(ys)) - 1), min(self.height, int(max(ys)) + 2)
+        return (x0, y0, x1, y1) if x0 < x1 and y0 < y1 else None
 
     def project(self, point: Sequence[float]) -> tuple[float, float] | None:
         """Pixel (x right, y down) of a 3D point for the current camera; None when behind it."""
-        cam = self.renderer.scene.camera
-        p = np.array([*point, 1.0])
-        clip = np.asarray(cam.get_projection_matrix()) @ np.asarray(cam.get_view_matrix()) @ p
-        if clip[3] <= 0:
+        if self._matrices is None:
             return None
-        ndc = clip[:3] / clip[3]
-        return (ndc[0] + 1) / 2 * self.width, (1 - ndc[1]) / 2 * self.height
+        intrinsic, extrinsic = self._matrices
+        p = extrinsic[:3, :3] @ np.asarray(point, dtype=float) + extrinsic[:3, 3]
+        if p[2] <= 1e-6:
+            return None
+        u, v, w = intrinsic @ p
+        return float(u / w), float(v / w)
 
 
 _renderers: dict[tuple[int, int], SceneRenderer] = {}
-_lock = threading.Lock()  # Open3D's renderer is not thread-safe: one render at a time
+_lock = threading.Lock()  # one render at a time: the renderer keeps the camera and colours between calls
 
 
 def scene_renderer(width: int, height: int) -> SceneRenderer:
@@ -365,4 +474,14 @@ def is_blank(path: Path) -> bool:
     return bool(pixels.std() < 1.0)
 
 
-__all__ = ["Camera", "SceneRenderer", "SceneStats", "framing", "render_substation", "scene_renderer", "is_blank", "o3d"]
+__all__ = [
+    "Camera",
+    "SceneRenderer",
+    "SceneStats",
+    "camera_matrices",
+    "framing",
+    "render_substation",
+    "scene_renderer",
+    "is_blank",
+    "o3d",
+]

@@ -60,7 +60,8 @@ def draw_step(
         r.build(substation, assets)
         r.highlight(substation, assets, asset, state)
         lo, hi = r.bounds(substation, asset)
-        image = Image.fromarray(r.render(substation, framing(lo, hi, cfg.width / cfg.height)))
+        camera = framing(lo, hi, cfg.width / cfg.height)
+        image = Image.fromarray(r.render(substation, camera, xray=asset))  # seen through what stands in front
         top = ((lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, hi[2])
         anchor = r.project(top)
     when = datetime.fromtimestamp((time.time_ns() if data_ns is None else data_ns) / 1e9, tz=UTC)
@@ -74,7 +75,7 @@ def draw_step(
     info.add_text("gridverse:time_is", "data" if data_ns is not None else "render")
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial.png")
-    image.save(partial, pnginfo=info)
+    image.save(partial, pnginfo=info, compress_level=1)  # fast: most of a frame was zlib at level 6
     partial.replace(path)  # a reader never sees a half-written image
     return path
 

@@ -1,5 +1,6 @@
-"""Open3D renders in a process of its own: its renderer must run on a main thread (it hangs when
-driven from a worker thread), and a renderer crash must not take the rest of the system down.
+"""Open3D renders in a process of its own: one long-lived renderer (`inspection.render`, scenes
+built once and re-coloured) serves every request in order, its CPU time does not compete with the
+stack's event loop for the GIL, and a renderer crash must not take the rest of the system down.
 `RenderService` renders the configured substation every `inspection.every_s`, supervised."""
 
 from __future__ import annotations
