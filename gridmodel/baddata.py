@@ -24,7 +24,7 @@ from gridmodel.estimator import Estimate, MeasurementResult, StateEstimator, fac
 from gridmodel.gain import SingularGainError, gain_structure
 from gridmodel.measurements import Measurement
 from gridmodel.mfunc import evaluate
-from gridmodel.selinv import SelectedInverse, SelectedInversionError
+from gridmodel.selinv import SelectedInversionError
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +51,11 @@ def _residuals_and_variance(est: Estimate, rows: np.ndarray | None) -> tuple[np.
     try:
         # the estimator's ordering and symbolic factor (cached per measurement structure), refactorised here
         structure, _ = gain_structure(model, cm.structure_key(), h_csr, cm.weights)
-        factor = structure.factorise(h_csr, cm.weights)
-        selected = SelectedInverse.from_ldl(structure.perm, structure.colptr, structure.rows, factor.lvals, factor.d)
+        explained = structure.factorise(h_csr, cm.weights).explained_variance(h_csr, rows)
     except (SelectedInversionError, SingularGainError, RuntimeError) as exc:
         log.warning("bad data: selected inversion unavailable (%s); one solve per measurement instead", exc)
-        omega[rows] = cm.sigma[rows] ** 2 - _explained_by_solves(h_csr, cm.weights, rows)
-    else:
-        omega[rows] = cm.sigma[rows] ** 2 - selected.quadratic_forms(h_csr, rows)
+        explained = _explained_by_solves(h_csr, cm.weights, rows)
+    omega[rows] = cm.sigma[rows] ** 2 - explained
     return cm.z - h, omega
 
 

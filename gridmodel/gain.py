@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
-from gridmodel.selinv import _etree, _find, _symbolic
+from gridmodel.selinv import SelectedInverse, _etree, _find, _symbolic, takahashi_positions
 
 #: A pivot below this share of its diagonal entry means G is singular to working precision.
 _PIVOT_SHARE = 1e-13
@@ -178,6 +178,41 @@ def _solve(
 
 
 @numba.njit(cache=True)
+def _quadratic_forms(
+    h_indptr: np.ndarray,
+    h_indices: np.ndarray,
+    h_data: np.ndarray,
+    wanted: np.ndarray,
+    perm: np.ndarray,
+    pair_pos: np.ndarray,
+    zlow: np.ndarray,
+    zdiag: np.ndarray,
+) -> np.ndarray:
+    """h_iᵀ·Z·h_i for the wanted rows of H, Z symmetric on L's pattern, pairs at `pair_pos`."""
+    m = len(h_indptr) - 1
+    first = np.empty(m + 1, dtype=np.int64)  # each row's first pair in pair_pos
+    first[0] = 0
+    for r in range(m):
+        c = h_indptr[r + 1] - h_indptr[r]
+        first[r + 1] = first[r] + c * (c - 1) // 2
+    out = np.empty(len(wanted))
+    for t in range(len(wanted)):
+        r = wanted[t]
+        s = 0.0
+        k = first[r]
+        for p in range(h_indptr[r], h_indptr[r + 1]):
+            hp = h_data[p]
+            a = perm[h_indices[p]]
+            s += hp * hp * zdiag[a]
+            for q in range(p + 1, h_indptr[r + 1]):
+                where = pair_pos[k]
+                s += 2.0 * hp * h_data[q] * (zdiag[a] if where < 0 else zlow[where])
+                k += 1
+        out[t] = s
+    return out
+
+
+@numba.njit(cache=True)
 def _weighted_gradient(
     h_indptr: np.ndarray, h_indices: np.ndarray, h_data: np.ndarray, wr: np.ndarray, n: int
 ) -> np.ndarray:
@@ -213,6 +248,24 @@ class GainFactor:
         s = self.structure
         return _solve(s.colptr, s.rows, self.lvals, self.d, s.perm, np.ascontiguousarray(b, dtype=np.float64))
 
+    def explained_variance(self, h_jac: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
+        """h_iᵀ·G⁻¹·h_i for the given rows of H (the H this factor's structure was analysed
+        for), from a selected inversion of G on L's pattern (`gridmodel.selinv`)."""
+        s = self.structure
+        if s.zpos is None:
+            object.__setattr__(s, "zpos", takahashi_positions(s.n, s.colptr, s.rows))
+        inverse = SelectedInverse.from_ldl(s.perm, s.colptr, s.rows, self.lvals, self.d, s.zpos)
+        return _quadratic_forms(
+            h_jac.indptr.astype(np.int64, copy=False),
+            h_jac.indices.astype(np.int64, copy=False),
+            h_jac.data,
+            np.asarray(rows, dtype=np.int64),
+            s.perm,
+            s.pair_pos,
+            inverse.zlow,
+            inverse.zdiag,
+        )
+
 
 @dataclass(frozen=True)
 class GainStructure:
@@ -227,6 +280,7 @@ class GainStructure:
     rcol: np.ndarray
     rpos: np.ndarray
     pair_pos: np.ndarray
+    zpos: np.ndarray | None = None  # where the Takahashi sweep reads, computed on first use
 
     @classmethod
     def analyse(cls, h_jac: sp.csr_matrix, weights: np.ndarray) -> GainStructure:

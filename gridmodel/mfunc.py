@@ -7,6 +7,7 @@ arrays (kind, internal row, z, σ), so each iteration is a handful of sparse pro
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -68,44 +69,40 @@ def _element_rows(model: PpcModel, table: dict[int, int], elements: np.ndarray) 
     return out
 
 
+_FIELDS = operator.attrgetter("meas_type", "element_type", "side", "element", "value", "std_dev", "pseudo")
+_MEAS_CODE = {"v": 0, "p": 1, "q": 2, "i": 3}
+_ELEMENT_CODE = {"bus": 0, "line": 1, "trafo": 2}
+_SIDE_CODE = {None: 0, "": 0, "from": 1, "to": 2, "hv": 3, "lv": 4}
+
+
 def compile_measurements(model: PpcModel, measurements: Sequence[Measurement]) -> CompiledMeasurements:
     """Measurements → arrays in model units (vectorised: tens of thousands in a few ms)."""
     n = len(measurements)
     base = model.base_mva
-    # one pass over the objects (attribute reads dominate at tens of thousands of measurements)
-    cols = (
-        list(
-            zip(
-                *[
-                    (m.meas_type, m.element_type, m.side or "", m.element, m.value, m.std_dev, m.pseudo)
-                    for m in measurements
-                ],
-                strict=True,
-            )
-        )
-        if n
-        else [()] * 7
-    )
-    mtype = np.array(cols[0], dtype="U1")
-    etype = np.array(cols[1], dtype="U5")
-    side_name = np.array(cols[2], dtype="U4")
+    # one pass over the objects in C (attribute reads dominate at tens of thousands of measurements),
+    # text turned into small codes by dictionary look-ups (numpy's text arrays and isin were slower)
+    cols = list(zip(*map(_FIELDS, measurements), strict=True)) if n else [()] * 7
+    mcode = np.array([_MEAS_CODE.get(x, -1) for x in cols[0]], dtype=np.int8).reshape(n)
+    ecode = np.array([_ELEMENT_CODE.get(x, -1) for x in cols[1]], dtype=np.int8).reshape(n)
+    scode = np.array([_SIDE_CODE.get(x, -1) for x in cols[2]], dtype=np.int8).reshape(n)
     element = np.array(cols[3], dtype=np.int64).reshape(n)
     value = np.array(cols[4], dtype=float).reshape(n)
     std = np.array(cols[5], dtype=float).reshape(n)
     pseudo = np.array(cols[6], dtype=bool).reshape(n)
-    is_bus, is_line, is_trafo = etype == "bus", etype == "line", etype == "trafo"
+    is_bus, is_line, is_trafo = ecode == 0, ecode == 1, ecode == 2
+    is_v, is_p, is_q, is_i = mcode == 0, mcode == 1, mcode == 2, mcode == 3
     bad = ~(is_bus | is_line | is_trafo)
-    bad |= is_bus & ~np.isin(mtype, ["v", "p", "q"])
-    bad |= ~is_bus & ~np.isin(mtype, ["p", "q", "i"])
-    bad |= is_line & ~np.isin(side_name, ["", "from", "to"])
-    bad |= is_trafo & ~np.isin(side_name, ["", "hv", "lv"])
+    bad |= is_bus & ~(is_v | is_p | is_q)
+    bad |= ~is_bus & ~(is_p | is_q | is_i)
+    bad |= is_line & ~((scode == 0) | (scode == 1) | (scode == 2))
+    bad |= is_trafo & ~((scode == 0) | (scode == 3) | (scode == 4))
     if bad.any():
         m = measurements[int(np.flatnonzero(bad)[0])]
         raise MeasurementMappingError(
             f"{m.label}: {m.element_type} {m.element} has no {m.meas_type!r} measurement on side {m.side!r}; "
             "buses take v/p/q, lines p/q/i on from/to, trafos p/q/i on hv/lv"
         )
-    side = np.where(np.isin(side_name, ["to", "lv"]), 1, 0)
+    side = np.where((scode == 2) | (scode == 4), 1, 0)
     row = np.full(n, -1, dtype=np.int64)
     in_range = is_bus & (element >= 0) & (element < len(model.bus_lookup))
     row[in_range] = model.bus_lookup[element[in_range]]
@@ -113,32 +110,32 @@ def compile_measurements(model: PpcModel, measurements: Sequence[Measurement]) -
     row[is_line] = _element_rows(model, model.line_branch, element[is_line])
     row[is_trafo] = _element_rows(model, model.trafo_branch, element[is_trafo])
     kind = np.full(n, -1, dtype=np.int8)
-    kind[is_bus & (mtype == "v")] = Kind.V_BUS
-    kind[is_bus & (mtype == "p")] = Kind.P_BUS
-    kind[is_bus & (mtype == "q")] = Kind.Q_BUS
+    kind[is_bus & is_v] = Kind.V_BUS
+    kind[is_bus & is_p] = Kind.P_BUS
+    kind[is_bus & is_q] = Kind.Q_BUS
     branch = ~is_bus
     for code, (mt, sd) in {
-        Kind.P_FROM: ("p", 0),
-        Kind.Q_FROM: ("q", 0),
-        Kind.I_FROM: ("i", 0),
-        Kind.P_TO: ("p", 1),
-        Kind.Q_TO: ("q", 1),
+        Kind.P_FROM: (1, 0),
+        Kind.Q_FROM: (2, 0),
+        Kind.I_FROM: (3, 0),
+        Kind.P_TO: (1, 1),
+        Kind.Q_TO: (2, 1),
         Kind.I_TO: ("i", 1),
     }.items():
-        kind[branch & (mtype == mt) & (side == sd)] = code
+        kind[branch & (mcode == mt) & (side == sd)] = code
     reasons: dict[int, str] = {}
     for k in np.flatnonzero(row < 0):
         reasons[int(k)] = (
-            f"bus {element[k]} is not energised" if is_bus[k] else f"{etype[k]} {element[k]} is out of service"
+            f"bus {element[k]} is not energised" if is_bus[k] else f"{cols[1][k]} {element[k]} is out of service"
         )
-    current = (mtype == "i") & (row >= 0)
+    current = is_i & (row >= 0)
     if current.any():
         # Branch ends metered for both P and Q: a current magnitude there comes from the same
         # CT/VT samples (its error is not independent of theirs), and |I|'s curvature slows
         # Gauss-Newton from quadratic to linear convergence, so it is set aside.
         end_code = row * 2 + side + np.where(is_trafo, 1 << 40, 0)
         metered = branch & ~pseudo & (row >= 0)
-        both = np.intersect1d(end_code[metered & (mtype == "p")], end_code[metered & (mtype == "q")])
+        both = np.intersect1d(end_code[metered & is_p], end_code[metered & is_q])
         for k in np.flatnonzero(current & np.isin(end_code, both)):
             reasons[int(k)] = "current at an end whose P and Q are metered (same samples, no new information)"
         for k in np.flatnonzero(current & (value < _MIN_CURRENT_SIGMAS * std)):
@@ -146,8 +143,8 @@ def compile_measurements(model: PpcModel, measurements: Sequence[Measurement]) -
             reasons.setdefault(int(k), f"current {value[k]:.4g} kA is within {_MIN_CURRENT_SIGMAS:g} σ of zero")
     keep = np.ones(n, dtype=bool)
     keep[list(reasons)] = False
-    scale = np.where(is_bus, np.where(mtype == "v", 1.0, -base), base)
-    live_current = np.flatnonzero((mtype == "i") & keep)
+    scale = np.where(is_bus, np.where(is_v, 1.0, -base), base)
+    live_current = np.flatnonzero(is_i & keep)
     if len(live_current):
         br = row[live_current]
         ends = np.where(side[live_current] == 1, model.t_bus[br], model.f_bus[br])

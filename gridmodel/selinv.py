@@ -163,6 +163,61 @@ def _takahashi(
 
 
 @numba.njit(cache=True)
+def takahashi_positions(n: int, colptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """For each column j and each pair (a, b) of its entries, where Z[rows[a], rows[b]] is stored:
+    a position in the lower values, or -(i + 1) for the diagonal entry Z[i, i]. Computed once per
+    pattern, it takes the searches out of the Takahashi sweep (`_takahashi_at`)."""
+    total = 0
+    for j in range(n):
+        c = colptr[j + 1] - colptr[j]
+        total += c * c
+    out = np.empty(total, dtype=np.int64)
+    t = 0
+    for j in range(n):
+        lo, hi = colptr[j], colptr[j + 1]
+        for a in range(lo, hi):
+            for b in range(lo, hi):
+                i, k = rows[a], rows[b]
+                if i == k:
+                    out[t] = -(i + 1)
+                else:
+                    if i < k:
+                        i, k = k, i
+                    out[t] = _find(rows, colptr[k], colptr[k + 1], i)
+                t += 1
+    return out
+
+
+@numba.njit(cache=True)
+def _takahashi_at(
+    n: int, colptr: np.ndarray, rows: np.ndarray, lvals: np.ndarray, diag: np.ndarray, zpos: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """`_takahashi` with the positions of the entries it reads given (`takahashi_positions`)."""
+    zlow = np.zeros(len(rows))
+    zdiag = np.zeros(n)
+    start = np.empty(n + 1, dtype=np.int64)
+    start[0] = 0
+    for j in range(n):
+        c = colptr[j + 1] - colptr[j]
+        start[j + 1] = start[j] + c * c
+    for j in range(n - 1, -1, -1):
+        lo, hi = colptr[j], colptr[j + 1]
+        t = start[j]
+        for a in range(lo, hi):
+            s = 0.0
+            for b in range(lo, hi):
+                where = zpos[t]
+                s += lvals[b] * (zdiag[-where - 1] if where < 0 else zlow[where])
+                t += 1
+            zlow[a] = -s
+        s = 0.0
+        for b in range(lo, hi):
+            s += lvals[b] * zlow[b]
+        zdiag[j] = 1.0 / diag[j] - s
+    return zlow, zdiag
+
+
+@numba.njit(cache=True)
 def _quadratic_forms(
     h_indptr: np.ndarray,
     h_indices: np.ndarray,
@@ -240,10 +295,17 @@ class SelectedInverse:
 
     @classmethod
     def from_ldl(
-        cls, perm: np.ndarray, colptr: np.ndarray, rows: np.ndarray, lvals: np.ndarray, d: np.ndarray
+        cls,
+        perm: np.ndarray,
+        colptr: np.ndarray,
+        rows: np.ndarray,
+        lvals: np.ndarray,
+        d: np.ndarray,
+        zpos: np.ndarray | None = None,
     ) -> SelectedInverse:
         """From an LDLᵀ factor already on a symbolic pattern (`gridmodel.gain.GainFactor`): no
-        ordering, pattern or scatter to redo, only the Takahashi sweep."""
+        ordering, pattern or scatter to redo, only the Takahashi sweep (without searches when
+        `zpos`, from `takahashi_positions` on the same pattern, is given)."""
         if np.any(d <= 0) or not np.all(np.isfinite(d)):
             raise SelectedInversionError(
                 "the gain matrix is not positive definite (a pivot ≤ 0); check for unobservable "
@@ -251,7 +313,10 @@ class SelectedInverse:
             )
         self = cls.__new__(cls)
         self.perm, self.colptr, self.rows, self.n = perm, colptr, rows, len(d)
-        self.zlow, self.zdiag = _takahashi(len(d), colptr, rows, lvals, d)
+        if zpos is None:
+            self.zlow, self.zdiag = _takahashi(len(d), colptr, rows, lvals, d)
+        else:
+            self.zlow, self.zdiag = _takahashi_at(len(d), colptr, rows, lvals, d, zpos)
         return self
 
     def quadratic_forms(self, h: sp.spmatrix, rows: np.ndarray | None = None) -> np.ndarray:
@@ -286,4 +351,4 @@ def gain_pattern(h: sp.spmatrix) -> sp.csc_matrix:
     return (s.T @ s).tocsc()
 
 
-__all__ = ["SelectedInverse", "SelectedInversionError", "factorise_symmetric", "gain_pattern"]
+__all__ = ["SelectedInverse", "SelectedInversionError", "factorise_symmetric", "gain_pattern", "takahashi_positions"]

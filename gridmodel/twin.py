@@ -4,6 +4,7 @@ A cycle can also be re-run at any past moment (`replay`) from what the historian
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -18,6 +19,7 @@ from gridmodel.measurements import Measurement, from_points, manual_measurements
 from gridmodel.network import GridData, apply_profiles, load_grid, profile_values
 from gridmodel.observability import analyse, device_loss_impact
 from gridmodel.ppcmodel import ModelBuildError
+from gridmodel.writer import STATE_SINCE_FIELD, Deadband, StateWriter, residual_records, violation_records
 from gridverse.config import Settings
 from gridverse.historian import Historian, HistorianError
 from gridverse.points import TELEMETRY, Point, Quality, Record, Source
@@ -28,11 +30,13 @@ from gridverse.schema import (  # the measurement names, defined once for every 
     TWIN_CYCLE,
     TWIN_OBSERVABILITY,
     TWIN_RESIDUAL,
-    TWIN_VIOLATION,
 )
 from gridverse.watchdog import DEFAULT_MISSES, Watchdog, Worker
 
 log = logging.getLogger(__name__)
+
+# the names callers (and tests) import from here, besides the twin itself
+__all__ = ["TWIN_BRANCH", "TWIN_BUS", "TWIN_CYCLE", "TWIN_RESIDUAL", "CycleResult", "Twin"]
 
 
 @dataclass
@@ -55,6 +59,9 @@ class Twin:
         self.historian = historian
         self.grid = grid or load_grid(settings.site.network)
         self.net = self.grid.net
+        # The grid's objects (hundreds of thousands on a large grid) live as long as the twin: keep
+        # them out of the collector's full passes, which took 0.25-1 s mid-cycle at 10,000 buses.
+        gc.freeze()
         self.base_line_service = self.net.line.in_service.copy()
         self.base_trafo_service = self.net.trafo.in_service.copy()
         self.base_switch_closed = self.net.switch.closed.copy()
@@ -69,6 +76,11 @@ class Twin:
         self._thread: threading.Thread | None = None
         self.worker = Worker("twin cycle", logger=log)  # replaced by the watchdog's in start()
         self.on_cycle: Callable[[CycleResult], None] | None = None  # e.g. the demo's truth check
+        self.writer = self._state_writer()  # the live cycles' state rows, with the deadband
+
+    def _state_writer(self) -> StateWriter:
+        cfg = self.settings.twin
+        return StateWriter(self.settings.site.name, Deadband.from_config(cfg), cfg.state_refresh_cycles)
 
     # -- inputs -----------------------------------------------------------------------------
     def _latest_points(self, at_ns: int) -> dict[tuple[str, str], Point]:
@@ -148,7 +160,7 @@ class Twin:
             self._observability(result, measurements, track=live)
         result.duration_s = time.perf_counter() - t0
         if store:
-            self._store(result)
+            self._store(result, live=live)
         self.last = result
         return result
 
@@ -182,7 +194,9 @@ class Twin:
                     self._last_telemetered.setdefault(m.device, []).append(m)
 
     # -- output -----------------------------------------------------------------------------
-    def _store(self, result: CycleResult) -> None:
+    def _store(self, result: CycleResult, *, live: bool = True) -> None:
+        """One write of the cycle's rows. A live cycle writes the state with the deadband; a replay
+        of a past moment writes all of it (and leaves the live cycles' record of what was written)."""
         site = self.settings.site.name
         t = result.time_ns
         report = result.report
@@ -195,7 +209,9 @@ class Twin:
         }
         records: list[Record] = []
         est = result.estimate
+        writer = self.writer if live else self._state_writer()
         if est is not None and report is not None:
+            state, since = writer.rows(est, t)
             cycle_fields.update(
                 {
                     "engine": est.engine.value,
@@ -206,10 +222,12 @@ class Twin:
                     "chi2_threshold": report.chi2_threshold,
                     "chi2_alarm": int(report.chi2_alarm),
                     "suspects": len(report.suspects),
+                    STATE_SINCE_FIELD: since,
+                    "state_rows": len(state),
                 }
             )
-            records += self._state_records(est, site, t)
-            records += self._residual_records(report, site, t)
+            records += state
+            records += residual_records(report, site, t)
             records += self._suspect_flags(report)
             records.extend(result.violations)
         for note in result.observability_notes:
@@ -218,87 +236,14 @@ class Twin:
         try:
             self.historian.write(records)
         except HistorianError as exc:
+            writer.forget()  # the historian may lack rows the deadband counts on: all of them next time
             log.error("twin: could not store cycle %d: %s", self.cycles, exc)
 
     def _violations(self, est: Estimate, t: int) -> list[Record]:
         """Buses outside the voltage band and branches above the loading limit, in the estimate."""
-        site = self.settings.site.name
-        band = self.settings.anomaly.voltage_band_pu
-        limit = self.settings.anomaly.loading_limit_percent
-        out = []
-        for bus, vm in est.res_bus.vm_pu.dropna().items():
-            if not band[0] <= vm <= band[1]:
-                bound = band[0] if vm < band[0] else band[1]
-                out.append(
-                    Record(
-                        TWIN_VIOLATION,
-                        {"site": site, "element": f"bus {bus}", "kind": "voltage"},
-                        {"value": float(vm), "limit": bound},
-                        t,
-                    )
-                )
-        for kind, table in (("line", est.res_line), ("trafo", est.res_trafo)):
-            for idx, loading in table.loading_percent.dropna().items():
-                if loading > limit:
-                    out.append(
-                        Record(
-                            TWIN_VIOLATION,
-                            {"site": site, "element": f"{kind} {idx}", "kind": "loading"},
-                            {"value": float(loading), "limit": limit},
-                            t,
-                        )
-                    )
-        return out
-
-    def _state_records(self, est: Estimate, site: str, t: int) -> list[Record]:
-        out = []
-        for bus, row in est.res_bus.dropna().iterrows():
-            out.append(
-                Record(
-                    TWIN_BUS,
-                    {"site": site, "bus": str(bus)},
-                    {
-                        "vm_pu": float(row.vm_pu),
-                        "va_degree": float(row.va_degree),
-                        "p_mw": float(row.p_mw),
-                        "q_mvar": float(row.q_mvar),
-                    },
-                    t,
-                )
-            )
-        for kind, table in (("line", est.res_line), ("trafo", est.res_trafo)):
-            for idx, loading in table.loading_percent.dropna().items():
-                out.append(
-                    Record(
-                        TWIN_BRANCH,
-                        {"site": site, "kind": kind, "index": str(idx)},
-                        {"loading_percent": float(loading)},
-                        t,
-                    )
-                )
-        return out
-
-    def _residual_records(self, report: BadDataReport, site: str, t: int) -> list[Record]:
-        """Every telemetered measurement's residuals; the ones identified as bad come from the
-        first estimate (they are not in the final one)."""
-        suspects = {id(s.measurement) for s in report.suspects}
-        rows = [(res, False) for res in report.results if res.measurement.device] + [
-            (res, True) for res in report.suspects
-        ]
-        out = []
-        for res, suspect in rows:
-            m = res.measurement
-            fields: dict[str, float | int | str | bool] = {
-                "measured": m.value,
-                "estimated": res.estimated,
-                "sigma": m.std_dev,
-                "residual_sigma": res.weighted,
-                "suspect": int(suspect or id(m) in suspects),
-            }
-            if res.normalised is not None:
-                fields["normalised"] = res.normalised
-            out.append(Record(TWIN_RESIDUAL, {"site": site, "device": m.device, "point": m.point}, fields, t))
-        return out
+        anomaly = self.settings.anomaly
+        band = (float(anomaly.voltage_band_pu[0]), float(anomaly.voltage_band_pu[1]))
+        return violation_records(est, self.settings.site.name, t, band, anomaly.loading_limit_percent)
 
     def _suspect_flags(self, report: BadDataReport) -> list[Record]:
         """Mark each suspect reading in the telemetry itself: same series and time, quality

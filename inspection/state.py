@@ -180,11 +180,14 @@ def _twin_view(historian: Historian, site: str, since_ns: int) -> tuple[int | No
     if not cycles:
         return None, {"loading": loading}, {}
     t = cycles[0].time_ns
+    # the state is written with a deadband: the cycle's rows are the newest of each series since
+    # its state_since_ns (gridmodel/writer.py), and a de-energised element has none there
+    since = int(cycles[0].fields.get("state_since_ns", t))
     fresh = {
         (r.tags["kind"], int(r.tags["index"]))
-        for r in historian.latest(TWIN_BRANCH, tags={"site": site}, start_ns=t, end_ns=t)
+        for r in historian.latest(TWIN_BRANCH, tags={"site": site}, start_ns=since, end_ns=t)
     }
-    buses = {int(r.tags["bus"]) for r in historian.latest(TWIN_BUS, tags={"site": site}, start_ns=t, end_ns=t)}
+    buses = {int(r.tags["bus"]) for r in historian.latest(TWIN_BUS, tags={"site": site}, start_ns=since, end_ns=t)}
     return t, {"loading": loading, "fresh": fresh}, {"buses": buses}
 
 

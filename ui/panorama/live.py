@@ -61,9 +61,14 @@ _ESTIMATES: dict[tuple[int, int, str, int], tuple[np.ndarray, np.ndarray]] = {}
 _ESTIMATES_LOCK = threading.Lock()
 
 
-def _estimate(historian: Historian, layout: GridLayout, site: str, t: int) -> tuple[np.ndarray, np.ndarray]:
+def _estimate(
+    historian: Historian, layout: GridLayout, site: str, t: int, since: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Voltage per bus and loading per branch of the estimate at `t`, read once per estimate and
-    shared by every session and refresh (decoding 20,000 rows of a large grid takes about a second)."""
+    shared by every session and refresh (decoding 20,000 rows of a large grid takes about a second).
+    The twin writes its state with a deadband: the estimate is the newest row of each bus and
+    branch in [since, t], `since` being the cycle's `state_since_ns` (gridmodel/writer.py)."""
+    since = t if since is None else since
     key = (id(historian), id(layout), site, t)
     with _ESTIMATES_LOCK:
         hit = _ESTIMATES.get(key)
@@ -73,12 +78,12 @@ def _estimate(historian: Historian, layout: GridLayout, site: str, t: int) -> tu
     vm = np.full(len(layout.bus), np.nan)
     loading = np.full(len(layout.branch_kind), np.nan)
     bus_pos = {int(b): i for i, b in enumerate(layout.bus)}
-    for r in historian.latest(TWIN_BUS, tags=tags, start_ns=t, end_ns=t):
+    for r in historian.latest(TWIN_BUS, tags=tags, start_ns=since, end_ns=t):
         i = bus_pos.get(int(r.tags["bus"]))
         if i is not None and "vm_pu" in r.fields:
             vm[i] = float(r.fields["vm_pu"])
     branch_pos = {(k, int(i)): p for p, (k, i) in enumerate(zip(layout.branch_kind, layout.branch_index, strict=True))}
-    for r in historian.latest(TWIN_BRANCH, tags=tags, start_ns=t, end_ns=t):
+    for r in historian.latest(TWIN_BRANCH, tags=tags, start_ns=since, end_ns=t):
         p = branch_pos.get((r.tags.get("kind", ""), int(r.tags["index"])))
         if p is not None and "loading_percent" in r.fields:
             loading[p] = float(r.fields["loading_percent"])
@@ -122,7 +127,8 @@ def read_snapshot(
                 problem = f"the twin's last cycle failed: {cycle.fields.get('error', '')}"
                 fresh = False
             elif fresh:
-                vm, loading = _estimate(historian, layout, site, estimate_ns)
+                since = int(cycle.fields.get("state_since_ns", estimate_ns))
+                vm, loading = _estimate(historian, layout, site, estimate_ns, since)
                 vm, loading = vm.copy(), loading.copy()
             clock = historian.latest(SIM_CLOCK, tags=tags, start_ns=estimate_ns - 60 * 10**9, end_ns=estimate_ns)
             if clock:
