@@ -33,14 +33,21 @@ def _audit(console: Console, action: str, actor: str) -> list:
     return [e for e in AuditRecord(s.audit.path, s.audit.key_path).entries() if e.action == action and e.actor == actor]
 
 
-def _nav(page) -> list[str]:
-    """The page titles in the navigation (Streamlit shows none when there is a single page)."""
+def _nav(page, expected: list[str], timeout_s: float = 20.0) -> list[str]:
+    """The page titles in the navigation (Streamlit shows none when there is a single page), read
+    until they are the expected ones or `timeout_s` passes (the sidebar fills in after the first
+    heading, later under load): the last reading is returned for the assertion."""
     page.get_by_role("heading").first.wait_for()
-    page.wait_for_timeout(1000)
-    if page.locator('[data-testid="stSidebarNav"]').count() == 0:
-        return [page.get_by_role("heading").first.inner_text().split(" — ")[0].strip()]
-    texts = page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()
-    return [t.strip().splitlines()[-1].strip() for t in texts]  # the last line: the title after its icon
+    deadline = time.monotonic() + timeout_s
+    while True:
+        page.wait_for_timeout(500)
+        if page.locator('[data-testid="stSidebarNav"]').count() == 0:
+            seen = [page.get_by_role("heading").first.inner_text().split(" — ")[0].strip()]
+        else:
+            texts = page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()
+            seen = [t.strip().splitlines()[-1].strip() for t in texts]  # the last line: the title after its icon
+        if sorted(seen) == sorted(expected) or time.monotonic() > deadline:
+            return seen
 
 
 def test_each_role_is_shown_exactly_the_pages_it_may_open(browser, console: Console) -> None:
@@ -48,7 +55,7 @@ def test_each_role_is_shown_exactly_the_pages_it_may_open(browser, console: Cons
         page = sign_in(browser, console, role.value)
         try:
             expected = [p.title for p in PAGES if p.permission in ROLE_PERMISSIONS[role]]
-            assert sorted(_nav(page)) == sorted(expected), role  # (the navigation groups them by section)
+            assert sorted(_nav(page, expected)) == sorted(expected), role  # (the navigation groups them by section)
             if role is Role.VIEWER:  # a page outside the role, opened by its URL, is not served
                 page.goto(f"{console.url}/audit")
                 page.get_by_role("heading").first.wait_for()
