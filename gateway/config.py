@@ -293,10 +293,10 @@ class GatewayConfig(Strict):
     retries: int = Field(default=1, ge=0)
     max_gap: int = Field(default=8, ge=0, description="registers bridged when merging block reads")
     flush_interval_s: float = Field(
-        default=0.5, gt=0, description="spooled points wait at most this long for their historian write"
+        default=1.0, gt=0, description="spooled points wait at most this long for their historian write"
     )
     commit_max_delay_s: float = Field(
-        default=0.05,
+        default=0.1,
         gt=0,
         le=5,
         description=(

@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 _QUIET_S = 0.002
 #: the stall size before one was seen: none, so groups wait for their deadline
 _UNKNOWN = 1 << 62
+#: no broker in common use has an in-flight window below this (Mosquitto 20, EMQX 32): a smaller
+#: group that stalled is a light load, not a window
+_MIN_WINDOW = 10
 
 
 #: exceptions from a write that say the data, not the store, is the problem: bisect, set aside
@@ -205,10 +208,16 @@ class HistorianWriter:
         """Learn how many submissions arrive before the stream stalls. A broker sends at most its
         in-flight window of unacknowledged QoS 1 messages (Mosquitto's default: 20), then waits for
         acknowledgements: waiting for the deadline then would cap the rate at one window per
-        commit_max_delay_s. A group that reached its deadline after a pause is such a stall (or a
-        light load, where the next group is as small); a group larger than the stall size raises
-        it, so a steady stream settles at about one commit per commit_max_delay_s."""
-        stalled = committed - first >= self.commit_max_delay_s and committed - last >= _QUIET_S
+        commit_max_delay_s. A group of at least _MIN_WINDOW submissions that reached its deadline
+        after a pause at least as long as it took to gather is such a stall (the window filled at
+        once, then nothing came); a group larger than the stall size raises it, so a steady light
+        stream settles at about one commit per commit_max_delay_s."""
+        pause, gathering = committed - last, last - first
+        stalled = (
+            committed - first >= self.commit_max_delay_s
+            and submissions >= _MIN_WINDOW
+            and pause >= max(_QUIET_S, gathering)
+        )
         if stalled or submissions > self._stall_size:
             self._stall_size = submissions
 
