@@ -157,10 +157,10 @@ def detect_and_identify(
     return BadDataReport(est, first.objective, dof, limit, first.objective > limit, suspects)
 
 
-def _result_rows(est: Estimate) -> list[int]:
+def _result_rows(est: Estimate) -> np.ndarray:
     """Compiled row of each entry of est.results (virtual rows the model added have none)."""
-    return [k for k, src in enumerate(est.compiled.source) if src >= 0]
+    return np.flatnonzero(est.compiled.source >= 0)
 
 
 def _attach(est: Estimate, rn: np.ndarray) -> None:
-    est.normalised = rn[np.asarray(_result_rows(est), dtype=np.int64)]
+    est.normalised = rn[_result_rows(est)]

@@ -132,7 +132,7 @@ def _make_estimate(
         res_bus=bus_table(net, model, v),
         res_line=line_table(net, model, v),
         res_trafo=trafo_table(net, model, v),
-        measurements=[measurements[int(k)] for k in cm.source[real]],
+        measurements=[measurements[k] for k in cm.source[real].tolist()],
         estimated=(h * cm.scale)[real],
         residual=(r * cm.scale)[real],
         weighted=(r / cm.sigma)[real],

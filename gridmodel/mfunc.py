@@ -11,6 +11,7 @@ import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from itertools import repeat
 
 import numba
 import numpy as np
@@ -82,9 +83,9 @@ def compile_measurements(model: PpcModel, measurements: Sequence[Measurement]) -
     # one pass over the objects in C (attribute reads dominate at tens of thousands of measurements),
     # text turned into small codes by dictionary look-ups (numpy's text arrays and isin were slower)
     cols = list(zip(*map(_FIELDS, measurements), strict=True)) if n else [()] * 7
-    mcode = np.array([_MEAS_CODE.get(x, -1) for x in cols[0]], dtype=np.int8).reshape(n)
-    ecode = np.array([_ELEMENT_CODE.get(x, -1) for x in cols[1]], dtype=np.int8).reshape(n)
-    scode = np.array([_SIDE_CODE.get(x, -1) for x in cols[2]], dtype=np.int8).reshape(n)
+    mcode = np.fromiter(map(_MEAS_CODE.get, cols[0], repeat(-1)), dtype=np.int8, count=n)
+    ecode = np.fromiter(map(_ELEMENT_CODE.get, cols[1], repeat(-1)), dtype=np.int8, count=n)
+    scode = np.fromiter(map(_SIDE_CODE.get, cols[2], repeat(-1)), dtype=np.int8, count=n)
     element = np.array(cols[3], dtype=np.int64).reshape(n)
     value = np.array(cols[4], dtype=float).reshape(n)
     std = np.array(cols[5], dtype=float).reshape(n)
@@ -120,7 +121,7 @@ def compile_measurements(model: PpcModel, measurements: Sequence[Measurement]) -
         Kind.I_FROM: (3, 0),
         Kind.P_TO: (1, 1),
         Kind.Q_TO: (2, 1),
-        Kind.I_TO: ("i", 1),
+        Kind.I_TO: (3, 1),
     }.items():
         kind[branch & (mcode == mt) & (side == sd)] = code
     reasons: dict[int, str] = {}

@@ -211,3 +211,33 @@ def test_compiled_jacobian_equals_the_sparse_product_formulation(name: str) -> N
     h_ref, jac_ref = evaluate_sparse(model, cm, v)
     np.testing.assert_allclose(h, h_ref, rtol=1e-12, atol=1e-12)
     assert abs(jac - jac_ref).max() <= 1e-10 * abs(jac_ref).max()
+
+
+def test_every_measurement_type_compiles_to_its_kind_and_a_wrong_one_is_named() -> None:
+    from gridmodel.mfunc import Kind, MeasurementMappingError, compile_measurements
+
+    net, _, _ = _golden("feeder_trafo")
+    model = build_model(net)
+    line, other, trafo = int(net.line.index[0]), int(net.line.index[1]), int(net.trafo.index[0])
+    cases = {
+        ("v", "bus", 1, None): Kind.V_BUS,
+        ("p", "bus", 1, None): Kind.P_BUS,
+        ("q", "bus", 1, None): Kind.Q_BUS,
+        ("p", "line", line, "from"): Kind.P_FROM,
+        ("q", "line", line, None): Kind.Q_FROM,  # a line's side defaults to from
+        ("i", "line", other, "from"): Kind.I_FROM,  # (a current where P and Q are metered is set aside)
+        ("p", "line", line, "to"): Kind.P_TO,
+        ("q", "line", line, "to"): Kind.Q_TO,
+        ("i", "line", other, "to"): Kind.I_TO,
+        ("p", "trafo", trafo, "hv"): Kind.P_FROM,
+        ("q", "trafo", trafo, "lv"): Kind.Q_TO,
+        ("i", "trafo", trafo, "lv"): Kind.I_TO,
+    }
+    measurements = [Measurement(t, e, el, side, 0.5, 0.01) for (t, e, el, side) in cases]
+    cm = compile_measurements(model, measurements)
+    assert cm.skipped == []
+    assert [Kind(k) for k in cm.kind[cm.source >= 0]] == list(cases.values())
+    with pytest.raises(MeasurementMappingError, match=r"line \d+ has no 'v' measurement"):
+        compile_measurements(model, [Measurement("v", "line", line, "from", 1.0, 0.01)])
+    with pytest.raises(MeasurementMappingError, match="on side 'hv'"):
+        compile_measurements(model, [Measurement("p", "line", line, "hv", 1.0, 0.01)])
