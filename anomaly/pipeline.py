@@ -23,7 +23,9 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from anomaly.dataset import Scenario
+from anomaly.detectors.lab.feeder import FEEDER_SCORES, feeder_scores
 from anomaly.detectors.lab.learned import LearnedDetector
+from anomaly.detectors.lab.peers import peer_scores
 from anomaly.detectors.lab.physics import PhysicsDetector
 from anomaly.detectors.lab.temporal import TemporalDetector
 from anomaly.events import Hysteresis, combine
@@ -81,7 +83,12 @@ class LabPipeline(BaseEstimator):
     `learned_weight`: 0 turns the IsolationForest component off; `learned_screen`: the share of
     a threshold some statistic must reach before the forest scores a row; `high`, `low`, `on_delay`,
     `off_delay`: the combiner's hysteresis; `max_rows`: clean rows sampled per fit;
-    `n_estimators`: trees per forest; `random_state`."""
+    `n_estimators`: trees per forest; `random_state`;
+    `feeder`: the feeder detector (`anomaly.detectors.lab.feeder`: each feeder head's net load
+    against its profile with the PV fleet's weather taken out, for PV trips and thefts no meter
+    of their own shows; needs the scenario's network); `peers`: the peer detector
+    (`anomaly.detectors.lab.peers`: each voltage against the other voltages, each transformer
+    side against the other, for biases and drifts)."""
 
     def __init__(
         self,
@@ -100,6 +107,8 @@ class LabPipeline(BaseEstimator):
         max_rows: int = 300_000,
         n_estimators: int = 100,
         random_state: int = 0,
+        feeder: bool = True,
+        peers: bool = True,
     ) -> None:
         self.physics = physics
         self.history_days = history_days
@@ -116,6 +125,8 @@ class LabPipeline(BaseEstimator):
         self.max_rows = max_rows
         self.n_estimators = n_estimators
         self.random_state = random_state
+        self.feeder = feeder
+        self.peers = peers
 
     # -- features ---------------------------------------------------------------------------------
     def history(self, scenario: Scenario) -> pd.DataFrame | None:
@@ -143,6 +154,32 @@ class LabPipeline(BaseEstimator):
         before = before[before.index >= first - pd.Timedelta(days=self.history_days)]
         return before.reindex(columns=scenario.telemetry.columns)
 
+    def _with_history(self, scenario: Scenario) -> pd.DataFrame:
+        before = self.history(scenario)
+        return scenario.telemetry if before is None else pd.concat([before, scenario.telemetry])
+
+    def feeder_component(self, scenario: Scenario) -> tuple[list[str], np.ndarray] | None:
+        """(feeder-head points, (time, head, FEEDER_SCORES)) of a scenario, or None when the
+        feeder detector is off or the scenario has no network to say where the PV is."""
+        if not getattr(self, "feeder", False):
+            return None
+        try:
+            net = scenario.network()
+        except Exception as exc:  # no or unreadable network.json: the other detectors still run
+            log.warning("%s: feeder detector off (%s)", scenario.path, exc)
+            return None
+        telemetry = self._with_history(scenario)
+        heads, scores = feeder_scores(telemetry, scenario.points, net)
+        return heads, scores[len(telemetry) - len(scenario.telemetry) :]
+
+    def peer_component(self, scenario: Scenario) -> np.ndarray | None:
+        """(time, point) |peer z| of a scenario (0 for points without peers), or None when off."""
+        if not getattr(self, "peers", False):
+            return None
+        telemetry = self._with_history(scenario)
+        z = peer_scores(telemetry, scenario.points)
+        return np.abs(z[len(telemetry) - len(scenario.telemetry) :])
+
     def features(self, scenario: Scenario) -> tuple[np.ndarray, pd.DataFrame | None]:
         """(time, point, FEATURES) of a scenario, and the physics per-step frame (None without physics).
         Features see the preceding split's telemetry as history when there is one (`history`)."""
@@ -150,10 +187,7 @@ class LabPipeline(BaseEstimator):
         if self.physics:
             detector = PhysicsDetector(network=scenario.network(), points=scenario.points).fit(scenario.telemetry)
             residuals, steps = detector.residual_frame(scenario.telemetry)
-        telemetry = scenario.telemetry
-        before = self.history(scenario)
-        if before is not None:
-            telemetry = pd.concat([before, telemetry])
+        telemetry = self._with_history(scenario)
         feats = point_features(telemetry, scenario.points, residuals=residuals)
         return feats[len(telemetry) - len(scenario.telemetry) :], steps
 
@@ -170,6 +204,12 @@ class LabPipeline(BaseEstimator):
             "resid": 4.0,
             "z_long": 5.0,
             "learned": 0.6,
+            # a feeder whose PV units follow other skies than the rest of the fleet's (SimBench
+            # gives units different profiles) reaches 5-8 on clean days: below 8 a trip score
+            # cried wolf more often than it found a trip on the training grid's tuning sets
+            "feeder_short": 8.0,
+            "feeder_long": 1.5,
+            "peer": 4.0,
         }
         return {**base, **(self.floors or {})}
 
@@ -181,6 +221,8 @@ class LabPipeline(BaseEstimator):
         rng = np.random.default_rng(self.random_state)
         total = len(scenarios) + 1
         rows, quantities = [], []
+        feeder_rows: list[np.ndarray] = []
+        peer_rows: list[np.ndarray] = []
         per = max(self.max_rows // len(scenarios), 1000)
         for k, scenario in enumerate(scenarios):
             feats, _ = self.features(scenario)
@@ -192,6 +234,14 @@ class LabPipeline(BaseEstimator):
                 pick = rng.choice(len(t_idx), per, replace=False)
                 t_idx, p_idx = t_idx[pick], p_idx[pick]
             rows.append(feats[t_idx, p_idx])
+            fed = self.feeder_component(scenario)
+            if fed is not None and fed[0]:
+                heads, fscores = fed
+                where = [list(scenario.telemetry.columns).index(h) for h in heads]
+                feeder_rows.append(fscores[clean[:, where]])
+            peer = self.peer_component(scenario)
+            if peer is not None:
+                peer_rows.append(peer[clean & (peer > 0)])
             quantities.append(q[p_idx])
             if progress is not None:
                 progress(k + 1, total)
@@ -208,6 +258,22 @@ class LabPipeline(BaseEstimator):
             )
             for j, name in enumerate(FEATURES)
         }
+        # the feeder detector's thresholds, the same way (one-sided scores, ≥ 0)
+        self.feeder_thresholds_ = {}
+        if feeder_rows:
+            fx = np.concatenate(feeder_rows)
+            self.feeder_thresholds_ = {
+                name: float(
+                    np.clip(self.margin * np.quantile(fx[:, j], self.quantile), floors[name], self.cap * floors[name])
+                )
+                for j, name in enumerate(FEEDER_SCORES)
+            }
+        self.peer_threshold_ = None
+        if peer_rows and sum(len(r) for r in peer_rows):
+            px = np.concatenate(peer_rows)
+            self.peer_threshold_ = float(
+                np.clip(self.margin * np.quantile(px, self.quantile), floors["peer"], self.cap * floors["peer"])
+            )
         self.learned_ = {}
         self.learned_thresholds_ = {}
         if self.learned_weight > 0:
@@ -225,15 +291,19 @@ class LabPipeline(BaseEstimator):
         return self
 
     # -- scoring ------------------------------------------------------------------------------------
-    def components(self, scenario: Scenario) -> tuple[np.ndarray, np.ndarray, pd.DataFrame | None]:
-        """(time, point, component) scores normalised by their thresholds (≥ 1: abnormal; the last
-        component is the forest's), the signed features, and the physics per-step frame."""
+    def components(
+        self, scenario: Scenario, extra: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame | None]:
+        """(time, point, component) scores normalised by their thresholds (≥ 1: abnormal; after the
+        features come the forest's, the feeder detector's and the peers', 0 where they do not apply), the signed
+        features, and the physics per-step frame. `extra`, when given, receives which fault type
+        the feeder detector points to (`feeder_where`, `feeder_kind`)."""
         feats, steps = self.features(scenario)
         n_t, n_p, n_f = feats.shape
         flat = feats.reshape(-1, n_f)
         z = self.temporal_.robust_z(flat).reshape(n_t, n_p, n_f)
         thresholds = np.array([self.thresholds_[name] for name in FEATURES])
-        comps = np.zeros((n_t, n_p, n_f + 1))
+        comps = np.zeros((n_t, n_p, n_f + 3))  # + the forest's, the feeder detector's and the peers'
         comps[..., :n_f] = z / thresholds
         # a jump several meters see at once is the grid moving (a load step), not a lying meter:
         # the step component counts only when at most `together - 1` points of its kind jump at
@@ -260,6 +330,20 @@ class LabPipeline(BaseEstimator):
                     block = np.zeros((n_t, len(cols)))
                     block[candidate] = self.learned_weight * anomaly / self.learned_thresholds_[quantity]
                     comps[:, cols, n_f] = block
+        fed = self.feeder_component(scenario) if getattr(self, "feeder_thresholds_", None) else None
+        if fed is not None and fed[0]:
+            heads, fscores = fed
+            where = [list(scenario.telemetry.columns).index(h) for h in heads]
+            limits = np.array([self.feeder_thresholds_[name] for name in FEEDER_SCORES])
+            comps[:, where, n_f + 1] = (fscores / limits).max(axis=-1)
+            if extra is not None:  # which feeder score carried it: a slow shift is a theft, else a trip
+                extra["feeder_where"] = where
+                extra["feeder_kind"] = np.where(
+                    fscores[..., 1] / limits[1] >= fscores[..., 0] / limits[0], "theft", "pv_trip"
+                )
+        peer = self.peer_component(scenario) if getattr(self, "peer_threshold_", None) else None
+        if peer is not None:
+            comps[..., n_f + 2] = peer / self.peer_threshold_
         return comps, feats, steps
 
     def _kinds(
@@ -291,11 +375,23 @@ class LabPipeline(BaseEstimator):
         """(time × point combined score, time × point fault type, physics per-step frame)."""
         if not hasattr(self, "temporal_"):
             raise ValueError("LabPipeline is not fitted; call fit(scenarios) or load a trained model")
-        comps, feats, steps = self.components(scenario)
+        extra: dict[str, Any] = {}
+        comps, feats, steps = self.components(scenario, extra)
         cols = list(scenario.telemetry.columns)
         pts = scenario.points.loc[cols]
         combined = np.nanmax(comps, axis=-1)
         kinds = self._kinds(comps, feats, pts.quantity.to_numpy(), pts.element_type.to_numpy())
+        n_f = len(FEATURES)
+        if "feeder_where" in extra:
+            # where the feeder detector carries the score, the event is a PV trip or a theft
+            where = extra["feeder_where"]
+            wins = comps[:, where, n_f + 1] >= comps[:, where, : n_f + 1].max(axis=-1)
+            kinds[:, where] = np.where(wins, extra["feeder_kind"], kinds[:, where])
+        # where the peers carry it, a meter disagrees with its peers for a while: a bias (a drift
+        # when its deviation is still growing)
+        peer_wins = comps[..., n_f + 2] > comps[..., : n_f + 2].max(axis=-1)
+        growing = comps[..., F["slope"]] >= 0.5
+        kinds = np.where(peer_wins, np.where(growing, "drift", "bias"), kinds)
         index = scenario.telemetry.index
         return (
             pd.DataFrame(combined, index=index, columns=cols),

@@ -252,7 +252,18 @@ def main() -> None:
                 if name == "pipeline":
                     scored_samples += int(scenario.telemetry.size)
                     scored_s += seconds
-                reports.append(evaluate_scenario(scenario, alarms, grace_samples=args.grace))
+                report = evaluate_scenario(scenario, alarms, grace_samples=args.grace)
+                reports.append(report)
+                if name == "pipeline" and report.events is not None and len(report.events):
+                    missed = report.events[~report.events.found.astype(bool)]
+                    for lab in missed.itertuples():
+                        target = (
+                            f"{lab.element_type} {lab.element}" if not lab.point or ";" in str(lab.point) else lab.point
+                        )
+                        say(
+                            f"  missed {code} {scenario.meta.get('split', '')}: {lab.type} on {target} "
+                            f"{lab.start}..{lab.end}"
+                        )
             grid["detectors"][name] = figures(pool(reports))
             say(f"{code} {name}: done")
         main_one = grid["detectors"].get("pipeline") or {}

@@ -120,3 +120,120 @@ def test_features_do_not_depend_on_column_order(clean: Scenario) -> None:
     assert isinstance(clean.telemetry.index, pd.DatetimeIndex)
     assert a.shape == (len(clean.telemetry), len(cols), len(FEATURES))
     assert Path(clean.path).exists()
+
+
+# ---------------------------------------------------------------- the feeder detector
+
+
+def _three_feeder_grid() -> tuple[object, pd.DataFrame]:
+    """An LV busbar with three metered feeders of two buses each, PV of 30/60/20 kW at their ends."""
+    import pandapower as pp
+
+    net = pp.create_empty_network()
+    mv, lv = pp.create_bus(net, 20.0), pp.create_bus(net, 0.4)
+    pp.create_ext_grid(net, mv)
+    pp.create_transformer(net, mv, lv, "0.4 MVA 20/0.4 kV")
+    rows = []
+    for f, kw in enumerate((30, 60, 20)):
+        a, b = pp.create_bus(net, 0.4), pp.create_bus(net, 0.4)
+        head = pp.create_line(net, lv, a, 0.1, "NAYY 4x150 SE")
+        pp.create_line(net, a, b, 0.1, "NAYY 4x150 SE")
+        pp.create_sgen(net, b, p_mw=kw / 1000, type="PV")
+        rows.append((f"F{f}.P", "line", head, "from", "p_mw", "MW", 0.001))
+    rows.append(("T0.P", "trafo", 0, "lv", "p_mw", "MW", 0.002))
+    points = pd.DataFrame(rows, columns=["point", "element_type", "element", "side", "quantity", "unit", "sigma"])
+    return net, points.set_index("point")
+
+
+def _feeder_telemetry(points: pd.DataFrame, pv_kw: np.ndarray, days: int = 12, seed: int = 3) -> pd.DataFrame:
+    """Net load per feeder: households (a daily shape + noise) minus PV, every unit under the same
+    sky (clear, or cloudy on days 6 and 9, when every unit makes a third)."""
+    rng = np.random.default_rng(seed)
+    n = 96 * days
+    hour = (np.arange(n) % 96) / 4.0
+    sun = np.clip(np.sin((hour - 5.0) / 14.0 * np.pi), 0.0, None)
+    sky = np.ones(n)
+    for d in (6, 9):
+        sky[d * 96 : (d + 1) * 96] = 0.33
+    load = 0.015 + 0.01 * np.exp(-(((hour - 19.0) / 2.5) ** 2))
+    p = load[:, None] + rng.normal(0, 0.0015, (n, 3)) - (sun * sky)[:, None] * pv_kw[None, :] / 1000
+    frame = pd.DataFrame(
+        p, index=pd.date_range(START_FEEDER, periods=n, freq="15min"), columns=["F0.P", "F1.P", "F2.P"]
+    )
+    frame["T0.P"] = -frame.sum(axis=1)
+    return frame
+
+
+START_FEEDER = pd.Timestamp("2016-06-01", tz="UTC")
+
+
+def test_feeder_detector_finds_a_pv_trip_and_a_theft_and_ignores_a_cloudy_day() -> None:
+    from anomaly.detectors.lab.feeder import FEEDER_SCORES, feeder_heads, feeder_pv, feeder_scores
+
+    net, points = _three_feeder_grid()
+    heads = feeder_heads(points, list(points.index))
+    assert heads == ["F0.P", "F1.P", "F2.P"]  # the transformer is no feeder head
+    pv = feeder_pv(net, points, heads)
+    np.testing.assert_allclose(pv, [0.03, 0.06, 0.02])
+    telemetry = _feeder_telemetry(points, pv * 1000)
+    trip = slice(8 * 96 + 40, 8 * 96 + 56)  # day 8, 10:00-14:00: F1's 60 kW unit off
+    hour = (np.arange(len(telemetry)) % 96) / 4.0
+    sun = np.clip(np.sin((hour - 5.0) / 14.0 * np.pi), 0.0, None)
+    telemetry.iloc[trip, 1] += sun[trip] * 0.06
+    theft = slice(10 * 96, 12 * 96)  # days 10-11: 5 kW more on F2, day and night
+    telemetry.iloc[theft, 2] += 0.005
+    got, scores = feeder_scores(telemetry, points, net)
+    assert got == heads
+    short, long = scores[..., FEEDER_SCORES.index("feeder_short")], scores[..., FEEDER_SCORES.index("feeder_long")]
+    quiet = np.ones(len(telemetry), dtype=bool)
+    quiet[trip.start : trip.stop + 96] = False  # the slow score remembers the trip for a day
+    quiet[theft] = False
+    assert short[trip, 1].max() > 1.5 * short[quiet, :].max(), "the trip stands out on its own feeder"
+    assert short[trip, [0, 2]].max() < short[trip, 1].max() / 2, "the other feeders do not see it"
+    cloudy = slice(9 * 96, 10 * 96)  # the whole fleet at a third: a weather day, no alarm anywhere
+    assert short[cloudy].max() < short[trip, 1].max() / 2
+    assert long[theft, 2].max() > 2 * long[quiet, :].max(), "the theft's slow shift stands out on F2"
+
+
+# ---------------------------------------------------------------- the peer detector
+
+
+def test_peer_detector_names_the_biased_voltage_and_the_drifting_transformer_side() -> None:
+    """Five bus voltages riding on one upstream voltage that swings far more than a bias (day to
+    day the MV voltage moves by ±2 %), and a transformer's P in at HV and out at LV: a 6σ bias on
+    one bus and a drift on the LV side stand out against their peers and nowhere else."""
+    from anomaly.detectors.lab.peers import peer_scores
+
+    rng = np.random.default_rng(5)
+    n = 96 * 10
+    index = pd.date_range(START_FEEDER, periods=n, freq="15min")
+    hour = (np.arange(n) % 96) / 4.0
+    upstream = 1.0 + 0.02 * np.sin(np.arange(n) / 96 * 2 * np.pi / 3.7) + 0.01 * np.sin(hour / 24 * 2 * np.pi)
+    rows, data = [], {}
+    for b in range(5):
+        name = f"B{b}.V"
+        rows.append((name, "bus", b, "", "v_pu", "pu", 0.002))
+        data[name] = upstream - 0.003 * b * (1 + np.sin(hour / 24 * 2 * np.pi)) + rng.normal(0, 0.002, n)
+    load = 0.1 + 0.05 * np.sin(hour / 24 * 2 * np.pi) + rng.normal(0, 0.01, n)  # the grid moves a lot
+    for side, sign in (("hv", 1.0), ("lv", -0.98)):
+        rows.append((f"T0.P{side}", "trafo", 0, side, "p_mw", "MW", 0.001))
+        data[f"T0.P{side}"] = sign * load + rng.normal(0, 0.001, n)
+    points = pd.DataFrame(rows, columns=["point", "element_type", "element", "side", "quantity", "unit", "sigma"])
+    points = points.set_index("point")
+    telemetry = pd.DataFrame(data, index=index)
+    bias = slice(6 * 96, 7 * 96)
+    telemetry.iloc[bias, 2] += 6 * 0.002  # B2.V reads 1.2 % high for a day: inside the day-to-day swing
+    drift = slice(8 * 96, 9 * 96)
+    telemetry.iloc[drift, telemetry.columns.get_loc("T0.Plv")] += np.linspace(0, 0.02, 96)  # 20 σ over a day
+    z = np.abs(peer_scores(telemetry, points))
+    quiet = np.ones(n, dtype=bool)
+    quiet[bias.start : bias.stop + 4] = False
+    quiet[drift.start : drift.stop + 4] = False
+    quiet[: 3 * 96] = False  # no profile yet
+    col = {c: k for k, c in enumerate(telemetry.columns)}
+    noise = z[quiet].max()
+    assert z[bias, col["B2.V"]].max() > 2 * noise
+    others = [col[c] for c in ("B0.V", "B1.V", "B3.V", "B4.V")]
+    assert z[bias][:, others].max() < z[bias, col["B2.V"]].max() / 2, "the other buses are not blamed"
+    assert z[drift, col["T0.Plv"]].max() > 2 * noise
+    assert np.abs(telemetry.iloc[bias, 2] - telemetry.iloc[bias, 1]).max() < 0.03  # the bias hides in the swing

@@ -1,0 +1,78 @@
+"""Peer detector: a meter against the meters that physically measure the same thing, for the slow
+lies (bias, drift) that one point's own history hides inside its day-to-day spread.
+
+Two kinds of peers need nothing but `points.csv`:
+
+- **voltages**: every bus voltage of a grid moves with the upstream voltage (the MV network, the
+  transformer's tap) by nearly the same amount; what one bus does that the median of the others
+  does not is either local load or a lying meter;
+- **the two sides of a transformer**: active and reactive power in at HV are out at LV plus the
+  transformer's losses (a few per cent), so a deviation on one side the other does not mirror is
+  a meter's, not the grid's.
+
+Each point's deviation from its daily profile (the same time on earlier days, as in
+`anomaly.features`) is compared with its peers' deviation; the residual is scaled by its own
+robust spread over the preceding days (at least the meter's σ) and smoothed by a median over
+`sustain` samples (a bias lasts; a one-sample spike is the temporal detector's). Causal,
+vectorised, tied to no grid's columns: peers come from each point's quantity, element and side.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from anomaly.features import _nanmedian_last, _rolling_median, _shift, samples_per_day
+
+
+def _peer_deviation(dev: np.ndarray, points: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    """(time, point) the deviation the point's peers expect of it; NaN where it has none."""
+    n_t, n_p = dev.shape
+    out = np.full((n_t, n_p), np.nan)
+    pts = points.loc[cols]
+    volt = np.flatnonzero(pts.quantity.to_numpy() == "v_pu")
+    if len(volt) >= 3:  # a median of at least two others
+        for k in volt:
+            others = dev[:, volt[volt != k]]
+            med, valid = _nanmedian_last(others)
+            out[:, k] = np.where(valid >= 2, med, np.nan)
+    trafo = pts[(pts.element_type == "trafo") & pts.quantity.isin(["p_mw", "q_mvar"])]
+    position = {name: i for i, name in enumerate(cols)}
+    for (_element, _quantity), group in trafo.groupby(["element", "quantity"]):
+        sides = dict(zip(group.side.astype(str), group.index, strict=True))
+        if "hv" in sides and "lv" in sides:
+            hv, lv = position[sides["hv"]], position[sides["lv"]]
+            out[:, hv] = -dev[:, lv]  # power in at HV is power out at LV
+            out[:, lv] = -dev[:, hv]
+    return out
+
+
+def peer_scores(
+    telemetry: pd.DataFrame,
+    points: pd.DataFrame,
+    *,
+    history_days: int = 7,
+    min_days: int = 3,
+    scale_days: int = 3,
+    sustain: int = 4,
+) -> np.ndarray:
+    """(time, point) signed robust z of each point's deviation beyond its peers' (0 where the
+    point has no peers or no profile yet)."""
+    cols = list(telemetry.columns)
+    raw = telemetry.to_numpy(dtype=float)
+    n_t, n_p = raw.shape
+    if n_t == 0 or n_p == 0:
+        return np.zeros((n_t, n_p))
+    day = samples_per_day(pd.DatetimeIndex(telemetry.index))
+    sigma = points.loc[cols, "sigma"].to_numpy(dtype=float)
+    typical = np.nanmedian(np.abs(raw), axis=0)
+    measured = np.where((raw == 0.0) & (typical > 10 * sigma)[None, :], np.nan, raw)  # zero fill: no reading
+    shifted = np.stack([_shift(measured, d * day) for d in range(1, history_days + 1)], axis=-1)
+    profile, days_seen = _nanmedian_last(shifted)
+    dev = np.where(days_seen >= min_days, measured - profile, np.nan)
+    resid = dev - _peer_deviation(dev, points, cols)
+    slow = max(day // 8, 1)
+    spread = 1.4826 * _rolling_median(np.abs(_shift(resid, 1)), scale_days * day, min_periods=day // 2, step=slow)
+    scale = np.fmax(np.nan_to_num(spread, nan=np.inf), np.sqrt(2.0) * sigma[None, :])
+    z = _rolling_median(resid / scale, sustain)
+    return np.nan_to_num(z)
