@@ -5,7 +5,9 @@ protocol through influxdb-client, gzip level 1), the gateway's own MQTT ingest, 
 writer in this process, and publishers in separate processes sending JSON messages of 10 points
 with QoS 1:
 
-1. saturation: publishers as fast as they can; points per second stored, and gateway CPU;
+1. saturation: publishers as fast as they can; points per second stored, and gateway CPU; once
+   with the spool at SQLite synchronous=NORMAL (survives the process being killed) and once at
+   FULL (an fsync per group commit: survives a power cut; the gateway's shipped default);
 2. latency: 20,000 points/s; delay from publish (the payload's time) to stored (write done), p50/p99;
 3. outage: the store is killed while 20,000 points/s keep coming, then restarted; drain rate.
 
@@ -132,11 +134,14 @@ class Servers:
                 p.wait(10)
 
 
-def publishers(port: int, total_rate: float, seconds: float, n: int) -> list[subprocess.Popen]:
+def publishers(port: int, total_rate: float, seconds: float, n: int, messages: int = 0) -> list[subprocess.Popen]:
+    """`n` publisher processes sharing `total_rate` messages/s (0: as fast as they can) for
+    `seconds`, or until they sent `messages` in all (0: no limit)."""
     rate = total_rate / n if total_rate > 0 else 0.0
+    each = [str(messages // n)] if messages else []
     return [
         subprocess.Popen(
-            [sys.executable, "-c", PUBLISHER, str(port), str(rate), str(seconds), f"{i}", str(SENSORS)],
+            [sys.executable, "-c", PUBLISHER, str(port), str(rate), str(seconds), f"{i}", str(SENSORS), *each],
             stdout=subprocess.PIPE,
         )
         for i in range(n)
@@ -150,7 +155,9 @@ def published(procs: list[subprocess.Popen]) -> int:
 class Gateway:
     """The gateway's MQTT path as `gridverse gateway run` builds it, with counters for the bench."""
 
-    def __init__(self, tmp: Path, mqtt_port: int, store_url: str, instance: str = "") -> None:
+    def __init__(
+        self, tmp: Path, mqtt_port: int, store_url: str, instance: str = "", synchronous: str = "normal"
+    ) -> None:
         sensors = [
             SensorConfig(
                 name=f"S{i}", substation="ss", kind="transformer_thermal", element={"kind": "trafo", "index": 0}
@@ -165,7 +172,11 @@ class Gateway:
                 "mqtt": MqttConfig(host="127.0.0.1", port=mqtt_port, qos=1, **shared),
             }
         )
-        self.spool = Spool(tmp / f"spool{instance}.db", max_points=50_000_000)
+        self.spool = Spool(
+            tmp / f"spool{instance}-{synchronous}.db",
+            max_points=50_000_000,
+            synchronous="full" if synchronous == "full" else "normal",
+        )
         api = os.environ.get("BENCH_INFLUX_API", "v2")  # v2: influxdb-client; v1: /write (both gzip level 1)
         store = InfluxHistorian(
             InfluxConfig(url=store_url, api=api, org="bench", bucket="bench", database="bench", timeout_s=5)
@@ -221,7 +232,7 @@ def worker(tmp: Path, port: int, store_url: str, instance: str, idle_s: float) -
     print(json.dumps({"stored": gw.stored, "first_ns": writes[0][1], "last_ns": writes[-1][2], "cpu_s": cpu}))
 
 
-def shared_saturation(tmp: Path, servers: Servers, gateways: int, seconds: float) -> dict:
+def shared_saturation(tmp: Path, servers: Servers, gateways: int, seconds: float, messages: int = 0) -> dict:
     procs = [
         subprocess.Popen(
             [sys.executable, __file__, "--worker", str(servers.mqtt_port), servers.store_url, f"w{k}", str(tmp)],
@@ -233,7 +244,7 @@ def shared_saturation(tmp: Path, servers: Servers, gateways: int, seconds: float
     for p in procs:
         assert p.stdout is not None and p.stdout.readline().strip() == "ready"
     time.sleep(1.0)
-    sent = published(publishers(servers.mqtt_port, 0, seconds, 3))
+    sent = published(publishers(servers.mqtt_port, 0, seconds, 3, messages))
     results = [json.loads(p.communicate(timeout=600)[0].strip().splitlines()[-1]) for p in procs]
     stored = sum(r["stored"] for r in results)
     span = (max(r["last_ns"] for r in results) - min(r["first_ns"] for r in results)) / 1e9
@@ -266,27 +277,45 @@ def main() -> None:
         worker(Path(tmp_dir), int(port), store_url, name, idle_s=3.0)
         return
     sat_s, lat_s, outage_s = (12.0, 10.0, 15.0) if args.quick else (30.0, 30.0, 120.0)
+    # publishers outrun one gateway: in --quick a saturation phase stops at 30,000 messages
+    # (300,000 points), or it would spend minutes draining the backlog
+    sat_messages = 30_000 if args.quick else 0
     tmp = Path(tempfile.mkdtemp(prefix="gridverse-bench-"))
     servers = Servers(tmp)
     gw = Gateway(tmp, servers.mqtt_port, servers.store_url)
     try:
-        gw.start()
-        say(f"saturation: 3 publishers as fast as they can for {sat_s:.0f} s")
-        cpu0, stored0, t0 = time.process_time(), gw.stored, time.monotonic()
-        procs = publishers(servers.mqtt_port, 0, sat_s, 3)
-        sent = published(procs)
-        wait_drained(gw, 120)
-        elapsed = time.monotonic() - t0
-        cpu = time.process_time() - cpu0
-        sat_points = gw.stored - stored0
-        say(
-            f"saturation: {sent * POINTS} points published, {sat_points} stored in {elapsed:.1f} s "
-            f"({sat_points / elapsed:,.0f} points/s), gateway CPU {cpu:.1f} s"
-        )
+        sat: dict[str, dict[str, float]] = {}
+        for sync in ("normal", "full"):
+            if sync == "full":  # a fresh gateway, its spool fsynced at every group commit
+                gw.stop(unsubscribe=True)
+                gw = Gateway(tmp, servers.mqtt_port, servers.store_url, synchronous="full")
+            gw.start()
+            say(f"saturation, spool synchronous={sync}: 3 publishers as fast as they can for {sat_s:.0f} s")
+            cpu0, stored0, t0 = time.process_time(), gw.stored, time.monotonic()
+            commits0 = gw.writer.commits
+            sent = published(publishers(servers.mqtt_port, 0, sat_s, 3, sat_messages))
+            wait_drained(gw, 120)
+            elapsed = time.monotonic() - t0
+            cpu = time.process_time() - cpu0
+            sat_points = gw.stored - stored0
+            sat[sync] = {
+                "points_per_s": round(sat_points / elapsed),
+                "published": sent * POINTS,
+                "cpu_s": round(cpu, 2),
+                "cpu_s_per_100k_points": round(cpu / max(sat_points, 1) * 1e5, 3),
+                "commits_per_s": round((gw.writer.commits - commits0) / elapsed, 1),
+            }
+            say(
+                f"saturation ({sync}): {sent * POINTS} points published, {sat_points} stored in {elapsed:.1f} s "
+                f"({sat_points / elapsed:,.0f} points/s), gateway CPU {cpu:.1f} s, "
+                f"{sat[sync]['commits_per_s']} commits/s"
+            )
+        sent, cpu = sat["normal"]["published"] // POINTS, sat["normal"]["cpu_s"]
+        sat_rate = sat["normal"]["points_per_s"]
 
         gw.stop(unsubscribe=True)
         say(f"saturation, {args.gateways} gateway processes on an MQTT 5 shared subscription")
-        shared = shared_saturation(tmp, servers, args.gateways, sat_s)
+        shared = shared_saturation(tmp, servers, args.gateways, sat_s, sat_messages)
         say(
             f"shared: {shared['published']} published, {shared['stored']} stored, {shared['points_per_s']:,} "
             f"points/s, split {shared['split']}"
@@ -326,12 +355,17 @@ def main() -> None:
             "broker": "mosquitto",
             "store": STORE_LABEL[os.environ.get("BENCH_INFLUX_API", "v2")],
             "points_per_message": POINTS,
-            "spool": "sqlite wal, synchronous=normal",
-            "saturation_points_per_s": round(sat_points / elapsed),
+            "spool": "sqlite wal, synchronous=normal (saturation_full: synchronous=full), group commit",
+            "saturation_points_per_s": sat_rate,
             "saturation_published": sent * POINTS,
-            "saturation_gateway_cpu_s": round(cpu, 2),
+            "saturation_gateway_cpu_s": cpu,
+            "gateway_cpu_s_per_100k_points": sat["normal"]["cpu_s_per_100k_points"],
+            "saturation_full_points_per_s": sat["full"]["points_per_s"],
+            "saturation_full_gateway_cpu_s_per_100k_points": sat["full"]["cpu_s_per_100k_points"],
+            "saturation_full_commits_per_s": sat["full"]["commits_per_s"],
+            "full_over_normal_throughput": round(sat["full"]["points_per_s"] / max(sat_rate, 1), 2),
+            "load_average": round(os.getloadavg()[0], 2),
             "shared_subscription": shared,
-            "gateway_cpu_s_per_100k_points": round(cpu / max(sat_points, 1) * 1e5, 3),
             "latency_rate_points_per_s": round(lat_sent * POINTS / lat_s),
             "latency_p50_s": round(float(np.median(delays)), 4),
             "latency_p99_s": round(float(np.quantile(delays, 0.99)), 4),
@@ -342,7 +376,7 @@ def main() -> None:
             "drain_over_ingest": round(drain_rate / (outage_sent * POINTS / outage_s), 1),
             "points_lost_in_outage": int(lost),
             "targets": {
-                "saturation>=50k/s": max(sat_points / elapsed, shared["points_per_s"]) >= 50_000,
+                "saturation>=50k/s": max(sat_rate, shared["points_per_s"]) >= 50_000,
                 "drain>=10x": drain_rate >= 10 * outage_sent * POINTS / outage_s,
                 "no_loss": lost == 0,
             },
