@@ -114,7 +114,7 @@ class StateWriter:
         self.last_full = topology_changed
         out: list[Record] = []
         since = t
-        for kind, _table, columns, bands in parts:
+        for kind, _table, _columns, bands in parts:
             ids, values = tables[kind]
             old = self._written.get(kind)
             if topology_changed or old is None:
@@ -130,13 +130,18 @@ class StateWriter:
                 old.written_ns[pick] = t
             if len(old.written_ns):
                 since = min(since, int(old.written_ns.min()))
-            measurement = TWIN_BUS if kind == "bus" else TWIN_BRANCH
-            rows = values[pick].tolist()
             tags = old.tags
-            out += [
-                Record(measurement, tags[k], dict(zip(columns, row, strict=True)), t)
-                for k, row in zip(pick.tolist(), rows, strict=True)
-            ]
+            rows = values[pick].tolist()
+            if kind == "bus":  # dict displays: about twice as fast as dict(zip(...)) at 10,000 rows
+                out += [
+                    Record(TWIN_BUS, tags[k], {"vm_pu": a, "va_degree": b, "p_mw": c, "q_mvar": d}, t)
+                    for k, (a, b, c, d) in zip(pick.tolist(), rows, strict=True)
+                ]
+            else:
+                out += [
+                    Record(TWIN_BRANCH, tags[k], {"loading_percent": a}, t)
+                    for k, (a,) in zip(pick.tolist(), rows, strict=True)
+                ]
         return out, since
 
     def _tags(self, kind: str, ids: np.ndarray) -> list[dict[str, str]]:
