@@ -27,7 +27,13 @@ from inspection.scansim import asset_mesh, ground_mesh
 SCAN_SUFFIXES = (".ply", ".pcd", ".xyz", ".xyzn", ".xyzrgb", ".pts")
 reg = o3d.pipelines.registration
 point_to_point = reg.TransformationEstimationPointToPoint()
-BODY_POINTS = 800  # scan points per equipment for its offset (a random subset when it has more)
+#: the local ICP's correspondence distances, coarse to fine (neighbours' points drop out)
+LOCAL_DISTANCES_M: tuple[float, ...] = (0.4, 0.1, 0.04)
+BODY_POINTS = 800
+#: fewer scan points on an equipment than this and its offset is not judged (not_seen): a few
+#: dozen points of a small CT gave 5-7 cm offsets that were noise
+JUDGE_POINTS = 80
+FOOTPRINT_CELL_M = 0.1  # scan points per equipment for its offset (a random subset when it has more)
 
 
 class ScanError(Exception):
@@ -167,6 +173,15 @@ class ModelCloud:
         if ("k", asset) not in self._cache:
             self._cache[("k", asset)] = cKDTree(self.asset_points[asset])
         return self._cache[("k", asset)]
+
+    def footprint(self, asset: str) -> np.ndarray:
+        """The ground cells (`FOOTPRINT_CELL_M` squares, as `_cell_keys`) the equipment stands
+        on: where its surface points come within 10 cm of the ground."""
+        if ("p", asset) not in self._cache:
+            pts = self.asset_points[asset]
+            feet = pts[pts[:, 2] < 0.1, :2]
+            self._cache[("p", asset)] = np.unique(_cell_keys(feet))
+        return self._cache[("p", asset)]
 
     def thinned(self, voxel: float) -> o3d.geometry.PointCloud:
         """The equipment thinned to `voxel` (the target of the heading sweep)."""
@@ -361,7 +376,9 @@ def register_scan(
     aligned = np.asarray(check.points) @ transform[:3, :3].T + transform[:3, 3]
     sorted_scan = _SortedScan(aligned)
     equipment = [
-        _deviation(a, model.asset_points[a.name], model.tree(a.name), sorted_scan, moved_m, lean_deg)
+        _deviation(
+            a, model.asset_points[a.name], model.tree(a.name), model.footprint(a.name), sorted_scan, moved_m, lean_deg
+        )
         for a in model.assets
     ]
     return Registration(
@@ -419,10 +436,34 @@ def _local_icp(
     return transform, rmse
 
 
+def _cell_keys(xy: np.ndarray) -> np.ndarray:
+    cells = np.floor(xy / FOOTPRINT_CELL_M).astype(np.int64)
+    return cells[:, 0] * 1_000_003 + cells[:, 1]
+
+
+def _footprint_seen(footprint: np.ndarray, scan: _SortedScan, lo: np.ndarray, hi: np.ndarray) -> bool:
+    """Whether the scan sees bare ground where the equipment stands about as densely as on the
+    ground around it (the scanner looked there and nothing stood in the way)."""
+    if len(footprint) == 0:
+        return False
+    ring = 1.5
+    ground = scan.within(np.array([lo[0] - ring, lo[1] - ring, -0.06]), np.array([hi[0] + ring, hi[1] + ring, 0.06]))
+    inside = np.isin(_cell_keys(ground[:, :2]), footprint)
+    in_box = ((ground[:, :2] >= lo[:2]) & (ground[:, :2] <= hi[:2])).all(axis=1)
+    around = int((~in_box).sum())
+    if around < 30:  # the scanner did not look there
+        return False
+    area_around = (hi[0] - lo[0] + 2 * ring) * (hi[1] - lo[1] + 2 * ring) - (hi[0] - lo[0]) * (hi[1] - lo[1])
+    density_around = around / max(area_around, 1e-6)
+    density_feet = int(inside.sum()) / (len(footprint) * FOOTPRINT_CELL_M**2)
+    return bool(inside.sum() >= 3 and density_feet >= 0.3 * density_around)
+
+
 def _deviation(
     asset: AssetConfig,
     model_pts: np.ndarray,
     tree: cKDTree,
+    footprint: np.ndarray,
     scan: _SortedScan,
     moved_m: float,
     lean_deg: float,
@@ -432,16 +473,20 @@ def _deviation(
     lo, hi = model_pts.min(axis=0), model_pts.max(axis=0)
     near = scan.within(lo - [margin, margin, 0.0], hi + [margin, margin, margin])
     body = near[near[:, 2] > 0.06]  # above the ground
-    if len(body) < 30:
-        around = scan.within(lo - [1.5, 1.5, 0.5], hi + [1.5, 1.5, 0.5])
-        ground_seen = int(((around[:, 2] < 0.06) & (around[:, 2] > -0.06)).sum())
-        status = "missing" if ground_seen >= 200 and len(body) < 5 else "not_seen"
+    if len(body) < JUDGE_POINTS:
+        # gone, or hidden behind other equipment? Where it stands on the ground, the scanner sees
+        # the ground only when it is gone (standing there, it covers its own footprint)
+        status = "missing" if len(body) < 5 and _footprint_seen(footprint, scan, lo, hi) else "not_seen"
         return EquipmentDeviation(asset.name, status, int(len(body)))
     if len(body) > BODY_POINTS:  # enough for an offset; the local ICP stays cheap
         body = body[np.random.default_rng(0).choice(len(body), BODY_POINTS, replace=False)]
     # the scan sees part of it: its points are matched onto the whole model surface (not the
     # other way round, which would pull the model towards the seen side)
-    local, rmse = _local_icp(body, tree, model_pts, 0.25)
+    local = np.eye(4)
+    rmse = float("nan")
+    for distance in LOCAL_DISTANCES_M:  # coarse to fine: the scan points of neighbours drop out
+        step, rmse = _local_icp(body @ local[:3, :3].T + local[:3, 3], tree, model_pts, distance)
+        local = step @ local
     t = np.linalg.inv(local)  # model place → where the scan has it
     centre = model_pts.mean(axis=0)
     offset = t[:3, :3] @ centre + t[:3, 3] - centre  # how far its centre moved

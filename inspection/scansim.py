@@ -64,19 +64,25 @@ def simulate_scan(
     viewpoint: Sequence[float] | None = None,
     displace: str | None = None,
     displacement_m: float = 0.10,
+    remove: str | None = None,
     max_deg: float = 30.0,
     max_m: float = 2.0,
     seed: int = 0,
 ) -> SimulatedScan:
     """Ray-cast a partial view of the substation from `viewpoint` (default: a random standpoint
     in front of the plot at eye height), add Gaussian noise of `noise_m` per axis, move it by an
-    unknown pose; with `displace`, that equipment is moved horizontally by `displacement_m` first."""
+    unknown pose; with `displace`, that equipment is moved horizontally by `displacement_m` first;
+    with `remove`, that equipment is not there at all."""
     rng = np.random.default_rng(seed)
     if not assets:
         raise ValueError("no equipment to scan")
     scene = o3d.t.geometry.RaycastingScene()
     shift = np.zeros(3)
+    if remove is not None and not any(a.name == remove for a in assets):
+        raise ValueError(f"cannot remove {remove!r}: not equipment of this substation")
     for asset in assets:
+        if asset.name == remove:
+            continue
         mesh = asset_mesh(asset)
         if asset.name == displace:
             direction = rng.uniform(0, 2 * np.pi)

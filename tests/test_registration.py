@@ -51,6 +51,17 @@ def test_a_part_displaced_by_15_cm_is_flagged_as_moved(assets, model):
     assert flagged[moved].offset_m >= 0.08
 
 
+def test_equipment_that_is_gone_is_flagged_missing_and_nothing_else_is(assets, model):
+    """Where the breaker stood the scanner now sees bare ground: missing. Equipment merely hidden
+    behind others covers its own footprint, so it is not called missing."""
+    gone = "PRIM/Q07/XCBR1"  # in the front row of this scan
+    sim = simulate_scan(assets, n_points=60_000, seed=5, remove=gone)
+    result = register_scan(sim.cloud(), model)
+    status = {e.asset: e.status for e in result.equipment}
+    assert status[gone] == "missing", next(e for e in result.equipment if e.asset == gone)
+    assert [e.asset for e in result.flagged] == [gone]
+
+
 def test_a_broken_or_empty_scan_file_is_a_clear_error_naming_it(tmp_path):
     broken = tmp_path / "site-scan.ply"
     broken.write_text("ply\nformat ascii 1.0\nelement vertex 5\nproperty float x\nend_header\n1 2\n")
