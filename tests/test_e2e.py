@@ -122,6 +122,7 @@ def test_stack_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     first = route.steps[0]
     assert (first.asset, first.state) == ("PRIM/T2/YPTR1", "alarm"), [(s.asset, s.state) for s in route.steps[:3]]
     assert any("T2-oil/YPTR1.TmpOil" in why for why in first.why)
+    _assert_first_step_view_in_alarm_colour(settings, first, tmp_path)
 
     # An Open3D render was written and is not blank, and carries the time it shows.
     assert summary["rendered"]
@@ -150,3 +151,22 @@ def test_stack_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert not at.exception
     ranking = at.dataframe[0].value
     assert len(ranking) == 103 and ranking["Severity"].is_monotonic_decreasing
+
+
+def _assert_first_step_view_in_alarm_colour(settings, step, tmp_path: Path) -> None:
+    """The route's first step view (rendered by the render worker, as the technician page does)
+    shows the faulted transformer in the alarm colour, at 640x480 (a frame where the label panel
+    does not cover the equipment)."""
+    from inspection.config import AssetKind
+    from inspection.state import AssetState
+    from inspection.stepview import render_step, stop_worker
+    from tests.stepview_checks import assert_step_view_shows
+
+    big = settings.model_copy(
+        update={"inspection": settings.inspection.model_copy(update={"width": 640, "height": 480})}
+    )
+    try:
+        path = render_step("primary", step, settings=big, out=tmp_path / "step1.png", timeout=120, wait_s=120)
+    finally:
+        stop_worker()
+    assert_step_view_shows(path, step.asset, AssetKind(step.kind), AssetState(step.state))
