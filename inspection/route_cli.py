@@ -36,7 +36,9 @@ def cmd_inspect_route(args: argparse.Namespace) -> int:
         overview = None
         if settings.inspection is not None:
             overview = Path(settings.inspection.output_dir) / f"{args.substation}.png"
-        write_route_pack(route, args.pack, images=_step_images(args.substation, route), overview=overview)
+        images = _step_images(args.substation, route, settings)
+        print(f"{len(images)} of {len(route.steps)} step views rendered", file=sys.stderr)
+        write_route_pack(route, args.pack, images=images, overview=overview)
         print(f"route pack written to {args.pack}", file=sys.stderr)
     if args.json:
         print(json.dumps(route.to_dict(), indent=2, ensure_ascii=False))
@@ -46,30 +48,38 @@ def cmd_inspect_route(args: argparse.Namespace) -> int:
     return 0
 
 
-def _step_images(substation: str, route: object) -> dict[str, Path]:
-    """Each step's own view when step views exist (`inspection.stepview.render_step`); none
-    otherwise, and a step whose view fails is left without (the pack says so by its absence)."""
-    import importlib
+def _step_images(substation: str, route: object, settings: object = None) -> dict[str, Path]:
+    """Every step's own view, rendered in the render worker (`inspection.stepview`), waiting for
+    each (a command can wait; a page cannot). A step whose view fails is reported and left
+    without one; after `MAX_FAILURES` failures in a row the renderer is taken as broken and the
+    remaining steps go without (each says so in the pack)."""
+    from inspection.stepview import render_step, stop_worker
 
-    try:
-        stepview = importlib.import_module("inspection.stepview")
-    except ModuleNotFoundError:
-        return {}
-    render_step = getattr(stepview, "render_step", None)
-    if render_step is None:
+    if settings is not None and getattr(settings, "inspection", None) is None:
+        print("no step views: the configuration has no `inspection` section", file=sys.stderr)
         return {}
     images: dict[str, Path] = {}
-    for step in getattr(route, "steps", ()):
-        try:
-            images[step.asset] = Path(render_step(substation, step))
-        except Exception as exc:  # a renderer that cannot keep up: the pack goes out without the rest
-            print(
-                f"no step view for {step.asset} ({type(exc).__name__}: {exc}); the pack uses the substation's "
-                "latest render for the remaining steps",
-                file=sys.stderr,
-            )
-            break
+    failures = 0
+    try:
+        for step in getattr(route, "steps", ()):
+            if failures >= MAX_FAILURES:
+                print(f"no step views for the remaining steps, from {step.asset} on", file=sys.stderr)
+                break
+            try:
+                path = render_step(substation, step, settings=settings, timeout=STEP_TIMEOUT_S, wait_s=STEP_TIMEOUT_S)
+            except Exception as exc:
+                failures += 1
+                print(f"no step view for {step.asset} ({type(exc).__name__}: {exc})", file=sys.stderr)
+                continue
+            images[step.asset] = Path(path)
+            failures = 0
+    finally:
+        stop_worker()
     return images
+
+
+MAX_FAILURES = 3
+STEP_TIMEOUT_S = 120.0
 
 
 def add_route_command(inspect_sub: argparse._SubParsersAction) -> argparse.ArgumentParser:

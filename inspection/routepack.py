@@ -43,6 +43,10 @@ def _step_html(step: RouteStep, image: Path | None) -> str:
     ]
     if image is not None and image.is_file():
         out.append(f'<img alt="{e(step.asset)}" src="{data_uri(image)}">')
+    else:
+        out.append(
+            '<p class="meta no-view">No step view could be rendered for this step: see the substation view above.</p>'
+        )
     out.append(
         f'<form name="step-{step.number}"><table><tr><th>check</th><th>pass</th><th>fail</th>'
         "<th>reading</th><th>compare with (live)</th></tr>"

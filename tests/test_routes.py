@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import argparse
 import base64
+import io
 import json
+import re
 import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from gridverse.audit import open_audit
 from gridverse.config import AssetKind, Settings
@@ -151,10 +154,8 @@ def test_thermography_is_graded_by_neta_table_100_18() -> None:
     assert sf6_at_20c(5.0, 40.0) == pytest.approx(4.681, abs=1e-3)
 
 
-def test_route_command_prints_json_and_writes_the_pack(tmp_path: Path, capsys, monkeypatch) -> None:
-    # Step views are left out here (tested with the real renderer in test_stepview.py): on a CPU
-    # renderer each can take seconds to minutes, and this test is about the route and the pack.
-    monkeypatch.setattr("inspection.route_cli._step_images", lambda substation, route: {})
+def test_route_command_prints_json_and_writes_the_pack(tmp_path: Path, capsys) -> None:
+    """The pack holds every step's own view, rendered by the real render worker."""
     settings, historian = _live_site(tmp_path)
     historian.close()
     render = Path(settings.inspection.output_dir) / "primary.png"
@@ -178,6 +179,15 @@ def test_route_command_prints_json_and_writes_the_pack(tmp_path: Path, capsys, m
     assert page.startswith("<!doctype html>") and "PRIM/T2/YPTR1" in page
     assert "data:image/png;base64," in page and "http://" not in page and "https://" not in page  # self-contained
     assert page.count("<form") == len(doc["steps"])
+    # the overview and one step view per step, each a real render (not the 1-pixel overview)
+    images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,([^"]+)"', page)
+    steps = [s["asset"] for s in doc["steps"]]
+    assert [alt for alt, _ in images] == ["substation primary", *steps]
+    for alt, data in images[1:]:
+        view = Image.open(io.BytesIO(base64.b64decode(data)))
+        assert view.size == (settings.inspection.width, settings.inspection.height), alt
+        assert view.text["gridverse:asset"] == alt
+    assert "No step view" not in page
     bad = parser.parse_args(["--config", str(config_dir_main(tmp_path)), "route", "nowhere"])
     assert bad.func(bad) == 2
     assert "no equipment for substation 'nowhere'" in capsys.readouterr().err
