@@ -158,7 +158,7 @@ def feeder_scores(
     *,
     short_window: int = 4,
     long_window: int = 96,
-    recent_window: int = 16,
+    recent_window: int = 8,
 ) -> tuple[list[str], np.ndarray]:
     """(feeder-head points, (time, head, FEEDER_SCORES)) of a telemetry frame; one-sided (≥ 0)."""
     cols = list(telemetry.columns)

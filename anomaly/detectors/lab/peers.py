@@ -24,6 +24,9 @@ import pandas as pd
 
 from anomaly.features import _nanmedian_last, _rolling_median, _shift, samples_per_day
 
+#: below this a bus voltage is a de-energised bus, not a reading to compare
+DEAD_BUS_PU = 0.5
+
 
 def _peer_deviation(dev: np.ndarray, points: pd.DataFrame, cols: list[str]) -> np.ndarray:
     """(time, point) the deviation the point's peers expect of it; NaN where it has none."""
@@ -67,6 +70,10 @@ def peer_scores(
     sigma = points.loc[cols, "sigma"].to_numpy(dtype=float)
     typical = np.nanmedian(np.abs(raw), axis=0)
     measured = np.where((raw == 0.0) & (typical > 10 * sigma)[None, :], np.nan, raw)  # zero fill: no reading
+    # a de-energised bus (an outage upstream) reads noise around zero: that is the outage, which
+    # the temporal detector names, not a voltage its peers can be compared with
+    volt = (points.loc[cols, "quantity"] == "v_pu").to_numpy()
+    measured[:, volt] = np.where(measured[:, volt] < DEAD_BUS_PU, np.nan, measured[:, volt])
     shifted = np.stack([_shift(measured, d * day) for d in range(1, history_days + 1)], axis=-1)
     profile, days_seen = _nanmedian_last(shifted)
     dev = np.where(days_seen >= min_days, measured - profile, np.nan)
