@@ -26,6 +26,9 @@ from anomaly.features import _nanmedian_last, _rolling_median, _shift, samples_p
 
 #: below this a bus voltage is a de-energised bus, not a reading to compare
 DEAD_BUS_PU = 0.5
+#: up to this many voltage points each is compared with the median of the others; above it with
+#: the median of all (the same within one rank, and one sort instead of one per point)
+LEAVE_ONE_OUT_MAX = 24
 
 
 def _peer_deviation(dev: np.ndarray, points: pd.DataFrame, cols: list[str]) -> np.ndarray:
@@ -34,7 +37,10 @@ def _peer_deviation(dev: np.ndarray, points: pd.DataFrame, cols: list[str]) -> n
     out = np.full((n_t, n_p), np.nan)
     pts = points.loc[cols]
     volt = np.flatnonzero(pts.quantity.to_numpy() == "v_pu")
-    if len(volt) >= 3:  # a median of at least two others
+    if len(volt) > LEAVE_ONE_OUT_MAX:  # one point moves the median of many by a rank at most: one sort
+        med, valid = _nanmedian_last(dev[:, volt])
+        out[:, volt] = np.where(valid >= 3, med, np.nan)[:, None]
+    elif len(volt) >= 3:  # a median of at least two others
         for k in volt:
             others = dev[:, volt[volt != k]]
             med, valid = _nanmedian_last(others)
