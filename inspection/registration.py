@@ -30,9 +30,10 @@ point_to_point = reg.TransformationEstimationPointToPoint()
 #: the local ICP's correspondence distances, coarse to fine (neighbours' points drop out)
 LOCAL_DISTANCES_M: tuple[float, ...] = (0.4, 0.1, 0.04)
 BODY_POINTS = 400  # scan points per equipment for its offset (a random subset when it has more)
-#: fewer scan points on an equipment than this and its offset is not judged (not_seen): a few
-#: dozen points of a small CT gave 5-7 cm offsets that were noise
-JUDGE_POINTS = 80
+#: fewer scan points on an equipment than this and its offset is not judged (not_seen): 30-40
+#: points of a small CT or a far disconnector gave 5-7 cm offsets that were noise (4 false flags
+#: in 20 simulated scans at 30, none at 50)
+JUDGE_POINTS = 50
 FOOTPRINT_CELL_M = 0.1  # scan points per equipment for its offset (a random subset when it has more)
 
 
