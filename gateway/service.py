@@ -4,6 +4,7 @@ long-running threads and tasks supervised by a watchdog (dead or stuck: reported
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 import time
@@ -123,6 +124,7 @@ class Gateway:
         registered with the watchdog (started by the caller, or by `supervise()`)."""
         self._loop = asyncio.get_running_loop()
         self._started = True
+        _tune_gc()
         self.writer.start()
         self.mqtt.start()
         self._supervise_threads()
@@ -273,6 +275,17 @@ class Gateway:
             }
             for p in self.pollers
         }
+
+
+def _tune_gc() -> None:
+    """Each point is a record and a dict of fields that live until their group commit (up to
+    commit_max_delay_s): at tens of thousands a second they outlive the young generations and set
+    off full collections of the whole heap, under Python's default thresholds several a second.
+    What start-up built is frozen (it is never garbage), and the young generation is collected
+    every 20,000 allocations instead of 700. Process-wide; cycles are still collected."""
+    gc.freeze()
+    gen0, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(max(gen0, 20_000), max(gen1, 20), max(gen2, 20))
 
 
 def _alive(thread: threading.Thread | None) -> bool:
