@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import pandapower as pp
 
 from gridmodel.config import TwinConfig
@@ -187,10 +188,12 @@ def pseudo_measurements(net: pp.pandapowerNet, measured_buses: set[int], cfg: Tw
     group = fused_groups(net)
     connected = {group[int(b)] for b in set(net.load.bus) | set(net.sgen.bus) | set(net.storage.bus) | set(net.gen.bus)}
     skip = {group[int(b)] for b in set(net.ext_grid.bus) | measured_buses}
-    demand_p = demand_p.groupby(lambda b: group[int(b)]).sum()
-    demand_q = demand_q.groupby(lambda b: group[int(b)]).sum()
+    # plain dictionaries: indexing a Series per bus took ~0.2 s a cycle at 10,000 buses
+    node = np.array([group[b] for b in demand_p.index.tolist()], dtype=np.int64)
+    node_p = demand_p.groupby(node).sum().to_dict()
+    node_q = demand_q.groupby(node).sum().to_dict()
     out = []
-    for bus in sorted({group[int(b)] for b in net.bus.index[net.bus.in_service]}):
+    for bus in sorted({group[b] for b in net.bus.index[net.bus.in_service].tolist()}):
         if bus in skip:
             continue
         if bus not in connected:
@@ -200,7 +203,7 @@ def pseudo_measurements(net: pp.pandapowerNet, measured_buses: set[int], cfg: Tw
                 Measurement("q", "bus", int(bus), None, 0.0, s, virtual=True),
             ]
             continue
-        p, q = float(demand_p[bus]), float(demand_q[bus])
+        p, q = float(node_p[bus]), float(node_q[bus])
         sp = max(cfg.pseudo_sigma_frac * abs(p), cfg.pseudo_sigma_floor_mw)
         sq = max(cfg.pseudo_sigma_frac * abs(q), cfg.pseudo_sigma_floor_mw)
         out += [
