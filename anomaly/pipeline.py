@@ -25,7 +25,7 @@ from sklearn.base import BaseEstimator
 from anomaly.dataset import Scenario
 from anomaly.detectors.lab.feeder import FEEDER_SCORES, feeder_scores
 from anomaly.detectors.lab.learned import LearnedDetector
-from anomaly.detectors.lab.peers import peer_scores
+from anomaly.detectors.lab.peers import peer_kinds, peer_scores
 from anomaly.detectors.lab.physics import PhysicsDetector
 from anomaly.detectors.lab.temporal import TemporalDetector
 from anomaly.events import Hysteresis, combine
@@ -64,8 +64,16 @@ def _clean_mask(scenario: Scenario, margin: pd.Timedelta) -> np.ndarray:
     pts = scenario.points.loc[cols]
     for lab in labels.itertuples():
         rows = (index >= lab.start - margin) & (index <= lab.end + margin)
-        # a measurement fault taints its point; a grid event every point (any may see it)
-        hit = np.asarray(pts.index == lab.point) if lab.point in cols else np.ones(len(cols), dtype=bool)
+        # a measurement fault taints its point and the points of its element (the peer detector
+        # compares them: a lying P shows on the current of the same line end); a grid event every
+        # point (any may see it)
+        if lab.point in cols:
+            mine = pts.loc[lab.point]
+            hit = np.asarray(
+                (pts.element_type == mine.element_type).to_numpy() & (pts.element == mine.element).to_numpy()
+            )
+        else:
+            hit = np.ones(len(cols), dtype=bool)
         clean[np.ix_(rows, hit)] = False
     return clean
 
@@ -209,7 +217,11 @@ class LabPipeline(BaseEstimator):
             # cried wolf more often than it found a trip on the training grid's tuning sets
             "feeder_short": 8.0,
             "feeder_long": 1.5,
-            "peer": 4.0,
+            # the transformer's losses grow with the square of its load, so its two sides part by
+            # a few kW on a heavy day: on the training grid's second period 7.4 on clean days
+            "peer_voltage": 4.0,
+            "peer_trafo": 8.0,
+            "peer_current": 4.0,
         }
         return {**base, **(self.floors or {})}
 
@@ -222,7 +234,7 @@ class LabPipeline(BaseEstimator):
         total = len(scenarios) + 1
         rows, quantities = [], []
         feeder_rows: list[np.ndarray] = []
-        peer_rows: list[np.ndarray] = []
+        peer_rows: dict[str, list[np.ndarray]] = {}
         per = max(self.max_rows // len(scenarios), 1000)
         for k, scenario in enumerate(scenarios):
             feats, _ = self.features(scenario)
@@ -241,7 +253,9 @@ class LabPipeline(BaseEstimator):
                 feeder_rows.append(fscores[clean[:, where]])
             peer = self.peer_component(scenario)
             if peer is not None:
-                peer_rows.append(peer[clean & (peer > 0)])
+                kinds = peer_kinds(scenario.points, list(scenario.telemetry.columns))
+                for kind in set(kinds) - {""}:
+                    peer_rows.setdefault(kind, []).append(peer[:, kinds == kind][clean[:, kinds == kind]])
             quantities.append(q[p_idx])
             if progress is not None:
                 progress(k + 1, total)
@@ -268,12 +282,15 @@ class LabPipeline(BaseEstimator):
                 )
                 for j, name in enumerate(FEEDER_SCORES)
             }
-        self.peer_threshold_ = None
-        if peer_rows and sum(len(r) for r in peer_rows):
-            px = np.concatenate(peer_rows)
-            self.peer_threshold_ = float(
-                np.clip(self.margin * np.quantile(px, self.quantile), floors["peer"], self.cap * floors["peer"])
-            )
+        # the peer detector's, one per kind of comparison (voltages, transformer sides, currents)
+        self.peer_thresholds_ = {}
+        for kind, blocks in sorted(peer_rows.items()):
+            values = np.concatenate(blocks)
+            if len(values):
+                floor = floors[f"peer_{kind}"]
+                self.peer_thresholds_[kind] = float(
+                    np.clip(self.margin * np.quantile(values, self.quantile), floor, self.cap * floor)
+                )
         self.learned_ = {}
         self.learned_thresholds_ = {}
         if self.learned_weight > 0:
@@ -341,9 +358,11 @@ class LabPipeline(BaseEstimator):
                 extra["feeder_kind"] = np.where(
                     fscores[..., 1] / limits[1] >= fscores[..., 0] / limits[0], "theft", "pv_trip"
                 )
-        peer = self.peer_component(scenario) if getattr(self, "peer_threshold_", None) else None
+        peer = self.peer_component(scenario) if getattr(self, "peer_thresholds_", None) else None
         if peer is not None:
-            comps[..., n_f + 2] = peer / self.peer_threshold_
+            kinds = peer_kinds(scenario.points, list(scenario.telemetry.columns))
+            for kind, limit in self.peer_thresholds_.items():
+                comps[:, kinds == kind, n_f + 2] = peer[:, kinds == kind] / limit
         return comps, feats, steps
 
     def _kinds(

@@ -237,3 +237,36 @@ def test_peer_detector_names_the_biased_voltage_and_the_drifting_transformer_sid
     assert z[bias][:, others].max() < z[bias, col["B2.V"]].max() / 2, "the other buses are not blamed"
     assert z[drift, col["T0.Plv"]].max() > 2 * noise
     assert np.abs(telemetry.iloc[bias, 2] - telemetry.iloc[bias, 1]).max() < 0.03  # the bias hides in the swing
+
+
+def test_peer_detector_puts_a_lying_power_meter_on_its_line_ends_current() -> None:
+    """P, Q and I at one feeder head: the load swings by ±50 % day to day, so a 10 σ bias on P
+    hides in P's own history, but I no longer matches √(P² + Q²): the line's current point, the
+    same element as the faulty meter, stands out."""
+    from anomaly.detectors.lab.peers import peer_kinds, peer_scores
+
+    rng = np.random.default_rng(9)
+    n = 96 * 10
+    index = pd.date_range(START_FEEDER, periods=n, freq="15min")
+    hour = (np.arange(n) % 96) / 4.0
+    day_level = np.repeat(rng.uniform(0.5, 1.5, 10), 96)
+    p = 0.06 * day_level * (0.6 + 0.4 * np.sin(hour / 24 * 2 * np.pi)) + rng.normal(0, 0.001, n)
+    q = 0.3 * p + rng.normal(0, 0.001, n)
+    i = np.hypot(p, q) / (np.sqrt(3) * 0.4 * rng.uniform(0.99, 1.01, n)) + rng.normal(0, 0.002, n)
+    rows = [
+        ("L.P", "line", 0, "from", "p_mw", "MW", 0.001),
+        ("L.Q", "line", 0, "from", "q_mvar", "Mvar", 0.001),
+        ("L.I", "line", 0, "from", "i_ka", "kA", 0.002),
+    ]
+    points = pd.DataFrame(rows, columns=["point", "element_type", "element", "side", "quantity", "unit", "sigma"])
+    points = points.set_index("point")
+    telemetry = pd.DataFrame({"L.P": p, "L.Q": q, "L.I": i}, index=index)
+    bias = slice(7 * 96, 8 * 96)
+    telemetry.iloc[bias, 0] += 10 * 0.001
+    assert list(peer_kinds(points, list(points.index))) == ["", "", "current"]
+    z = np.abs(peer_scores(telemetry, points))
+    quiet = np.ones(n, dtype=bool)
+    quiet[bias.start : bias.stop + 4] = False
+    quiet[: 3 * 96] = False
+    assert z[bias, 2].max() > 2 * z[quiet, 2].max()
+    assert z[:, :2].max() == 0.0  # P and Q have no peers of their own: the current speaks for the line end

@@ -8,7 +8,11 @@ Two kinds of peers need nothing but `points.csv`:
   does not is either local load or a lying meter;
 - **the two sides of a transformer**: active and reactive power in at HV are out at LV plus the
   transformer's losses (a few per cent), so a deviation on one side the other does not mirror is
-  a meter's, not the grid's.
+  a meter's, not the grid's;
+- **P, Q and I at one line end**: I = S / (√3 U), S = √(P² + Q²), with U the end's voltage, which
+  moves by a few per cent; the current a meter reports is compared with k·S, k the ratio I / S
+  over the preceding days, and a bias or drift of any of the three shows on the current point
+  (the same element as the faulty meter, which is what an operator needs to send someone to).
 
 Each point's deviation from its daily profile (the same time on earlier days, as in
 `anomaly.features`) is compared with its peers' deviation; the residual is scaled by its own
@@ -56,6 +60,40 @@ def _peer_deviation(dev: np.ndarray, points: pd.DataFrame, cols: list[str]) -> n
     return out
 
 
+def _current_residual(
+    measured: np.ndarray, points: pd.DataFrame, cols: list[str], day: int, scale_days: int
+) -> np.ndarray:
+    """(time, point) at each line end's current point: I − k·S (module doc); NaN elsewhere."""
+    n_t, n_p = measured.shape
+    out = np.full((n_t, n_p), np.nan)
+    pts = points.loc[cols]
+    lines = pts[pts.element_type == "line"]
+    position = {name: i for i, name in enumerate(cols)}
+    slow = max(day // 8, 1)
+    for (_element, _side), group in lines.groupby(["element", lines.side.astype(str)]):
+        by = dict(zip(group.quantity, group.index, strict=False))
+        if not {"p_mw", "q_mvar", "i_ka"} <= set(by):
+            continue
+        i = measured[:, position[by["i_ka"]]]
+        apparent = np.hypot(measured[:, position[by["p_mw"]]], measured[:, position[by["q_mvar"]]])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.where(apparent > 0, i / apparent, np.nan)
+        k = _rolling_median(_shift(ratio[:, None], 1), scale_days * day, min_periods=day, step=slow)[:, 0]
+        out[:, position[by["i_ka"]]] = i - k * apparent
+    return out
+
+
+def peer_kinds(points: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    """Per point, which comparison `peer_scores` makes of it: "voltage", "trafo", "current" or ""
+    (none); each kind has its own spread of clean residuals, so its own threshold."""
+    pts = points.loc[cols]
+    kind = np.full(len(cols), "", dtype=object)
+    kind[(pts.quantity == "v_pu").to_numpy()] = "voltage"
+    kind[((pts.element_type == "trafo") & pts.quantity.isin(["p_mw", "q_mvar"])).to_numpy()] = "trafo"
+    kind[((pts.element_type == "line") & (pts.quantity == "i_ka")).to_numpy()] = "current"
+    return kind
+
+
 def peer_scores(
     telemetry: pd.DataFrame,
     points: pd.DataFrame,
@@ -84,6 +122,9 @@ def peer_scores(
     profile, days_seen = _nanmedian_last(shifted)
     dev = np.where(days_seen >= min_days, measured - profile, np.nan)
     resid = dev - _peer_deviation(dev, points, cols)
+    triple = _current_residual(measured, points, cols, day, scale_days)
+    has = ~np.isnan(triple)
+    resid = np.where(has, triple, resid)
     slow = max(day // 8, 1)
     spread = 1.4826 * _rolling_median(np.abs(_shift(resid, 1)), scale_days * day, min_periods=day // 2, step=slow)
     scale = np.fmax(np.nan_to_num(spread, nan=np.inf), np.sqrt(2.0) * sigma[None, :])
