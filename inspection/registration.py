@@ -32,7 +32,7 @@ LOCAL_DISTANCES_M: tuple[float, ...] = (0.4, 0.1, 0.04)
 BODY_POINTS = 400  # scan points per equipment for its offset (a random subset when it has more)
 #: fewer scan points on an equipment than this and its offset is not judged (not_seen): 30-80
 #: points of a small CT or a half-hidden breaker gave 5-8 cm offsets that were noise (34 simulated
-#: scans: 4 false flags at 50 points, 1 at 80; at 80, 19 of the 19 displaced parts judged were found)
+#: scans: 4 false flags at 50 points, 1 at 80; at 80, 18 of the 18 displaced parts judged were found)
 JUDGE_POINTS = 80
 FOOTPRINT_CELL_M = 0.1  # scan points per equipment for its offset (a random subset when it has more)
 
