@@ -115,3 +115,30 @@ def test_a_hundred_step_views_with_state_changes_each_come_back_quickly(settings
     assert after["renders"] == before["renders"] + 100
     assert after["geometries_added"] == before["geometries_added"] and after["geometries_removed"] == 0
     assert after["materials_changed"] > before["materials_changed"]  # each view re-coloured the parts
+
+
+def test_recolouring_changes_colours_only(settings):
+    """In this process (the ray caster needs no render process of its own): a state change and a
+    highlight re-colour the parts of the scene built once; an unknown equipment is a clear error."""
+    from gridverse.config import AssetKind
+    from inspection.equipment import equipment_kind
+    from inspection.render import SceneRenderer, dimmed, framing
+    from inspection.state import COLOURS
+
+    assets = settings.assets["primary"]
+    r = SceneRenderer(64, 48)
+    r.build("primary", assets)
+    added = r.stats.geometries_added
+    r.colour("primary", assets, {TRANSFORMER: AssetState.ALARM})
+    alarm = pytest.approx(COLOURS[AssetState.ALARM], abs=1e-6)  # the table holds float32
+    assert any(c == alarm for c in r.colour_of("primary", TRANSFORMER))
+    r.highlight("primary", assets, "PRIM/T1/YPTR1", AssetState.NORMAL)
+    assert not any(c == alarm for c in r.colour_of("primary", TRANSFORMER))
+    grey = dimmed(equipment_kind(AssetKind.TRANSFORMER).structure_colour)  # every part of T2 washed out
+    assert all(c == pytest.approx(grey, abs=1e-6) for c in r.colour_of("primary", TRANSFORMER))
+    lo, hi = r.bounds("primary", "PRIM/T1/YPTR1")
+    image = r.render("primary", framing(lo, hi, 64 / 48), xray="PRIM/T1/YPTR1")
+    assert image.shape == (48, 64, 3) and image.std() > 5
+    assert r.stats.geometries_added == added and r.stats.geometries_removed == 0
+    with pytest.raises(KeyError, match="'PRIM/NOPE' is not equipment of substation 'primary' in assets.yaml"):
+        r.highlight("primary", assets, "PRIM/NOPE", AssetState.ALARM)
