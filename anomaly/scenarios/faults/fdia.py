@@ -30,7 +30,7 @@ from gridmodel.baddata import DEFAULT_BAD_DATA_THRESHOLD, normalised_residuals
 from gridmodel.config import TwinConfig
 from gridmodel.estimator import Estimate, EstimationError, make_estimator
 from gridmodel.measurements import Measurement, pseudo_measurements
-from gridmodel.mfunc import compile_measurements, evaluate, state_of, voltages
+from gridmodel.mfunc import compile_measurements, evaluate, evaluate_sparse, state_of, voltages
 
 _TYPE = {"v_pu": "v", "p_mw": "p", "q_mvar": "q", "i_ka": "i"}
 
@@ -121,9 +121,12 @@ class FalseDataInjection(InjectionAttack):
             internal = model.bus_lookup[bus_index]
             ok = (internal >= 0) & (internal < model.n_bus)
             v[internal[ok]] = truth[step][ok]
-            with np.errstate(invalid="ignore", divide="ignore"):  # de-energised buses: v = 0
-                h0, _ = evaluate(model, cm, v, jacobian=False)
-                h1, _ = evaluate(model, cm, voltages(model, state_of(model, v) + delta * direction), jacobian=False)
+            # de-energised buses (an outage in the window) have v = 0: the scipy formulation gives
+            # them inf/nan under errstate, where the compiled kernel of `evaluate` raises
+            with np.errstate(invalid="ignore", divide="ignore"):
+                h0, _ = evaluate_sparse(model, cm, v, jacobian=False)
+                shifted = voltages(model, state_of(model, v) + delta * direction)
+                h1, _ = evaluate_sparse(model, cm, shifted, jacobian=False)
             a = np.zeros(len(meas))
             rows = (cm.source >= 0) & (cm.source < len(meas))
             a[cm.source[rows]] = ((h1 - h0) * cm.scale)[rows]
