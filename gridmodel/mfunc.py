@@ -236,7 +236,11 @@ def _jacobian_kernel(
     kind, row, y_ptr, y_idx, y_val, f_ptr, f_idx, f_val, t_ptr, t_idx, t_val, f_bus, t_bus, v, angle_col, n_ns
 ):  # pragma: no cover - compiled
     m = len(kind)
-    vn = v / np.abs(v)
+    vn = np.ones(len(v), dtype=np.complex128)  # v/|v|; a de-energised bus (v = 0) takes angle 0, never divides by 0
+    for b in range(len(v)):
+        a = abs(v[b])
+        if a > 0.0:
+            vn[b] = v[b] / a
     # pass 1: entries per row (two per bus touched, one when the bus is the slack's angle)
     indptr = np.zeros(m + 1, dtype=np.int64)
     for i in range(m):
