@@ -144,3 +144,32 @@ def test_embedded_refuses_a_row_it_can_never_hold_with_a_clear_error(tmp_path: P
         h.write([good[0]._replace(fields={"value": [1, 2]})])
     h.write(good)  # the store is fine: only those rows are refused
     assert h.count("telemetry") == 7 and h.problem() is None
+
+
+@pytest.mark.parametrize(
+    ("record", "why"),
+    [
+        (Record("m", {"site": "s"}, {"v": 1.5, "q": "good", "ok": True, "n": 3}, 10), None),
+        (Record("m", {"site": 1}, {"v": 1.5}, 10), "tags"),  # type: ignore[dict-item]
+        (Record("m", {1: "s"}, {"v": 1.5}, 10), "tags"),  # type: ignore[dict-item]
+        (Record("m", {"site": "s"}, {1: 1.5}, 10), "field name"),  # type: ignore[dict-item]
+        (Record("m", {"site": "s"}, {"v": [1.5]}, 10), "type list"),  # type: ignore[dict-item]
+        (Record("m", {"site": "s"}, {"v": 2**70}, 10), "beyond int64"),
+        (Record("m", {"site": "s"}, {}, 10), "non-empty"),
+        (Record("m", {"site": "s"}, {"v": 1.5}, 10.0), "not an integer"),  # type: ignore[arg-type]
+        (Record("m", {"site": "s"}, {"v": 1.5}, 2**64), "beyond int64"),
+        (Record("", {"site": "s"}, {"v": 1.5}, 10), "not a name"),
+        (("m", {"site": "s"}, {"v": 1.5}, 10), None),  # a plain tuple of the four is a record too
+        ("m", "not a record"),
+    ],
+)
+def test_every_kind_of_unstorable_record_is_named_and_a_good_one_passes(record, why) -> None:
+    """The embedded store checks every row before it writes (a poisoned batch must be refused
+    by name, never half-written); the fast path for good rows must refuse what the full check does."""
+    from gridverse.historian.base import record_problem
+
+    found = record_problem(record)
+    if why is None:
+        assert found is None
+    else:
+        assert found is not None and why in found

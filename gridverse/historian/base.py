@@ -22,9 +22,36 @@ class HistorianRejected(HistorianError):
     hold): retrying will not help, so the writer sets the offending rows aside."""
 
 
+_PLAIN_FIELD_TYPES = frozenset({float, str, bool})
+
+
 def record_problem(record: object) -> str | None:
     """Why a store can never take this record (wrong types, a time or an integer beyond int64),
-    or None. Checked by the embedded store; cheap enough to run on every row."""
+    or None. Checked by the embedded store; cheap enough to run on every row (a good record is
+    passed by a few C-level checks; only a suspect one is looked at field by field)."""
+    if type(record) is Record:
+        measurement, tags, fields, time_ns = record
+        if (
+            type(time_ns) is int
+            and INT64_MIN <= time_ns <= INT64_MAX
+            and type(measurement) is str
+            and measurement
+            and type(tags) is dict
+            and type(fields) is dict
+            and fields
+        ):
+            try:  # str.join refuses anything but text: every tag key and value, every field name
+                "".join(tags)
+                "".join(tags.values())
+                "".join(fields)
+            except TypeError:
+                return _record_problem(record)
+            if _PLAIN_FIELD_TYPES.issuperset(map(type, fields.values())):
+                return None
+    return _record_problem(record)
+
+
+def _record_problem(record: object) -> str | None:
     if not isinstance(record, Record) and not (isinstance(record, tuple) and len(record) == 4):
         return f"not a record: {record!r:.120}"
     measurement, tags, fields, time_ns = record

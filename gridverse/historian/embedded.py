@@ -90,6 +90,8 @@ ON CONFLICT (step_s, series_id, time_ns, field) DO UPDATE SET
     last_ns = max(last_ns, excluded.last_ns)
 """
 
+#: one encoder for every row (json.dumps with separators builds a new encoder per call)
+_encode_fields = json.JSONEncoder(separators=(",", ":")).encode
 MINUTE, QUARTER = 60, 900
 _NS = 1_000_000_000
 _DAY_NS = 86400 * _NS
@@ -254,7 +256,7 @@ class EmbeddedHistorian(Historian):
                         sid = self._series.get(key) or new.get(key)
                         if sid is None:
                             sid = new[key] = self._series_id(conn, key, r.tags)
-                        rows.append((sid, r.time_ns, json.dumps(r.fields, separators=(",", ":"))))
+                        rows.append((sid, r.time_ns, _encode_fields(r.fields)))
                     conn.executemany("INSERT OR REPLACE INTO raw VALUES (?, ?, ?)", rows)
                     conn.execute("COMMIT")
                 except BaseException:
