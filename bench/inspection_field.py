@@ -93,6 +93,7 @@ def bench_registration(settings, trials: int, points: int) -> dict:
     register_scan(simulate_scan(assets, n_points=20_000, seed=999).cloud(), model)  # warm-up: model features
     errors_cm, errors_deg, seconds, ok = [], [], [], 0
     displaced, detected, displaced_all = 0, 0, 0
+    ransac_won = 0  # trials whose global alignment came from FPFH + RANSAC (the others: the heading sweep)
     targets = [a.name for a in assets if a.kind.value in ("transformer", "breaker", "disconnector", "ct", "vt")]
     for i in range(trials):
         moved = targets[i % len(targets)] if i % 2 == 0 else None
@@ -109,6 +110,7 @@ def bench_registration(settings, trials: int, points: int) -> dict:
         errors_deg.append(degrees)
         seconds.append(result.seconds)
         good = metres <= 0.02 and degrees <= 0.5
+        ransac_won += result.global_candidate == "fpfh_ransac"
         ok += good
         note = ""
         if moved is not None:
@@ -131,6 +133,7 @@ def bench_registration(settings, trials: int, points: int) -> dict:
         "registration_p95_deg": round(float(np.percentile(errors_deg, 95)), 4),
         "registration_s": round(statistics.median(seconds), 3) if seconds else None,
         "registration_p95_s": round(float(np.percentile(seconds, 95)), 3) if seconds else None,
+        "registration_fpfh_ransac_won": ransac_won,
         "displaced_part_detected": round(detected / displaced, 3) if displaced else None,
         "displaced_parts_seen": displaced,
         # of every displaced part, seen or not: a part the scan missed is not found either
