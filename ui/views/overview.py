@@ -109,11 +109,15 @@ def _details(selected: Selection, snap: Snapshot, classes) -> None:
     if history.empty:
         st.caption("No estimated history for it in the last 30 minutes.")
     else:
-        fig = go.Figure(go.Scatter(x=history.time, y=history[column], mode="lines", line={"color": "#5f6368"}))
+        # the twin writes a value when it moves beyond its deadband (gridmodel/writer.py): each holds
+        # until the next, so the trend is drawn as steps, never as a slope between two writes
+        line = {"color": "#5f6368", "shape": "hv"}
+        fig = go.Figure(go.Scatter(x=history.time, y=history[column], mode="lines", line=line))
+        last = _clock(history.time.iloc[-1].value)
         fig.update_layout(
             height=220,
             margin={"l": 0, "r": 0, "t": 24, "b": 0},
-            title={"text": f"last 30 min ({unit}), newest {_clock(history.time.iloc[-1].value)}", "font": {"size": 12}},
+            title={"text": f"last 30 min ({unit}), steps as written; last written {last}", "font": {"size": 12}},
             uirevision=f"trend-{kind}-{index}",
         )
         st.plotly_chart(fig, key="panorama.trend", config={"displaylogo": False})
