@@ -16,6 +16,7 @@ grid, where building HᵀWH with scipy and factorising it with SuperLU took tens
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numba
@@ -252,8 +253,6 @@ class GainFactor:
         """h_iᵀ·G⁻¹·h_i for the given rows of H (the H this factor's structure was analysed
         for), from a selected inversion of G on L's pattern (`gridmodel.selinv`)."""
         s = self.structure
-        if s.zpos is None:
-            object.__setattr__(s, "zpos", takahashi_positions(s.n, s.colptr, s.rows))
         inverse = SelectedInverse.from_ldl(s.perm, s.colptr, s.rows, self.lvals, self.d, s.zpos)
         return _quadratic_forms(
             h_jac.indptr.astype(np.int64, copy=False),
@@ -280,7 +279,12 @@ class GainStructure:
     rcol: np.ndarray
     rpos: np.ndarray
     pair_pos: np.ndarray
-    zpos: np.ndarray | None = None  # where the Takahashi sweep reads, computed on first use
+
+    @functools.cached_property
+    def zpos(self) -> np.ndarray:
+        """Where the Takahashi sweep reads (`selinv.takahashi_positions`), computed on first use:
+        only bad-data analysis needs it."""
+        return takahashi_positions(self.n, self.colptr, self.rows)
 
     @classmethod
     def analyse(cls, h_jac: sp.csr_matrix, weights: np.ndarray) -> GainStructure:

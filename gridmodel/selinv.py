@@ -10,10 +10,11 @@ in O(Σ_j |L_j|²) work:
     Z[i, j] = −Σ_{k ∈ L_j} L[k, j]·Z[i, k]         (i ∈ L_j, the rows below j in column j)
     Z[j, j] = 1/D[j] − Σ_{k ∈ L_j} L[k, j]·Z[k, j]
 
-The factor is SuperLU's (scipy) with a symmetric permutation and diagonal pivots, so the
-estimator's own factorisation can be reused; the pattern is computed symbolically (elimination
-tree) from the structure of H, so entries that happen to be numerically zero in the factor
-cannot leave a needed entry of G⁻¹ out.
+The estimator's own LDLᵀ (`gridmodel.gain`, on a symbolic pattern kept per measurement
+structure) is used as it is (`SelectedInverse.from_ldl`); a SuperLU factor (scipy) with a
+symmetric permutation and diagonal pivots can be used too. Either way the pattern is computed
+symbolically (elimination tree) from the structure of H, so entries that happen to be
+numerically zero in the factor cannot leave a needed entry of G⁻¹ out.
 """
 
 from __future__ import annotations
@@ -142,31 +143,10 @@ def _z_at(colptr: np.ndarray, rows: np.ndarray, zlow: np.ndarray, zdiag: np.ndar
 
 
 @numba.njit(cache=True)
-def _takahashi(
-    n: int, colptr: np.ndarray, rows: np.ndarray, lvals: np.ndarray, diag: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    zlow = np.zeros(len(rows))
-    zdiag = np.zeros(n)
-    for j in range(n - 1, -1, -1):
-        lo, hi = colptr[j], colptr[j + 1]
-        for a in range(lo, hi):
-            i = rows[a]
-            s = 0.0
-            for b in range(lo, hi):
-                s += lvals[b] * _z_at(colptr, rows, zlow, zdiag, i, rows[b])
-            zlow[a] = -s
-        s = 0.0
-        for b in range(lo, hi):
-            s += lvals[b] * zlow[b]
-        zdiag[j] = 1.0 / diag[j] - s
-    return zlow, zdiag
-
-
-@numba.njit(cache=True)
 def takahashi_positions(n: int, colptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """For each column j and each pair (a, b) of its entries, where Z[rows[a], rows[b]] is stored:
     a position in the lower values, or -(i + 1) for the diagonal entry Z[i, i]. Computed once per
-    pattern, it takes the searches out of the Takahashi sweep (`_takahashi_at`)."""
+    pattern, it takes the searches out of the Takahashi sweep (`_takahashi`)."""
     total = 0
     for j in range(n):
         c = colptr[j + 1] - colptr[j]
@@ -189,10 +169,11 @@ def takahashi_positions(n: int, colptr: np.ndarray, rows: np.ndarray) -> np.ndar
 
 
 @numba.njit(cache=True)
-def _takahashi_at(
+def _takahashi(
     n: int, colptr: np.ndarray, rows: np.ndarray, lvals: np.ndarray, diag: np.ndarray, zpos: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`_takahashi` with the positions of the entries it reads given (`takahashi_positions`)."""
+    """Z = G⁻¹ on L's pattern by the Takahashi equations (module doc), column by column from the
+    last; `zpos` (from `takahashi_positions`) says where each entry it reads is stored."""
     zlow = np.zeros(len(rows))
     zdiag = np.zeros(n)
     start = np.empty(n + 1, dtype=np.int64)
@@ -290,7 +271,8 @@ class SelectedInverse:
                 "the gain matrix is not positive definite (a pivot ≤ 0); check for unobservable "
                 "buses or σ values near zero"
             )
-        self.zlow, self.zdiag = _takahashi(n, self.colptr, self.rows, lvals, diag)
+        zpos = takahashi_positions(n, self.colptr, self.rows)
+        self.zlow, self.zdiag = _takahashi(n, self.colptr, self.rows, lvals, diag, zpos)
         self.n = n
 
     @classmethod
@@ -304,8 +286,8 @@ class SelectedInverse:
         zpos: np.ndarray | None = None,
     ) -> SelectedInverse:
         """From an LDLᵀ factor already on a symbolic pattern (`gridmodel.gain.GainFactor`): no
-        ordering, pattern or scatter to redo, only the Takahashi sweep (without searches when
-        `zpos`, from `takahashi_positions` on the same pattern, is given)."""
+        ordering, pattern or scatter to redo, only the Takahashi sweep (`zpos`, from
+        `takahashi_positions` on the same pattern, is computed here unless given)."""
         if np.any(d <= 0) or not np.all(np.isfinite(d)):
             raise SelectedInversionError(
                 "the gain matrix is not positive definite (a pivot ≤ 0); check for unobservable "
@@ -314,9 +296,8 @@ class SelectedInverse:
         self = cls.__new__(cls)
         self.perm, self.colptr, self.rows, self.n = perm, colptr, rows, len(d)
         if zpos is None:
-            self.zlow, self.zdiag = _takahashi(len(d), colptr, rows, lvals, d)
-        else:
-            self.zlow, self.zdiag = _takahashi_at(len(d), colptr, rows, lvals, d, zpos)
+            zpos = takahashi_positions(len(d), colptr, rows)
+        self.zlow, self.zdiag = _takahashi(len(d), colptr, rows, lvals, d, zpos)
         return self
 
     def quadratic_forms(self, h: sp.spmatrix, rows: np.ndarray | None = None) -> np.ndarray:
