@@ -7,6 +7,7 @@ CI run never passes by skipping.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -22,8 +23,37 @@ import pytest
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def _ephemeral_low() -> int:
+    """The first port of the kernel's range for outgoing connections (Linux: 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+#: Ports handed out by this process (never twice).
+_GIVEN: set[int] = set()
+_RANDOM = random.Random()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A loopback port free now, for a server a test starts later. Taken below the kernel's
+    ephemeral range: a port the kernel picked (bind to 0) could be handed again to any outgoing
+    connection before the server binds it, which once made the demo's RTU fail to listen."""
+    low = _ephemeral_low()
+    if low > 12000:
+        for _ in range(200):
+            port = _RANDOM.randrange(10000, low)
+            if port in _GIVEN:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _GIVEN.add(port)
+            return port
+    with socket.socket() as s:  # an unusual range: let the kernel choose
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
