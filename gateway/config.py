@@ -304,6 +304,16 @@ class GatewayConfig(Strict):
             "acknowledgement); a group is committed sooner when messages pause or it holds 5,000 points"
         ),
     )
+    mqtt_batch_s: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description=(
+            "at light load the MQTT network thread reads what arrived at most this often (several messages per "
+            "wake-up instead of one each; acknowledgements still go out as soon as they are committed); 0: wake "
+            "for every message"
+        ),
+    )
     report_every_s: float = Field(default=60.0, gt=0, description="heartbeat of points with a deadband")
     writes_enabled: bool = Field(default=False, description="allow writes to points a profile marks writable")
     northbound: bool = Field(

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
 
+from gateway.mqtt_batching import BatchingClient
 from gateway.sparkplug_host import NAMESPACE, SparkplugError, SparkplugHost
 from gridverse.config import GatewayConfig, MqttConfig, SensorConfig, Settings, SiteConfig
 from gridverse.mqtt import broker_host, connect_properties, make_client, stop_client, subscription
@@ -225,7 +226,11 @@ class MqttIngest:
         }
         # manual acknowledgement: a QoS 1 message is acknowledged only once its points are in the
         # spool, so a gateway killed in between gets it again from the broker
-        self.client = make_client(cfg, f"gridverse-gateway-{site}", clean_start=False, manual_ack=True)
+        # read in batches at light load (gateway.mqtt_batch_s): a few messages per wake-up
+        self.client: BatchingClient = make_client(  # type: ignore[assignment]
+            cfg, f"gridverse-gateway-{site}", clean_start=False, manual_ack=True, client_class=BatchingClient
+        )
+        self.client.batch_s = gw.mqtt_batch_s if self.client.batch_s > 0 else 0.0
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
@@ -252,6 +257,11 @@ class MqttIngest:
     ) -> MqttIngest:
         """The subscriber for a whole configuration (it takes the MQTT, site and gateway sections)."""
         return cls(settings.mqtt, settings.site, settings.gateway, sink, reject)
+
+    def flush_acks(self) -> None:
+        """Send the acknowledgements held since the last flush (the writer calls it after each
+        group commit's callbacks), in one write."""
+        self.client.flush_acks()
 
     def _publish_command(self, topic: str, body: bytes) -> None:
         self.client.publish(topic, body, qos=0)

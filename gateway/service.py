@@ -67,6 +67,7 @@ class Gateway:
         ]
         self.mqtt = MqttIngest(settings.mqtt, settings.site, cfg, self._sink_records, self._reject)
         self.writer.on_room = self.mqtt.request_redelivery  # what a full spool refused comes again
+        self.writer.on_acknowledged = self.mqtt.flush_acks  # a group's MQTT acknowledgements in one write
         self.writer.on_written = self._count_out
         self.metrics.bind(self)
         self.watchdog = Watchdog("gateway", registry=self.metrics.registry)

@@ -112,6 +112,9 @@ class HistorianWriter:
         self.store_down_since: float | None = None  # time.time() of the failure, while down
         # (batches, write started ns, write finished ns), for metrics and latency measurement
         self.on_written: Callable[[Sequence[SpoolBatch], int, int], None] | None = None
+        #: called after each group's on_durable callbacks (the MQTT side sends the acknowledgements
+        #: they held in one write)
+        self.on_acknowledged: Callable[[], None] | None = None
         #: called once (on its own thread) when the spool has room again after refusing
         self.on_room: Callable[[], None] | None = None
         self.refusals = 0  # commits refused (spool full, or its file failing beyond memory)
@@ -339,6 +342,11 @@ class HistorianWriter:
                     on_durable()
                 except Exception:  # an ack that fails must not stop the others
                     log.exception("acknowledging a durable batch failed")
+        if self.on_acknowledged is not None:
+            try:
+                self.on_acknowledged()
+            except Exception:
+                log.exception("sending the acknowledgements of a durable group failed")
 
     def _set_aside_unencodable(self, records: list[Record], exc: Exception) -> bool:
         """Keep a submission that cannot be encoded in the rejected table; True when it is there."""

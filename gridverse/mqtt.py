@@ -22,11 +22,17 @@ def topic(config: MqttConfig, site: str, substation: str, device: str, kind: str
 
 
 def make_client(
-    config: MqttConfig, client_id: str, *, clean_start: bool = True, manual_ack: bool = False
+    config: MqttConfig,
+    client_id: str,
+    *,
+    clean_start: bool = True,
+    manual_ack: bool = False,
+    client_class: type[mqtt.Client] = mqtt.Client,
 ) -> mqtt.Client:
-    """A paho client configured from `mqtt:`; the password comes from the environment only."""
+    """A paho client (or a subclass of it) configured from `mqtt:`; the password comes from the
+    environment only."""
     v5 = config.protocol == "5"
-    client = mqtt.Client(
+    client = client_class(
         mqtt.CallbackAPIVersion.VERSION2,
         client_id=client_id + config.client_suffix,
         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
