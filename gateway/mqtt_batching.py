@@ -16,6 +16,9 @@ changes only that:
   of acknowledgements wakes it at once through paho's socket pair, so the broker's in-flight
   window is not held up. Under load (at least LIGHT_PACKETS packets at a wake-up) it does not
   wait at all;
+- **commits**: hooks around each pass's reads (`before_reading`, `after_reading`) let the gateway
+  commit a light pass's messages to its spool on this thread, right after reading them, instead
+  of handing them to the committer thread and being woken again for the acknowledgements;
 - **acknowledgements** of QoS 1 messages (manual acknowledgement) are held by `ack` until
   `flush_acks`, which queues all of them as one write with one wake-up. The gateway flushes
   after each group commit (HistorianWriter.on_acknowledged), and the network thread flushes any
@@ -34,6 +37,7 @@ import contextlib
 import select
 import struct
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -62,6 +66,10 @@ class BatchingClient(mqtt.Client):
         super().__init__(*args, **kwargs)
         #: seconds the network thread waits after a light wake-up (0: paho's own behaviour)
         self.batch_s = batch_s if batching_supported(self) else 0.0
+        #: called on the network thread before each pass reads, and after it with whether the
+        #: load was light (the gateway commits a light pass's messages right there: no hand-over)
+        self.before_reading: Callable[[], None] | None = None
+        self.after_reading: Callable[[bool], None] | None = None
         self._held_acks: list[int] = []
         self._acks_lock = threading.Lock()
         self._rbuf = b""
@@ -138,20 +146,26 @@ class BatchingClient(mqtt.Client):
         if self.batch_s <= 0:
             return super()._loop(timeout)
         self.flush_acks()
-        rc = self._drain()  # what is buffered first: paho's select cannot see it
-        if rc != _SUCCESS:
-            return rc
-        rc = super()._loop(timeout)
-        if rc != _SUCCESS or self._sock is None:
-            return rc
         read = 0
-        while read < DRAIN_LIMIT and self._readable():
-            rc = self.loop_read()
-            read += 1
+        if self.before_reading is not None:
+            self.before_reading()
+        try:
+            rc = self._drain()  # what is buffered first: paho's select cannot see it
+            if rc != _SUCCESS:
+                return rc
+            rc = super()._loop(timeout)
             if rc != _SUCCESS or self._sock is None:
                 return rc
+            while read < DRAIN_LIMIT and self._readable():
+                rc = self.loop_read()
+                read += 1
+                if rc != _SUCCESS or self._sock is None:
+                    return rc
+        finally:
+            if self.after_reading is not None:
+                self.after_reading(read < LIGHT_PACKETS)
         self.flush_acks()
-        if read < LIGHT_PACKETS and not self.want_write():
+        if read < LIGHT_PACKETS:
             self._wait_for_output(self.batch_s)
         return rc
 
@@ -164,9 +178,17 @@ class BatchingClient(mqtt.Client):
         return rc
 
     def _wait_for_output(self, seconds: float) -> None:
-        """Wait up to `seconds`, or until something is queued to send (paho writes a byte to its
-        socket pair for every packet queued from another thread, flush_acks one per flush)."""
+        """Send what is queued, then wait up to `seconds` or until something more is queued (paho
+        writes a byte to its socket pair for every packet queued from another thread, flush_acks
+        one per flush). The pair is emptied first: a byte for a packet already sent must not end
+        the wait at once."""
         wake = self._sockpairR
+        if wake is not None:
+            with contextlib.suppress(BlockingIOError, OSError):
+                wake.recv(10_000)
+        if self.want_write():  # queued before the pair was emptied: send it now
+            if self.loop_write() != _SUCCESS or self.want_write():
+                return  # the socket takes no more now: paho's select waits for it to drain
         try:
             select.select([wake] if wake is not None else [], [], [], seconds)
         except (OSError, TypeError, ValueError):

@@ -100,6 +100,7 @@ class HistorianWriter:
         self._queued_points = 0
         self._lock = threading.Lock()
         self._submitted = threading.Event()
+        self._batch = threading.local()  # begin_batch/end_batch, per submitting thread
         self._committed = threading.Event()
         self._stop = threading.Event()
         self._started = False
@@ -145,8 +146,34 @@ class HistorianWriter:
             self._queued_points += len(records)
             first = len(self._queue) == 1
             full = self._queued_points >= self.group_points
+        if getattr(self._batch, "open", False) and not full:
+            self._batch.submitted = True  # the batch's end commits it or wakes the committer
+            return
         if first or full:  # the committer times the group from its first submission
             self._submitted.set()
+
+    def begin_batch(self) -> None:
+        """This thread is about to submit a batch (an MQTT network pass): its submissions do not
+        wake the committer one by one; `end_batch` says what happens to them."""
+        self._batch.open, self._batch.submitted = True, False
+
+    def end_batch(self, commit_here: bool) -> None:
+        """The batch is complete: commit it on this thread now (`commit_here`: a light load, where
+        handing it to the committer costs more than the commit), or wake the committer (a heavy
+        one: it commits while this thread reads on). Either way what the batch submitted is on disk
+        before it is acknowledged; were this never called, the committer's own half-second check
+        would still commit it."""
+        submitted = getattr(self._batch, "submitted", False)
+        self._batch.open = self._batch.submitted = False
+        if not submitted:
+            return
+        if commit_here:
+            try:
+                self.commit()
+                return
+            except Exception:  # never seen: leave it to the committer, which logs and retries
+                log.exception("committing a batch on the MQTT thread failed; the committer takes it")
+        self._submitted.set()
 
     @property
     def refused(self) -> int:

@@ -184,3 +184,41 @@ def test_the_power_cut_setting_reaches_sqlite(tmp_path: Path) -> None:
 
     found = {name: asyncio.run(pragma(name, settings)) for name, settings in (("shipped", shipped), ("opted", opted))}
     assert found == {"shipped": "full", "opted": "normal"}
+
+
+def test_a_light_mqtt_pass_commits_on_its_own_thread_and_a_heavy_one_wakes_the_committer(tmp_path: Path) -> None:
+    """The MQTT network thread brackets each pass with begin_batch/end_batch: a light pass's
+    messages are committed on that thread before end_batch returns (acknowledged there, on disk
+    first); a heavy pass hands them to the committer thread. Nothing is acknowledged before it is
+    in the spool file either way."""
+    spool = Spool(tmp_path / "s.db", max_points=10**6, synchronous="full")
+    writer = _idle_drainer(EmbeddedHistorian(tmp_path / "h.db"), spool, commit_max_delay_s=0.05)
+    reader = sqlite3.connect(tmp_path / "s.db", check_same_thread=False)
+    acked: list[tuple[int, str, int]] = []
+
+    def ack(k: int) -> None:
+        on_disk = int(reader.execute("SELECT COALESCE(SUM(n), 0) FROM spool").fetchone()[0])
+        acked.append((k, threading.current_thread().name, on_disk))
+
+    writer.start()
+    try:
+        writer.begin_batch()
+        for k in range(5):
+            writer.submit_records(_batch(k), lambda k=k: ack(k))
+        assert acked == [], "nothing acknowledged while the pass is still reading"
+        writer.end_batch(commit_here=True)
+        assert [k for k, _t, _n in acked] == list(range(5)), "committed and acknowledged before end_batch returned"
+        assert {t for _k, t, _n in acked} == {threading.current_thread().name}
+        assert all(n >= 50 for _k, _t, n in acked)
+
+        acked.clear()
+        writer.begin_batch()
+        for k in range(5, 10):
+            writer.submit_records(_batch(k), lambda k=k: ack(k))
+        writer.end_batch(commit_here=False)
+        wait_for(lambda: len(acked) == 5, "the heavy pass acknowledged by the committer", timeout=10)
+        assert {t for _k, t, _n in acked} == {"spool-committer"}
+        assert all(n >= 100 for _k, _t, n in acked)
+    finally:
+        writer.stop(5)
+        reader.close()
