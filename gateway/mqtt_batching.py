@@ -186,9 +186,10 @@ class BatchingClient(mqtt.Client):
         if wake is not None:
             with contextlib.suppress(BlockingIOError, OSError):
                 wake.recv(10_000)
-        if self.want_write():  # queued before the pair was emptied: send it now
-            if self.loop_write() != _SUCCESS or self.want_write():
-                return  # the socket takes no more now: paho's select waits for it to drain
+        # queued before the pair was emptied: send it now; if the socket takes no more now,
+        # paho's select waits for it to drain instead
+        if self.want_write() and (self.loop_write() != _SUCCESS or self.want_write()):
+            return
         try:
             select.select([wake] if wake is not None else [], [], [], seconds)
         except (OSError, TypeError, ValueError):
