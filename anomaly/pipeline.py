@@ -25,7 +25,7 @@ from sklearn.base import BaseEstimator
 from anomaly.dataset import Scenario
 from anomaly.detectors.lab.feeder import FEEDER_SCORES, feeder_scores
 from anomaly.detectors.lab.learned import LearnedDetector
-from anomaly.detectors.lab.peers import peer_kinds, peer_scores
+from anomaly.detectors.lab.peers import generator_sun_up, peer_kinds, peer_scores
 from anomaly.detectors.lab.physics import PhysicsDetector
 from anomaly.detectors.lab.temporal import TemporalDetector
 from anomaly.events import Hysteresis, combine
@@ -50,15 +50,26 @@ _KIND_OF_FEATURE = {
 _PREVIOUS_SPLIT = {"validation": "train", "test": "validation"}
 #: quantities whose meters move together when the grid moves
 _MOVE_GROUP = {"p_mw": "flow", "q_mvar": "flow", "i_ka": "flow", "v_pu": "voltage", "temp_oil_c": "temperature"}
+#: features that compare a point with its own earlier days: the weather moves a PV unit's
+_WEATHER_MOVED = ("z_recent", "z_daily", "z_sustained", "slope", "z_long")
 #: features whose signed value matters (a shift up or down); the others are ≥ 0 magnitudes
 _SIGNED = ("z_recent", "z_daily", "z_sustained", "slope", "resid", "z_long")
 
 
 def _clean_mask(scenario: Scenario, margin: pd.Timedelta) -> np.ndarray:
-    """(time, point) True where no label window (widened by `margin`) touches the point or its element."""
+    """(time, point) True where no label window (widened by `margin`) touches the point or its
+    element, and no grid event the generator left unlabelled (scenario.json) is under way."""
     index, cols = scenario.telemetry.index, list(scenario.telemetry.columns)
     clean = np.ones((len(index), len(cols)), dtype=bool)
     labels = scenario.labels
+    # grid events the generator made but did not label (scenario.json): not faults, not clean either
+    unlabelled = [
+        (pd.Timestamp(e["start"]), pd.Timestamp(e["end"]))
+        for e in scenario.meta.get("unlabelled_events", [])
+        if isinstance(e, dict) and e.get("start") and e.get("end")
+    ]
+    for start, end in unlabelled:
+        clean[(index >= start - margin) & (index <= end + margin), :] = False
     if labels is None or not len(labels):
         return clean
     pts = scenario.points.loc[cols]
@@ -222,6 +233,7 @@ class LabPipeline(BaseEstimator):
             "peer_voltage": 4.0,
             "peer_trafo": 8.0,
             "peer_current": 4.0,
+            "peer_generator": 4.0,
         }
         return {**base, **(self.floors or {})}
 
@@ -240,8 +252,13 @@ class LabPipeline(BaseEstimator):
             feats, _ = self.features(scenario)
             clean = _clean_mask(scenario, pd.Timedelta(hours=4))
             clean[: samples_per_day(scenario.telemetry.index)] = False  # warm-up: no daily profile yet
+            if self.peers:  # a PV unit in daylight is judged by its peers (components): not a row here
+                telemetry = self._with_history(scenario)
+                sunny = generator_sun_up(telemetry, scenario.points)[len(telemetry) - len(scenario.telemetry) :]
+            else:
+                sunny = np.zeros_like(clean)
             q = scenario.points.loc[list(scenario.telemetry.columns), "quantity"].to_numpy()
-            t_idx, p_idx = np.nonzero(clean)
+            t_idx, p_idx = np.nonzero(clean & ~sunny)
             if len(t_idx) > per:
                 pick = rng.choice(len(t_idx), per, replace=False)
                 t_idx, p_idx = t_idx[pick], p_idx[pick]
@@ -363,6 +380,20 @@ class LabPipeline(BaseEstimator):
             kinds = peer_kinds(scenario.points, list(scenario.telemetry.columns))
             for kind, limit in self.peer_thresholds_.items():
                 comps[:, kinds == kind, n_f + 2] = peer[:, kinds == kind] / limit
+            # a trip or a lying meter is one unit; several units apart from the fleet at once is
+            # the grid (a feeder's PV surplus) or the weather (a cloud over one part of the grid)
+            gens = np.flatnonzero(kinds == "generator")
+            if len(gens):
+                together = (comps[:, gens, n_f + 2] >= 0.5).sum(axis=1) >= 2
+                comps[together[:, None] & np.isin(np.arange(n_p), gens)[None, :], n_f + 2] = 0.0
+            if "generator" in self.peer_thresholds_:
+                # while the sun is up a generator's own history is the weather's: its level is
+                # judged against its peers only (a stuck or missing meter is still its own)
+                telemetry = self._with_history(scenario)
+                sun_up = generator_sun_up(telemetry, scenario.points)[len(telemetry) - n_t :]
+                for name in _WEATHER_MOVED:
+                    comps[..., F[name]] = np.where(sun_up, 0.0, comps[..., F[name]])
+                comps[..., n_f] = np.where(sun_up, 0.0, comps[..., n_f])
         return comps, feats, steps
 
     def _kinds(
@@ -411,6 +442,10 @@ class LabPipeline(BaseEstimator):
         peer_wins = comps[..., n_f + 2] > comps[..., : n_f + 2].max(axis=-1)
         growing = comps[..., F["slope"]] >= 0.5
         kinds = np.where(peer_wins, np.where(growing, "drift", "bias"), kinds)
+        # a generator producing less than the others' sky allows: a trip (a lying meter cannot be
+        # told from one with this metering; the alarm names the unit either way)
+        short = (pts.element_type.to_numpy() == "sgen")[None, :] & (feats[..., F["z_daily"]] < 0)
+        kinds = np.where(peer_wins & short, "pv_trip", kinds)
         index = scenario.telemetry.index
         return (
             pd.DataFrame(combined, index=index, columns=cols),

@@ -26,6 +26,7 @@ object on its last line.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -138,12 +139,17 @@ def scenario_set(code: str, days: float, seed: int, start_day: int, work: Path) 
 
     out = work / f"{code}-d{days:g}-s{seed}-start{start_day}"
     marker = out / "test" / "scenario.json"
-    if marker.exists():
+    params = ScenarioParams(grid=code, days=days, seed=seed, start_day=start_day)
+    wanted = json.loads(json.dumps(dataclasses.asdict(params)))  # tuples as lists, as the file has them
+    stored = json.loads(marker.read_text()).get("params", {}) if marker.exists() else None
+    if stored is not None and all(stored.get(k) == v for k, v in wanted.items()):
         say(f"{code}: reusing {out}")
     else:
+        if stored is not None:
+            say(f"{code}: {out} was made with other parameters (or an older generator); making it again")
         say(f"{code}: generating {days:g} days (seed {seed}) into {out}")
         t0 = time.perf_counter()
-        generate(ScenarioParams(grid=code, days=days, seed=seed, start_day=start_day), out)
+        generate(params, out)
         say(f"{code}: generated in {time.perf_counter() - t0:.0f} s")
     return {s: out / s for s in SPLITS}
 

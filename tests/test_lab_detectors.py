@@ -270,3 +270,40 @@ def test_peer_detector_puts_a_lying_power_meter_on_its_line_ends_current() -> No
     quiet[: 3 * 96] = False
     assert z[bias, 2].max() > 2 * z[quiet, 2].max()
     assert z[:, :2].max() == 0.0  # P and Q have no peers of their own: the current speaks for the line end
+
+
+def test_peer_detector_finds_a_tripped_pv_unit_against_the_others_sky() -> None:
+    """Four smart-metered PV units of different sizes under one sky (clouds move all of them day to
+    day and hour to hour), one facing west (it runs behind the others every evening): one trips
+    for three hours at midday on a cloudy day, when its output is no lower than a sunny day's
+    dawn. Its share of its usual peak falls away from the others' median: it stands out, the
+    others do not, and nights score nothing."""
+    from anomaly.detectors.lab.peers import peer_kinds, peer_scores
+
+    rng = np.random.default_rng(11)
+    days, n = 10, 96 * 10
+    index = pd.date_range(START_FEEDER, periods=n, freq="15min")
+    hour = (np.arange(n) % 96) / 4.0
+    sun = np.clip(np.sin((hour - 6) / 12 * np.pi), 0, None)
+    sky = np.repeat(rng.uniform(0.3, 1.0, days), 96) * np.clip(1 + rng.normal(0, 0.15, n), 0.2, 1.3)
+    sizes = [0.010, 0.022, 0.028, 0.040]
+    rows, data = [], {}
+    for k, size in enumerate(sizes):
+        name = f"sgen{k}.p_mw"
+        rows.append((name, "sgen", k, "", "p_mw", "MW", size / 300))
+        facing = np.clip(np.sin((hour - 6 - (1.0 if k == 3 else 0.0)) / 12 * np.pi), 0, None)  # unit 3: west
+        data[name] = size * 0.8 * facing * sky * rng.uniform(0.95, 1.05, n) + rng.normal(0, size / 300, n)
+    points = pd.DataFrame(rows, columns=["point", "element_type", "element", "side", "quantity", "unit", "sigma"])
+    points = points.set_index("point")
+    telemetry = pd.DataFrame(data, index=index)
+    cloudy = int(np.argmin(sky.reshape(days, 96)[7:, 48])) + 7  # the cloudiest midday after the warm-up
+    trip = slice(cloudy * 96 + 44, cloudy * 96 + 56)  # 11:00-14:00
+    telemetry.iloc[trip, 1] = np.abs(rng.normal(0, sizes[1] / 300, 12))
+    assert list(peer_kinds(points, list(points.index))) == ["generator"] * 4
+    z = np.abs(peer_scores(telemetry, points))
+    quiet = np.ones(n, dtype=bool)
+    quiet[trip.start : trip.stop + 4] = False
+    quiet[: 6 * 96] = False  # a usual peak (3 days), then the usual difference to the others (3 more)
+    assert z[trip, 1].max() > 2 * z[quiet].max(), "the tripped unit stands out"
+    assert z[trip][:, [0, 2, 3]].max() < z[trip, 1].max() / 2, "the units still producing are not blamed"
+    assert z[sun == 0].max() == 0.0, "no comparison at night"

@@ -212,9 +212,25 @@ def test_points_name_existing_elements_and_the_network_is_the_operators_model(ha
     assert set(scen.points.quantity) == {"v_pu", "p_mw", "q_mvar", "i_ka", "temp_oil_c"}
     share = (scen.points.quantity == "v_pu").sum() / len(net.bus)
     assert 0.3 <= share <= 0.6  # about a third of the buses, plus the substation busbars
+    assert not (scen.points.element_type == "sgen").any()  # LV units are far below the 1 MW of telemetry
     meta = json.loads((hand[0] / "test" / "scenario.json").read_text())
     assert meta["seed"] == 5 and meta["grid"] == LV and meta["step_minutes"] == 15
     assert isinstance(pp.to_json(net), str)
+
+
+def test_smart_metered_generators_report_their_power_with_the_meters_class(tmp_path):
+    """With smart_meter_gen_mw (0.007: Germany's MsbG § 29 plan), PV units above 7 kW report their
+    15-minute P, no Q, with a class-1 meter's σ at their rating (rural1's four units: 19-78 kW)."""
+    params = ScenarioParams(grid=LV, days=1, seed=5, smart_meter_gen_mw=0.007)
+    generate(params, tmp_path / "smart", choose_faults=lambda ctx: [])
+    scen = read_scenario(tmp_path / "smart" / "train")
+    net = scen.network()
+    gens = scen.points[scen.points.element_type == "sgen"]
+    assert set(gens.element) == set(net.sgen.index[net.sgen.p_mw > 0.007]) and len(gens) == 4
+    assert set(gens.quantity) == {"p_mw"}
+    np.testing.assert_allclose(gens.sigma, net.sgen.p_mw.loc[gens.element].to_numpy() * 0.01 / 3)
+    meta = json.loads((tmp_path / "smart" / "train" / "scenario.json").read_text())
+    assert meta["params"]["smart_meter_gen_mw"] == 0.007
 
 
 def test_command_names_a_missing_grid_file_and_an_unknown_fault_kind(tmp_path, capsys):

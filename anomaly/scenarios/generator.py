@@ -33,6 +33,8 @@ SPLITS = (("train", 0.6), ("validation", 0.2), ("test", 0.2))
 _METER_TYPE = {"v_pu": "v", "p_mw": "p", "q_mvar": "q", "i_ka": "i"}
 #: top-oil sensor: ±1.5 K (3σ), a common PT100 transducer class
 TEMP_SIGMA_C = 0.5
+#: a smart meter's class (IEC 62053-21 class 1, MID class B: ±1 %), taken as 3σ at rated power
+SMART_METER_CLASS = 1.0
 
 
 class ScenarioError(ValueError):
@@ -50,6 +52,10 @@ class ScenarioParams:
     voltage_share: float = 1 / 3
     accuracy_class: float = 0.5
     large_gen_mw: float = 1.0
+    #: generators above this (and below large_gen_mw) carry a smart meter gateway whose 15-minute
+    #: active power reaches the grid operator; None: none do. Germany's MsbG makes one mandatory
+    #: above 7 kW installed (§ 29 (1) 2) with 15-minute values (§ 55 (4)): 0.007 models that plan.
+    smart_meter_gen_mw: float | None = None
     kinds: tuple[str, ...] = ()  # empty: every registered fault kind
 
 
@@ -160,9 +166,11 @@ def _feeders(net: Any, plan: MeteringPlan) -> dict[int, set[int]]:
 # ---------------------------------------------------------------- the metering plan as points
 
 
-def build_points(net: Any, plan: MeteringPlan, large_gen_mw: float) -> pd.DataFrame:
+def build_points(net: Any, plan: MeteringPlan, large_gen_mw: float, smart_meter_gen_mw: float | None) -> pd.DataFrame:
     """points.csv rows for the plan: transformer P/Q both sides and top-oil temperature, feeder
-    heads P/Q/I, bus voltages, and P/Q of generators of at least `large_gen_mw` (σ filled later)."""
+    heads P/Q/I, bus voltages, P/Q of generators of at least `large_gen_mw` (telemetered), and P
+    of smaller ones above `smart_meter_gen_mw` when given (their smart meter's 15-minute value; σ
+    filled later)."""
     rows = []
 
     def add(name: str, etype: str, element: int, side: str, quantity: str) -> None:
@@ -178,9 +186,12 @@ def build_points(net: Any, plan: MeteringPlan, large_gen_mw: float) -> pd.DataFr
             add(f"line{line}.{side}.{q}", "line", line, side, q)
     for bus in plan.voltage_buses:
         add(f"bus{bus}.v_pu", "bus", bus, "", "v_pu")
-    for s in net.sgen.index[net.sgen.in_service & (net.sgen.p_mw >= large_gen_mw)]:
+    smallest = large_gen_mw if smart_meter_gen_mw is None else smart_meter_gen_mw
+    metered = (net.sgen.p_mw >= large_gen_mw) | (net.sgen.p_mw > smallest)
+    for s in net.sgen.index[net.sgen.in_service & metered]:
         add(f"sgen{s}.p_mw", "sgen", s, "", "p_mw")
-        add(f"sgen{s}.q_mvar", "sgen", s, "", "q_mvar")
+        if net.sgen.at[s, "p_mw"] >= large_gen_mw:
+            add(f"sgen{s}.q_mvar", "sgen", s, "", "q_mvar")
     frame = pd.DataFrame(rows, columns=["point", "element_type", "element", "side", "quantity", "unit", "sigma"])
     return frame.set_index("point")
 
@@ -339,14 +350,23 @@ def simulate(
     return out
 
 
-def point_sigmas(points: pd.DataFrame, exact: np.ndarray, accuracy_class: float) -> np.ndarray:
+def point_sigmas(
+    points: pd.DataFrame,
+    exact: np.ndarray,
+    accuracy_class: float,
+    smart_meter_rating_mw: dict[str, float] | None = None,
+) -> np.ndarray:
     """σ per point from its meter's accuracy class at the point's typical (median) magnitude;
-    the noise added is drawn with exactly this σ, so points.csv and the data agree."""
+    a smart-metered generator's (`smart_meter_rating_mw`: point → rated MW) from the meter's class
+    at its rating. The noise added is drawn with exactly this σ, so points.csv and the data agree."""
     cfg = TwinConfig()
     typical = np.nanmedian(np.abs(exact), axis=0)
+    smart = smart_meter_rating_mw or {}
     out = np.empty(len(points))
-    for i, quantity in enumerate(points.quantity):
-        if quantity == "temp_oil_c":
+    for i, (name, quantity) in enumerate(zip(points.index, points.quantity, strict=True)):
+        if name in smart:
+            out[i] = SMART_METER_CLASS / 100.0 / 3.0 * smart[name]
+        elif quantity == "temp_oil_c":
             out[i] = TEMP_SIGMA_C
         else:
             out[i] = measurement_sigma(_METER_TYPE[quantity], float(typical[i]), accuracy_class, cfg)
@@ -409,7 +429,7 @@ def generate(
     plan = realistic_plan(
         net, voltage_share=params.voltage_share, seed=params.seed, accuracy_class=params.accuracy_class
     )
-    points = build_points(net, plan, params.large_gen_mw)
+    points = build_points(net, plan, params.large_gen_mw, params.smart_meter_gen_mw)
     start = pd.Timestamp(f"{PROFILE_YEAR}-01-01", tz="UTC") + pd.Timedelta(days=params.start_day)
     times = pd.date_range(start, periods=n_steps, freq=f"{params.step_minutes}min")
     feeders = _feeders(net, plan)
@@ -446,11 +466,19 @@ def generate(
     )
     t2 = time.perf_counter()
     settled = [f for f in faults if not isinstance(k := kinds[f.kind], GridEvent) or k.settle(f)]
+    # what changed the grid without a label (e.g. a PV surplus that stayed inside the band): not a
+    # fault to find, but named in scenario.json so that training can leave those hours out
+    unlabelled = [f for f in faults if f not in settled]
     dropped = len(faults) - len(settled)
     if dropped:
         notes.append(f"{dropped} grid event(s) had no effect the label could name (e.g. no step past the band)")
     faults = settled
-    sigma = point_sigmas(points, exact, params.accuracy_class)
+    smart = {  # at their ratings (the network's values now are the last simulated step's)
+        name: float(ctx.nominal_sgen_p.at[int(e)])
+        for name, et, e in zip(points.index, points.element_type, points.element, strict=True)
+        if et == "sgen" and float(ctx.nominal_sgen_p.at[int(e)]) < params.large_gen_mw
+    }
+    sigma = point_sigmas(points, exact, params.accuracy_class, smart)
     points["sigma"] = sigma
     values = exact + rng_noise.normal(0.0, 1.0, exact.shape) * sigma[None, :]
     magnitude = points.quantity.isin(["i_ka", "v_pu"]).to_numpy()
@@ -484,6 +512,7 @@ def generate(
             "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(params).items()},
             "notes": notes,
             "faults": [_fault_record(f, times) for f in part],
+            "unlabelled_events": [_fault_record(f, times) for f in unlabelled if first <= f.start <= last],
         }
         splits[name] = write_scenario(
             out_dir / name,

@@ -12,7 +12,13 @@ Two kinds of peers need nothing but `points.csv`:
 - **P, Q and I at one line end**: I = S / (√3 U), S = √(P² + Q²), with U the end's voltage, which
   moves by a few per cent; the current a meter reports is compared with k·S, k the ratio I / S
   over the preceding days, and a bias or drift of any of the three shows on the current point
-  (the same element as the faulty meter, which is what an operator needs to send someone to).
+  (the same element as the faulty meter, which is what an operator needs to send someone to);
+- **generators** (smart-metered PV units of one LV grid): they see the same sky, so each unit's
+  output as a share of its usual daily peak follows the median share of the others; a unit that
+  trips (or a meter that lies) falls away from it. Compared in daylight only (the others above
+  `DAYLIGHT_SHARE` of their peak), in MW (the share difference × the unit's peak), on a scale set
+  at that moment by how far the others disagree among themselves (at least
+  `FLEET_SPREAD_FLOOR`): no history beyond the few days that give each unit its usual peak.
 
 Each point's deviation from its daily profile (the same time on earlier days, as in
 `anomaly.features`) is compared with its peers' deviation; the residual is scaled by its own
@@ -22,6 +28,9 @@ vectorised, tied to no grid's columns: peers come from each point's quantity, el
 """
 
 from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -33,6 +42,12 @@ DEAD_BUS_PU = 0.5
 #: up to this many voltage points each is compared with the median of the others; above it with
 #: the median of all (the same within one rank, and one sort instead of one per point)
 LEAVE_ONE_OUT_MAX = 24
+#: generators are compared only while the others produce at least this share of their daily peak
+DAYLIGHT_SHARE = 0.1
+#: ... and count as producing (the sun is up) from this share
+SUN_UP_SHARE = 0.02
+#: a generator's share of its peak is compared with the others' on a scale of at least this share
+FLEET_SPREAD_FLOOR = 0.05
 
 
 def _peer_deviation(dev: np.ndarray, points: pd.DataFrame, cols: list[str]) -> np.ndarray:
@@ -83,14 +98,127 @@ def _current_residual(
     return out
 
 
+def _lead(values: np.ndarray, k: int) -> np.ndarray:
+    """Rows moved up by k (the last k rows NaN): the value k samples later."""
+    out = np.full_like(values, np.nan)
+    if 0 < k < len(values):
+        out[:-k] = values[k:]
+    return out
+
+
+def _generator_columns(points: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    """Positions of generator active-power points, when there are at least three (a unit and a
+    median of two others); else none."""
+    pts = points.loc[cols]
+    gens = np.flatnonzero(((pts.element_type == "sgen") & (pts.quantity == "p_mw")).to_numpy())
+    return gens if len(gens) >= 3 else gens[:0]
+
+
+class _Fleet(NamedTuple):
+    """The smart-metered generators of a grid, per (time, unit) where it says so."""
+
+    gens: np.ndarray  # their positions among the points
+    share: np.ndarray  # output as a share of the unit's usual daily peak
+    peak: np.ndarray  # that usual peak (median of the preceding days' peaks), MW
+    others: np.ndarray  # the median share of the other units
+    others_spread: np.ndarray  # how far the others disagree among themselves (robust σ of their shares)
+    daylight: np.ndarray  # the others produce enough to compare with (DAYLIGHT_SHARE)
+    sun_up: np.ndarray  # this unit or the others produce anything (SUN_UP_SHARE)
+
+
+def _fleet(
+    measured: np.ndarray, points: pd.DataFrame, cols: list[str], day: int, history_days: int, min_days: int
+) -> _Fleet:
+    gens = _generator_columns(points, cols)
+    n_t = measured.shape[0]
+    output = np.abs(measured[:, gens])  # a generator's sign convention varies; its size does not
+    n_days = -(-n_t // day)
+    padded = np.full((n_days * day, len(gens)), np.nan)
+    padded[:n_t] = output
+    with warnings.catch_warnings():  # a day without a reading has no peak (NaN), said once here
+        warnings.simplefilter("ignore", RuntimeWarning)
+        daily_peak = np.nanmax(padded.reshape(n_days, day, len(gens)), axis=1)  # (day, unit)
+    usual = np.full_like(daily_peak, np.nan)
+    for d in range(n_days):  # the median peak of the preceding days (causal)
+        past = daily_peak[max(0, d - history_days) : d]
+        if len(past) >= min_days:
+            med, valid = _nanmedian_last(past.T)
+            usual[d] = np.where(valid >= min_days, med, np.nan)
+    peak = np.repeat(usual, day, axis=0)[:n_t]
+    # until preceding days give one, the highest output seen so far stands in for the usual peak
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        so_far = np.fmax.accumulate(np.where(np.isnan(output), -np.inf, output), axis=0)
+    noise = points.loc[cols, "sigma"].to_numpy(dtype=float)[gens]
+    peak = np.where(np.isnan(peak) & (so_far > 10 * noise[None, :]), so_far, peak)  # not a night's noise
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(peak > 0, output / peak, np.nan)
+    others = np.full_like(share, np.nan)
+    spread = np.full_like(share, np.nan)
+    daylight = np.zeros(share.shape, dtype=bool)
+    sun_up = np.zeros(share.shape, dtype=bool)
+    # the hours a unit usually produces (its share at this time of day on the preceding days): a
+    # dark day is still day, and a unit facing west still produces when the others have stopped
+    usual_share, _ = _nanmedian_last(np.stack([_shift(share, d * day) for d in range(1, history_days + 1)], axis=-1))
+    # ... from an hour before to an hour after (the preceding days' values, so still causal), and
+    # for the hour after the unit itself last produced
+    edge = max(day // 24, 1)
+    usual_share = np.fmax.reduce(
+        [_shift(usual_share, k) for k in range(edge + 1)] + [_lead(usual_share, k) for k in range(1, edge + 1)]
+    )
+    recent_share = np.fmax.reduce([_shift(share, k) for k in range(edge + 1)])
+    for k in range(len(gens)):
+        rest = np.delete(share, k, axis=1)
+        med, valid = _nanmedian_last(rest)
+        mad, _ = _nanmedian_last(np.abs(rest - med[:, None]))
+        others[:, k], spread[:, k] = med, 1.4826 * mad
+        daylight[:, k] = (valid >= 2) & (med >= DAYLIGHT_SHARE)
+        producing = np.nan_to_num(np.fmax(np.fmax(med, recent_share[:, k]), usual_share[:, k]))
+        sun_up[:, k] = producing >= SUN_UP_SHARE
+    return _Fleet(gens, share, peak, others, spread, daylight, sun_up)
+
+
+def _generator_residual(
+    measured: np.ndarray, points: pd.DataFrame, cols: list[str], day: int, history_days: int, min_days: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(time, point) at each generator's P point in daylight: (share − median share of the
+    others) × its usual peak, MW; and its scale, MW: the others' own disagreement at that time
+    (on a day of scattered clouds one more unit apart is no news), at least FLEET_SPREAD_FLOOR of
+    its peak (units facing other ways part by that much on clear days). NaN elsewhere."""
+    n_t, n_p = measured.shape
+    out, scale = np.full((n_t, n_p), np.nan), np.full((n_t, n_p), np.nan)
+    fleet = _fleet(measured, points, cols, day, history_days, min_days)
+    if not len(fleet.gens):
+        return out, scale
+    out[:, fleet.gens] = np.where(fleet.daylight, (fleet.share - fleet.others) * fleet.peak, np.nan)
+    scale[:, fleet.gens] = np.fmax(fleet.others_spread, FLEET_SPREAD_FLOOR) * fleet.peak
+    return out, scale
+
+
+def generator_sun_up(
+    telemetry: pd.DataFrame, points: pd.DataFrame, *, history_days: int = 7, min_days: int = 3
+) -> np.ndarray:
+    """(time, point) True at a smart-metered generator while the sun is up (it or its peers
+    produce): its own history says little then (the weather moves every unit); its peers say more."""
+    cols = list(telemetry.columns)
+    out = np.zeros(telemetry.shape, dtype=bool)
+    raw = telemetry.to_numpy(dtype=float)
+    day = samples_per_day(pd.DatetimeIndex(telemetry.index))
+    fleet = _fleet(raw, points, cols, day, history_days, min_days)
+    if len(fleet.gens):
+        out[:, fleet.gens] = fleet.sun_up
+    return out
+
+
 def peer_kinds(points: pd.DataFrame, cols: list[str]) -> np.ndarray:
-    """Per point, which comparison `peer_scores` makes of it: "voltage", "trafo", "current" or ""
-    (none); each kind has its own spread of clean residuals, so its own threshold."""
+    """Per point, which comparison `peer_scores` makes of it: "voltage", "trafo", "current",
+    "generator" or "" (none); each kind has its own spread of clean residuals, so its own threshold."""
     pts = points.loc[cols]
     kind = np.full(len(cols), "", dtype=object)
     kind[(pts.quantity == "v_pu").to_numpy()] = "voltage"
     kind[((pts.element_type == "trafo") & pts.quantity.isin(["p_mw", "q_mvar"])).to_numpy()] = "trafo"
     kind[((pts.element_type == "line") & (pts.quantity == "i_ka")).to_numpy()] = "current"
+    kind[_generator_columns(points, cols)] = "generator"
     return kind
 
 
@@ -128,5 +256,18 @@ def peer_scores(
     slow = max(day // 8, 1)
     spread = 1.4826 * _rolling_median(np.abs(_shift(resid, 1)), scale_days * day, min_periods=day // 2, step=slow)
     scale = np.fmax(np.nan_to_num(spread, nan=np.inf), np.sqrt(2.0) * sigma[None, :])
+    gens = _generator_columns(points, cols)
+    if len(gens):  # generators: against the fleet at the same time, on the fleet's own scale ...
+        gen_resid, gen_scale = _generator_residual(measured, points, cols, day, history_days, min_days)
+        resid[:, gens] = gen_resid[:, gens]
+        own = 1.4826 * _rolling_median(
+            np.abs(_shift(resid[:, gens], 1)), scale_days * day, min_periods=day // 4, step=slow
+        )
+        # ... and at least the unit's own usual distance from it (units on other skies: SimBench
+        # gives one grid's units the profiles of different sites)
+        scale[:, gens] = np.fmax(
+            np.fmax(np.nan_to_num(gen_scale[:, gens], nan=np.inf), np.nan_to_num(own, nan=0.0)),
+            np.sqrt(2.0) * sigma[gens][None, :],
+        )
     z = _rolling_median(resid / scale, sustain)
-    return np.nan_to_num(z)
+    return np.where(np.isnan(resid), 0.0, np.nan_to_num(z))  # no residual (a gap, a night): no score
