@@ -50,8 +50,10 @@ _KIND_OF_FEATURE = {
 _PREVIOUS_SPLIT = {"validation": "train", "test": "validation"}
 #: quantities whose meters move together when the grid moves
 _MOVE_GROUP = {"p_mw": "flow", "q_mvar": "flow", "i_ka": "flow", "v_pu": "voltage", "temp_oil_c": "temperature"}
-#: features that compare a point with its own earlier days: the weather moves a PV unit's
-_WEATHER_MOVED = ("z_recent", "z_daily", "z_sustained", "slope", "z_long")
+#: features that compare a point with its own daily profile
+_PROFILE_FEATURES = ("z_daily", "z_sustained", "slope", "z_long")
+#: ... and with its recent samples: the weather moves a PV unit's
+_WEATHER_MOVED = ("z_recent", *_PROFILE_FEATURES)
 #: features whose signed value matters (a shift up or down); the others are ≥ 0 magnitudes
 _SIGNED = ("z_recent", "z_daily", "z_sustained", "slope", "resid", "z_long")
 
@@ -107,7 +109,8 @@ class LabPipeline(BaseEstimator):
     against its profile with the PV fleet's weather taken out, for PV trips and thefts no meter
     of their own shows; needs the scenario's network); `peers`: the peer detector
     (`anomaly.detectors.lab.peers`: each voltage against the other voltages, each transformer
-    side against the other, for biases and drifts)."""
+    side against the other, for biases and drifts); `moving_together`: from this many flow meters
+    (P, Q, I) leaving their daily profile at once, none of them counts it (0: off)."""
 
     def __init__(
         self,
@@ -128,6 +131,7 @@ class LabPipeline(BaseEstimator):
         random_state: int = 0,
         feeder: bool = True,
         peers: bool = True,
+        moving_together: int = 3,
     ) -> None:
         self.physics = physics
         self.history_days = history_days
@@ -146,6 +150,7 @@ class LabPipeline(BaseEstimator):
         self.random_state = random_state
         self.feeder = feeder
         self.peers = peers
+        self.moving_together = moving_together
 
     # -- features ---------------------------------------------------------------------------------
     def history(self, scenario: Scenario) -> pd.DataFrame | None:
@@ -348,6 +353,19 @@ class LabPipeline(BaseEstimator):
             cols = np.flatnonzero(kind_of == group)
             together = jumps[:, cols].sum(axis=1) >= 3
             comps[together[:, None] & np.isin(np.arange(n_p), cols)[None, :], F["z_recent"]] *= 0.0
+        # flows that leave their daily profile together are the grid moving (clouds over a PV-rich
+        # grid, a hot afternoon), not a lying meter: a meter's bias or drift is its own. Grid
+        # events are named by what only they do (voltages of a dead feeder, the feeder detector's
+        # net load, the oil temperature), not by the flows' profiles
+        moving = np.zeros((n_t, n_p), dtype=bool)
+        flows = np.flatnonzero(kind_of == "flow")
+        if getattr(self, "moving_together", 0) and len(flows) >= self.moving_together:
+            profile = [F[name] for name in _PROFILE_FEATURES]
+            left = comps[:, flows][..., profile].max(axis=-1) >= 0.5
+            together = left.sum(axis=1) >= self.moving_together
+            moving[np.ix_(together, flows)] = True
+            for j in profile:
+                comps[..., j] = np.where(moving, 0.0, comps[..., j])
         if self.learned_weight > 0 and self.learned_:
             q = scenario.points.loc[list(scenario.telemetry.columns), "quantity"].to_numpy()
             for quantity in sorted(set(q)):
@@ -364,6 +382,7 @@ class LabPipeline(BaseEstimator):
                     block = np.zeros((n_t, len(cols)))
                     block[candidate] = self.learned_weight * anomaly / self.learned_thresholds_[quantity]
                     comps[:, cols, n_f] = block
+            comps[..., n_f] = np.where(moving, 0.0, comps[..., n_f])  # the forest sees the same profiles
         fed = self.feeder_component(scenario) if getattr(self, "feeder_thresholds_", None) else None
         if fed is not None and fed[0]:
             heads, fscores = fed
