@@ -24,8 +24,9 @@ changes only that:
   after each group commit (HistorianWriter.on_acknowledged), and the network thread flushes any
   still held whenever it runs.
 
-Durability is unchanged: a message is acknowledged only after the committer has put it on
-disk; batching changes how many messages share a wake-up, a read and a write. It relies on
+Durability is unchanged: a message is acknowledged only after its points are on disk (committed
+on this thread or by the committer); batching changes how many messages share a wake-up, a read
+and a write. It relies on
 paho internals (`_loop`, `_sock_recv`, `_out_packet`, `_sockpairR`, `_sockpairW`) of paho-mqtt 2.x: a test
 with a real Mosquitto (tests/test_mqtt_batching.py) checks the behaviour, and a paho without
 them makes the client fall back to paho's own path (`batching_supported`).
@@ -64,8 +65,8 @@ class BatchingClient(mqtt.Client):
 
     def __init__(self, *args: Any, batch_s: float = 0.1, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        #: seconds the network thread waits after a light wake-up (0: paho's own behaviour)
-        self.batch_s = batch_s if batching_supported(self) else 0.0
+        self._supported = batching_supported(self)
+        self.batch_s = batch_s
         #: called on the network thread before each pass reads, and after it with whether the
         #: load was light (the gateway commits a light pass's messages right there: no hand-over)
         self.before_reading: Callable[[], None] | None = None
@@ -75,6 +76,16 @@ class BatchingClient(mqtt.Client):
         self._rbuf = b""
         self._rpos = 0
         self._rsock: object = None
+
+    @property
+    def batch_s(self) -> float:
+        """Seconds the network thread waits after a light wake-up (0: paho's own behaviour, which
+        is also what a paho without the internals batching needs gets, whatever is set)."""
+        return self._batch_s
+
+    @batch_s.setter
+    def batch_s(self, seconds: float) -> None:
+        self._batch_s = seconds if self._supported else 0.0
 
     # -- acknowledgements ------------------------------------------------------------------
     def ack(self, mid: int, qos: int) -> mqtt.MQTTErrorCode:

@@ -230,7 +230,7 @@ class MqttIngest:
         self.client: BatchingClient = make_client(  # type: ignore[assignment]
             cfg, f"gridverse-gateway-{site}", clean_start=False, manual_ack=True, client_class=BatchingClient
         )
-        self.client.batch_s = gw.mqtt_batch_s if self.client.batch_s > 0 else 0.0
+        self.client.batch_s = gw.mqtt_batch_s
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
@@ -257,11 +257,6 @@ class MqttIngest:
     ) -> MqttIngest:
         """The subscriber for a whole configuration (it takes the MQTT, site and gateway sections)."""
         return cls(settings.mqtt, settings.site, settings.gateway, sink, reject)
-
-    def flush_acks(self) -> None:
-        """Send the acknowledgements held since the last flush (the writer calls it after each
-        group commit's callbacks), in one write."""
-        self.client.flush_acks()
 
     def _publish_command(self, topic: str, body: bytes) -> None:
         self.client.publish(topic, body, qos=0)

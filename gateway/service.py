@@ -67,7 +67,7 @@ class Gateway:
         ]
         self.mqtt = MqttIngest(settings.mqtt, settings.site, cfg, self._sink_records, self._reject)
         self.writer.on_room = self.mqtt.request_redelivery  # what a full spool refused comes again
-        self.writer.on_acknowledged = self.mqtt.flush_acks  # a group's MQTT acknowledgements in one write
+        self.writer.on_acknowledged = self.mqtt.client.flush_acks  # a group's MQTT acknowledgements in one write
         # a light network pass commits its messages on the MQTT thread; a heavy one wakes the committer
         self.mqtt.client.before_reading = self.writer.begin_batch
         self.mqtt.client.after_reading = self.writer.end_batch
