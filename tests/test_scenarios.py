@@ -285,3 +285,27 @@ def test_pv_surplus_is_labelled_only_while_the_feeder_voltage_passes_the_band(tm
     assert (label.start, label.end) == (scen.telemetry.index[first], scen.telemetry.index[last])
     volts = scen.telemetry[[p for p in scen.points.index if p.endswith("v_pu")]]
     assert volts.loc[label.start : label.end].max().max() > volts.loc[: label.start].iloc[:-1].max().max() + 0.01
+
+
+def test_a_pv_surplus_that_never_passes_the_band_is_left_out_of_the_data_not_left_unlabelled(tmp_path):
+    """A grid event the labels cannot name must not stay in the data as an anomaly nobody labelled
+    (a feeder's PV at twice its registration is something a detector rightly flags): the generator
+    simulates the grid again without it and lists it in scenario.json as dropped."""
+
+    def surplus(ctx) -> list[Fault]:
+        head = next(h for h, sgens in ctx.feeder_pv.items() if sgens)
+        params = {"feeder_head": head, "factor": 1.6, "max_factor": 1.6, "target_vm_pu": 1.2, "max_vm_pu": 0.0}
+        return [Fault("overvoltage", 44, 52, "bus", 0, params=params)]  # 11:00-13:00 in June
+
+    grid = ScenarioParams(grid=_pv_grid(tmp_path), days=1, seed=2, start_day=170)
+    result = generate(grid, tmp_path / "surplus", choose_faults=surplus)
+    generate(grid, tmp_path / "none", choose_faults=lambda ctx: [])
+    assert result.faults == [] and any("simulated again" in n for n in result.notes)
+    split = "train"  # steps 44-52 of 96: the 60/20/20 split puts them in train (steps 0-56)
+    meta = json.loads((tmp_path / "surplus" / split / "scenario.json").read_text())
+    assert [e["type"] for e in meta["dropped_events"]] == ["overvoltage"]
+    assert meta["dropped_events"][0]["params"]["max_vm_pu"] < 1.1
+    for name in ("train", "validation", "test"):
+        with_surplus = read_scenario(tmp_path / "surplus" / name).telemetry
+        without = read_scenario(tmp_path / "none" / name).telemetry
+        pd.testing.assert_frame_equal(with_surplus, without)

@@ -387,6 +387,37 @@ def _operator_model(net: Any) -> Any:
     return model
 
 
+def _simulate_labelled(
+    ctx: GridContext,
+    profiles: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]],
+    faults: list[Fault],
+    kinds: dict[str, FaultKind],
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, list[Fault], list[Fault]]:
+    """(exact telemetry, the faults as labelled, the grid events dropped). A grid event whose effect
+    no label can name (a PV surplus that never passed the band) must not stay in the data as an
+    unlabelled anomaly: the grid is simulated again, from the faults as drawn, without it, until
+    every grid event simulated is labelled (each pass can only drop events, so it ends)."""
+    import copy
+
+    drawn = copy.deepcopy(faults)  # simulate and settle change windows and parameters
+    dropped: list[Fault] = []
+    while True:
+        faults = copy.deepcopy(drawn)
+        for key in [k for k in ctx.extra if ":" in k]:  # per-fault caches of the previous pass
+            del ctx.extra[key]
+        events = [(f, k) for f in faults if isinstance(k := kinds[f.kind], GridEvent)]
+        exact = simulate(ctx, profiles, events, progress)
+        unlabelled = [
+            i for i, f in enumerate(faults) if isinstance(k := kinds[f.kind], GridEvent) and not k.settle(f)
+        ]
+        if not unlabelled:
+            return exact, faults, dropped
+        dropped += [faults[i] for i in unlabelled]
+        drawn = [f for i, f in enumerate(drawn) if i not in set(unlabelled)]
+        log.info("grid events without a labelled effect dropped; simulating again", extra={"dropped": len(unlabelled)})
+
+
 @dataclass
 class GeneratedScenario:
     """What `generate` made: where, how long it took and the faults (for the caller's report)."""
@@ -456,23 +487,18 @@ def generate(
     if choose_faults is not None:
         faults = sorted(choose_faults(ctx), key=lambda f: (f.start, f.kind, f.element))
         kinds = {name: cls() for name, cls in registry.items()}
-    events = [(f, k) for f in faults if isinstance(k := kinds[f.kind], GridEvent)]
     ctx.extra["record_steps"] = {
         s for f in faults if isinstance(kinds[f.kind], InjectionAttack) for s in range(f.start, f.end + 1)
     }
     t1 = time.perf_counter()
-    exact = simulate(
-        ctx, _profile_arrays(raw_profiles, net, params.start_day, n_steps, params.step_minutes), events, progress
-    )
-    t2 = time.perf_counter()
-    settled = [f for f in faults if not isinstance(k := kinds[f.kind], GridEvent) or k.settle(f)]
-    # what changed the grid without a label (e.g. a PV surplus that stayed inside the band): not a
-    # fault to find, but named in scenario.json so that training can leave those hours out
-    unlabelled = [f for f in faults if f not in settled]
-    dropped = len(faults) - len(settled)
+    profile_arrays = _profile_arrays(raw_profiles, net, params.start_day, n_steps, params.step_minutes)
+    exact, faults, dropped = _simulate_labelled(ctx, profile_arrays, faults, kinds, progress)
     if dropped:
-        notes.append(f"{dropped} grid event(s) had no effect the label could name (e.g. no step past the band)")
-    faults = settled
+        notes.append(
+            f"{len(dropped)} grid event(s) had no effect the label could name (e.g. no step past the band); "
+            "the grid was simulated again without them (scenario.json: dropped_events)"
+        )
+    t2 = time.perf_counter()
     smart = {  # at their ratings (the network's values now are the last simulated step's)
         name: float(ctx.nominal_sgen_p.at[int(e)])
         for name, et, e in zip(points.index, points.element_type, points.element, strict=True)
@@ -512,7 +538,9 @@ def generate(
             "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(params).items()},
             "notes": notes,
             "faults": [_fault_record(f, times) for f in part],
-            "unlabelled_events": [_fault_record(f, times) for f in unlabelled if first <= f.start <= last],
+            # grid events drawn but left out of the simulation (no labelled effect): none is in the data
+            "dropped_events": [_fault_record(f, times) for f in dropped if first <= f.start <= last],
+            "unlabelled_events": [],
         }
         splits[name] = write_scenario(
             out_dir / name,
