@@ -309,3 +309,24 @@ def test_a_pv_surplus_that_never_passes_the_band_is_left_out_of_the_data_not_lef
         with_surplus = read_scenario(tmp_path / "surplus" / name).telemetry
         without = read_scenario(tmp_path / "none" / name).telemetry
         pd.testing.assert_frame_equal(with_surplus, without)
+
+
+def test_an_overheating_is_labelled_until_the_oil_has_cooled_not_only_while_the_fans_are_off(tmp_path):
+    """The oil stays hot for hours after the cooling comes back (IEC 60076-7, 180-minute time
+    constant): the label lasts while it is more than COOLED_K above intact cooling, and runs on into
+    the next split when the failure ends at a split's edge."""
+    from anomaly.scenarios.faults.overheating import COOLED_K
+
+    grid = ScenarioParams(grid=LV, days=1, seed=5)
+    failure = lambda ctx: [Fault("overheating", 30, 50, "trafo", 0, params={"rise_factor": 2.5})]  # noqa: E731
+    result = generate(grid, tmp_path / "hot", choose_faults=failure)
+    generate(grid, tmp_path / "cool", choose_faults=lambda ctx: [])
+    fault = result.faults[0]
+    assert fault.params["cooling_restored_step"] == 50 and fault.end > 56  # past the train split (0-56)
+    hot = pd.concat([read_scenario(tmp_path / "hot" / s).telemetry for s in ("train", "validation", "test")])
+    cool = pd.concat([read_scenario(tmp_path / "cool" / s).telemetry for s in ("train", "validation", "test")])
+    excess = (hot - cool)["trafo0.temp_oil_c"].to_numpy()  # the same noise in both: the excess itself
+    assert excess[fault.end] > COOLED_K and (fault.end + 1 == len(excess) or excess[fault.end + 1] <= COOLED_K)
+    train, validation = (read_scenario(tmp_path / "hot" / s).labels for s in ("train", "validation"))
+    assert (train.end.iloc[0], validation.start.iloc[0]) == (hot.index[56], hot.index[57])
+    assert validation.end.iloc[0] == hot.index[min(fault.end, 75)]

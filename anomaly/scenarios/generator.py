@@ -300,6 +300,8 @@ def simulate(
     columns = _result_columns(points)
     temp_rows = [(i, int(row.element)) for i, row in enumerate(points.itertuples()) if row.quantity == "temp_oil_c"]
     thermal = {t: TopOilModel() for _pos, t in temp_rows}
+    normal = {t: TopOilModel() for _pos, t in temp_rows}  # the same transformer with its cooling intact
+    excess = ctx.extra["oil_excess_k"] = {t: np.zeros(n_steps) for _pos, t in temp_rows}
     rated_rise = TopOilModel().rated_rise_k
     ambient = _ambient(times)
     base_flags = {name: getattr(net, name).in_service.copy() for name in ("line", "sgen", "load", "trafo")}
@@ -345,6 +347,7 @@ def simulate(
             model.rated_rise_k = rated_rise * factor
             loading = float(np.nan_to_num(net.res_trafo.at[t, "loading_percent"])) / 100.0
             out[step, temp_pos] = model.step(loading, float(ambient[step]), ctx.step_minutes)
+            excess[t][step] = out[step, temp_pos] - normal[t].step(loading, float(ambient[step]), ctx.step_minutes)
         if progress is not None:
             progress(step + 1, n_steps)
     return out
@@ -409,7 +412,9 @@ def _simulate_labelled(
         events = [(f, k) for f in faults if isinstance(k := kinds[f.kind], GridEvent)]
         exact = simulate(ctx, profiles, events, progress)
         unlabelled = [
-            i for i, f in enumerate(faults) if isinstance(k := kinds[f.kind], GridEvent) and not k.settle(f)
+            i
+            for i, f in enumerate(faults)
+            if isinstance(k := kinds[f.kind], GridEvent) and not k.settle(f, ctx)
         ]
         if not unlabelled:
             return exact, faults, dropped
@@ -525,7 +530,9 @@ def generate(
     out_dir = Path(out)
     splits = {}
     for name, (first, last) in bounds.items():
-        part = [f for f in faults if first <= f.start <= last]
+        # a fault belongs to each split it touches (an overheating's label outlasts the failure
+        # and may run on into the next split), its label clipped to the split
+        part = [f for f in faults if f.start <= last and f.end >= first]
         meta = {
             "grid": params.grid,
             "seed": params.seed,
@@ -547,7 +554,7 @@ def generate(
             net=operator,
             points=points,
             telemetry=telemetry.iloc[first : last + 1],
-            labels=_labels(part, times, last),
+            labels=_labels(part, times, first, last),
             meta=meta,
         )
     t4 = time.perf_counter()
@@ -568,10 +575,10 @@ def _split_bounds(n_steps: int) -> dict[str, tuple[int, int]]:
     return out
 
 
-def _labels(faults: list[Fault], times: pd.DatetimeIndex, last: int) -> pd.DataFrame:
+def _labels(faults: list[Fault], times: pd.DatetimeIndex, first: int, last: int) -> pd.DataFrame:
     rows = [
         {
-            "start": times[f.start],
+            "start": times[max(f.start, first)],
             "end": times[min(f.end, last)],
             "type": f.kind,
             "element_type": f.element_type,

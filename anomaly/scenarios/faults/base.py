@@ -107,9 +107,10 @@ class GridEvent(FaultKind):
         """Multiplier of a transformer's rated top-oil rise during the window (1: normal cooling)."""
         return 1.0
 
-    def settle(self, fault: Fault) -> bool:
+    def settle(self, fault: Fault, ctx: GridContext) -> bool:
         """After the simulation: adjust the labelled window to what the grid really did (False:
-        the event had no effect worth a label, and it is dropped from the labels)."""
+        the event had no effect worth a label, and the grid is simulated again without it). `ctx`
+        holds what the simulation recorded (`ctx.extra`, e.g. `oil_excess_k`)."""
         return True
 
 

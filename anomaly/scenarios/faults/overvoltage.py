@@ -80,7 +80,7 @@ class Overvoltage(GridEvent):
             fault.element = int(vm.idxmax())
         return False
 
-    def settle(self, fault: Fault) -> bool:
+    def settle(self, fault: Fault, ctx: Any) -> bool:
         """After the simulation: the label spans the first to the last step above the band (False:
         no step exceeded it, so there was no overvoltage to label)."""
         over = sorted(fault.params.pop("over_steps", []))
