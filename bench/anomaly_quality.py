@@ -133,13 +133,19 @@ def iforest_alarms(scenario: Scenario, seed: int = 0) -> pd.DataFrame:
 # ------------------------------------------------------------------ scenarios
 
 
-def scenario_set(code: str, days: float, seed: int, start_day: int, work: Path) -> dict[str, Path]:
-    """OUT/{train,validation,test} for a grid, generated once and reused while the parameters match."""
+def scenario_set(
+    code: str, days: float, seed: int, start_day: int, work: Path, smart_meter_gen_kw: float = 7.0
+) -> dict[str, Path]:
+    """OUT/{train,validation,test} for a grid, generated once and reused while the parameters match.
+    `smart_meter_gen_kw`: generators above it report their P (0: none below 1 MW do)."""
     from anomaly.scenarios.generator import ScenarioParams, generate
 
-    out = work / f"{code}-d{days:g}-s{seed}-start{start_day}"
+    smart = None if smart_meter_gen_kw <= 0 else smart_meter_gen_kw / 1000.0
+    out = work / (
+        f"{code}-d{days:g}-s{seed}-start{start_day}" + ("" if smart == 0.007 else f"-sm{smart_meter_gen_kw:g}")
+    )
     marker = out / "test" / "scenario.json"
-    params = ScenarioParams(grid=code, days=days, seed=seed, start_day=start_day)
+    params = ScenarioParams(grid=code, days=days, seed=seed, start_day=start_day, smart_meter_gen_mw=smart)
     wanted = json.loads(json.dumps(dataclasses.asdict(params)))  # tuples as lists, as the file has them
     stored = json.loads(marker.read_text()).get("params", {}) if marker.exists() else None
     if stored is not None and all(stored.get(k) == v for k, v in wanted.items()):
@@ -190,6 +196,13 @@ def main() -> None:
     parser.add_argument("--test-days", type=float, default=None)
     parser.add_argument("--grace", type=int, default=2)
     parser.add_argument(
+        "--smart-meter-gen-kw",
+        type=float,
+        default=7.0,
+        help="the metering plan: generators above this many kW report their 15-minute P (default 7, Germany's "
+        "MsbG; 0: only generators of 1 MW and more, the plan of stop 18)",
+    )
+    parser.add_argument(
         "--physics",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -202,8 +215,11 @@ def main() -> None:
     mode = "quick" if args.quick else "full"
     t_start = time.perf_counter()
 
-    train_set = scenario_set(args.train_grid, train_days, 1, 150, args.work)
-    tests = {code: scenario_set(code, test_days, 100 + k, 170, args.work) for k, code in enumerate(args.test_grids)}
+    smart = args.smart_meter_gen_kw
+    train_set = scenario_set(args.train_grid, train_days, 1, 150, args.work, smart)
+    tests = {
+        code: scenario_set(code, test_days, 100 + k, 170, args.work, smart) for k, code in enumerate(args.test_grids)
+    }
 
     pipeline = None
     train_s = None
@@ -241,6 +257,7 @@ def main() -> None:
         "train_days": train_days,
         "test_days": test_days,
         "grace_samples": args.grace,
+        "smart_meter_gen_kw": smart,
         "pipeline_physics": pipeline_physics,
         "train_s": train_s,
         "grids": {},

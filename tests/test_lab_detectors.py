@@ -307,3 +307,61 @@ def test_peer_detector_finds_a_tripped_pv_unit_against_the_others_sky() -> None:
     assert z[trip, 1].max() > 2 * z[quiet].max(), "the tripped unit stands out"
     assert z[trip][:, [0, 2, 3]].max() < z[trip, 1].max() / 2, "the units still producing are not blamed"
     assert z[sun == 0].max() == 0.0, "no comparison at night"
+
+
+def _two_skies(seed: int, days: int = 10) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Six smart-metered PV units in two places with their own weather (SimBench gives one grid's
+    units the profiles of different sites): units 0-2 under sky A, 3-5 under sky B."""
+    rng = np.random.default_rng(seed)
+    n = 96 * days
+    index = pd.date_range(START_FEEDER, periods=n, freq="15min")
+    hour = (np.arange(n) % 96) / 4.0
+    sun = np.clip(np.sin((hour - 6) / 12 * np.pi), 0, None)
+    skies = [np.repeat(rng.uniform(0.2, 1.0, days), 96) * np.clip(1 + rng.normal(0, 0.3, n), 0.1, 1.4) for _ in "AB"]
+    rows, data = [], {}
+    for k in range(6):
+        size = 0.01 + 0.004 * k
+        name = f"sgen{k}.p_mw"
+        rows.append((name, "sgen", k, "", "p_mw", "MW", size / 300))
+        data[name] = size * 0.8 * sun * skies[k // 3] * rng.uniform(0.97, 1.03, n) + rng.normal(0, size / 300, n)
+    points = pd.DataFrame(rows, columns=["point", "element_type", "element", "side", "quantity", "unit", "sigma"])
+    return pd.DataFrame(data, index=index), points.set_index("point"), sun
+
+
+def test_peer_detector_compares_a_pv_unit_with_the_units_under_its_own_sky() -> None:
+    """Under two skies, a unit is compared with the two units whose output followed its own on
+    the preceding days (its sky), not with the median of all: clouds over one place are no fault,
+    and a trip stands far above them."""
+    from anomaly.detectors.lab import peers
+
+    telemetry, points, sun = _two_skies(5)
+    n = len(telemetry)
+    z = np.abs(peers.peer_scores(telemetry, points))
+    trip = slice(8 * 96 + 44, 8 * 96 + 56)  # day 8, 11:00-14:00
+    tripped = telemetry.copy()
+    tripped.iloc[trip, 4] = np.abs(np.random.default_rng(1).normal(0, 0.026 / 300, 12))
+    zt = np.abs(peers.peer_scores(tripped, points))
+    settled = np.arange(n) >= 6 * 96
+    clean_max = z[settled].max()
+    assert zt[trip, 4].max() > 3 * clean_max, "the trip stands out against the clouds of two places"
+    assert zt[trip, 4].max() >= 4  # the least threshold the pipeline gives a generator (its `peer_generator` floor)
+    # the peers chosen are the unit's own sky
+    share = np.where(sun[:, None] > 0.1, telemetry.to_numpy() / telemetry.max().to_numpy(), np.nan)
+    chosen = peers._sky_peers(share, 96, 7, 3)[8]
+    assert [sorted(int(j) for j in c) for c in chosen] == [[1, 2], [0, 2], [0, 1], [4, 5], [3, 5], [3, 4]]
+
+
+def test_a_pv_meter_that_lies_at_night_is_not_taken_for_sunshine() -> None:
+    """A biased PV meter reads a steady kW at night: its own reading must not make its night a
+    day (which would hand the meter to the peers, who compare in daylight only)."""
+    from anomaly.detectors.lab.peers import generator_sun_up
+
+    telemetry, points, sun = _two_skies(6)
+    biased = telemetry.copy()
+    night = slice(8 * 96 + 4, 8 * 96 + 20)  # day 8, 01:00-05:00
+    biased.iloc[night, 2] += 0.002  # 2 kW on a 18 kW unit: 7 % of its rating
+    up = generator_sun_up(biased, points)
+    assert not up[night, 2].any(), "the biased meter's night stays night"
+    assert up[(sun > 0.3), 2].all(), "and its days are days"
+    feats = point_features(biased, points)
+    assert np.abs(feats[night, 2, F["z_daily"]]).max() > 8, "so its own profile shows the bias"

@@ -24,7 +24,7 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
         step_minutes=args.step_minutes,
         faults_per_week=args.faults_per_week,
         kinds=tuple(args.kinds.split(",")) if args.kinds else (),
-        smart_meter_gen_mw=None if args.smart_meter_gen_kw is None else args.smart_meter_gen_kw / 1000.0,
+        smart_meter_gen_mw=None if args.smart_meter_gen_kw <= 0 else args.smart_meter_gen_kw / 1000.0,
     )
     print(f"loading {args.grid} ...", file=sys.stderr, flush=True)
     bar: Any = None
@@ -78,8 +78,8 @@ def add_scenarios_command(asub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--smart-meter-gen-kw",
         type=float,
-        default=None,
-        help="generators above this many kW report their 15-minute P from a smart meter (7: Germany's MsbG plan; "
-        "default: none, only generators of 1 MW and more are telemetered)",
+        default=7.0,
+        help="generators above this many kW report their 15-minute P from a smart meter (default 7: Germany's "
+        "MsbG § 29 (1) 2 plan; 0: none, only generators of 1 MW and more are telemetered)",
     )
     p.set_defaults(func=cmd_scenarios)

@@ -54,8 +54,9 @@ class ScenarioParams:
     large_gen_mw: float = 1.0
     #: generators above this (and below large_gen_mw) carry a smart meter gateway whose 15-minute
     #: active power reaches the grid operator; None: none do. Germany's MsbG makes one mandatory
-    #: above 7 kW installed (§ 29 (1) 2) with 15-minute values (§ 55 (4)): 0.007 models that plan.
-    smart_meter_gen_mw: float | None = None
+    #: above 7 kW installed (§ 29 (1) 2) with 15-minute values (§ 55 (4)), the plan of the German
+    #: grids SimBench models, so it is the default: an LV grid's "large generators" are those
+    smart_meter_gen_mw: float | None = 0.007
     kinds: tuple[str, ...] = ()  # empty: every registered fault kind
 
 
@@ -412,9 +413,7 @@ def _simulate_labelled(
         events = [(f, k) for f in faults if isinstance(k := kinds[f.kind], GridEvent)]
         exact = simulate(ctx, profiles, events, progress)
         unlabelled = [
-            i
-            for i, f in enumerate(faults)
-            if isinstance(k := kinds[f.kind], GridEvent) and not k.settle(f, ctx)
+            i for i, f in enumerate(faults) if isinstance(k := kinds[f.kind], GridEvent) and not k.settle(f, ctx)
         ]
         if not unlabelled:
             return exact, faults, dropped

@@ -48,6 +48,10 @@ DAYLIGHT_SHARE = 0.1
 SUN_UP_SHARE = 0.02
 #: a generator's share of its peak is compared with the others' on a scale of at least this share
 FLEET_SPREAD_FLOOR = 0.05
+#: ... the others being the units whose shares followed its own most closely on the preceding days
+SKY_PEERS = 2
+#: ... and of at least this share while the unit still produces (a cloud over one roof)
+LIVE_SPREAD_FLOOR = 0.25
 
 
 def _peer_deviation(dev: np.ndarray, points: pd.DataFrame, cols: list[str]) -> np.ndarray:
@@ -124,6 +128,7 @@ class _Fleet(NamedTuple):
     others_spread: np.ndarray  # how far the others disagree among themselves (robust σ of their shares)
     daylight: np.ndarray  # the others produce enough to compare with (DAYLIGHT_SHARE)
     sun_up: np.ndarray  # this unit or the others produce anything (SUN_UP_SHARE)
+    usual: np.ndarray  # the least share the unit usually makes within an hour of this time of day
 
 
 def _fleet(
@@ -145,7 +150,9 @@ def _fleet(
             med, valid = _nanmedian_last(past.T)
             usual[d] = np.where(valid >= min_days, med, np.nan)
     peak = np.repeat(usual, day, axis=0)[:n_t]
+    settled = ~np.isnan(peak)  # a usual peak from preceding days: the unit can be compared
     # until preceding days give one, the highest output seen so far stands in for the usual peak
+    # (enough to tell day from night, not to judge the unit by)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         so_far = np.fmax.accumulate(np.where(np.isnan(output), -np.inf, output), axis=0)
@@ -161,52 +168,110 @@ def _fleet(
     # dark day is still day, and a unit facing west still produces when the others have stopped
     usual_share, _ = _nanmedian_last(np.stack([_shift(share, d * day) for d in range(1, history_days + 1)], axis=-1))
     # ... from an hour before to an hour after (the preceding days' values, so still causal), and
-    # for the hour after the unit itself last produced
+    # for the hour after its peers last produced (a sunny evening after dull days); the unit's own
+    # recent output counts only until it has such days (a meter that lies at night must not make
+    # its own night a day)
     edge = max(day // 24, 1)
+    # ... and the share it makes all through that hour either side (what a trip takes away)
+    usual_core = np.fmin.reduce(
+        [_shift(usual_share, k) for k in range(edge + 1)] + [_lead(usual_share, k) for k in range(1, edge + 1)]
+    )
     usual_share = np.fmax.reduce(
         [_shift(usual_share, k) for k in range(edge + 1)] + [_lead(usual_share, k) for k in range(1, edge + 1)]
     )
     recent_share = np.fmax.reduce([_shift(share, k) for k in range(edge + 1)])
+    peers = _sky_peers(share, day, history_days, min_days)
     for k in range(len(gens)):
-        rest = np.delete(share, k, axis=1)
-        med, valid = _nanmedian_last(rest)
-        mad, _ = _nanmedian_last(np.abs(rest - med[:, None]))
-        others[:, k], spread[:, k] = med, 1.4826 * mad
-        daylight[:, k] = (valid >= 2) & (med >= DAYLIGHT_SHARE)
-        producing = np.nan_to_num(np.fmax(np.fmax(med, recent_share[:, k]), usual_share[:, k]))
-        sun_up[:, k] = producing >= SUN_UP_SHARE
-    return _Fleet(gens, share, peak, others, spread, daylight, sun_up)
+        for first in range(0, n_t, day):
+            rows = slice(first, min(first + day, n_t))
+            rest = share[rows][:, peers[first // day][k]]
+            med, valid = _nanmedian_last(rest)
+            mad, _ = _nanmedian_last(np.abs(rest - med[:, None]))
+            others[rows, k], spread[rows, k] = med, 1.4826 * mad
+            daylight[rows, k] = (valid >= 2) & (med >= DAYLIGHT_SHARE) & settled[rows, k]
+        own = np.where(np.isnan(usual_share[:, k]), recent_share[:, k], usual_share[:, k])
+        lately = np.fmax.reduce([_shift(others[:, k : k + 1], j)[:, 0] for j in range(edge + 1)])  # the last hour
+        producing = np.nan_to_num(np.fmax(lately, own))
+        with np.errstate(invalid="ignore", divide="ignore"):  # a night's noise is no sun (a dull day's small peak)
+            floor = np.fmax(SUN_UP_SHARE, np.nan_to_num(4.0 * noise[k] / peak[:, k], nan=np.inf))
+        sun_up[:, k] = producing >= floor
+    return _Fleet(gens, share, peak, others, spread, daylight, sun_up, usual_core)
+
+
+def _sky_peers(share: np.ndarray, day: int, history_days: int, min_days: int) -> list[list[np.ndarray]]:
+    """Per day and unit, the other units that share its sky: the `SKY_PEERS` whose share of their
+    peak stayed closest to the unit's over the preceding days' daylight (median |difference|), so
+    a unit facing west is compared with the units facing west, and a unit in another village's
+    weather with the units in it. Until `min_days` days of history exist, all the other units."""
+    n_t, n_g = share.shape
+    out: list[list[np.ndarray]] = []
+    everyone = [np.delete(np.arange(n_g), k) for k in range(n_g)]
+    if n_g <= SKY_PEERS + 1:  # no choice to make
+        return [everyone for _first in range(0, n_t, day)]
+    for first in range(0, n_t, day):
+        past = share[max(0, first - history_days * day) : first]
+        fleet, _ = _nanmedian_last(past) if len(past) else (np.zeros(0), None)
+        lit = past[np.nan_to_num(fleet) >= DAYLIGHT_SHARE] if len(past) else past
+        if len(past) < min_days * day or len(lit) < min_days:
+            out.append(everyone)
+            continue
+        with warnings.catch_warnings():  # a unit without a reading in the window: no distance
+            warnings.simplefilter("ignore", RuntimeWarning)
+            distance = np.nanmedian(np.abs(lit[:, :, None] - lit[:, None, :]), axis=0)
+        np.fill_diagonal(distance, np.inf)
+        distance = np.nan_to_num(distance, nan=np.inf)
+        out.append([np.argsort(distance[k], kind="stable")[:SKY_PEERS] for k in range(n_g)])
+    return out
 
 
 def _generator_residual(
     measured: np.ndarray, points: pd.DataFrame, cols: list[str], day: int, history_days: int, min_days: int
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(time, point) at each generator's P point in daylight: (share − median share of the
     others) × its usual peak, MW; and its scale, MW: the others' own disagreement at that time
     (on a day of scattered clouds one more unit apart is no news), at least FLEET_SPREAD_FLOOR of
-    its peak (units facing other ways part by that much on clear days). NaN elsewhere."""
+    its peak (units facing other ways part by that much on clear days), and where the unit is dead
+    (True: judged on that scale alone). NaN elsewhere."""
     n_t, n_p = measured.shape
     out, scale = np.full((n_t, n_p), np.nan), np.full((n_t, n_p), np.nan)
+    dead = np.zeros((n_t, n_p), dtype=bool)
     fleet = _fleet(measured, points, cols, day, history_days, min_days)
     if not len(fleet.gens):
-        return out, scale
+        return out, scale, dead
     out[:, fleet.gens] = np.where(fleet.daylight, (fleet.share - fleet.others) * fleet.peak, np.nan)
-    scale[:, fleet.gens] = np.fmax(fleet.others_spread, FLEET_SPREAD_FLOOR) * fleet.peak
-    return out, scale
+    # a unit producing nothing (its reading within the meter's noise of zero) at an hour it
+    # usually produces, while its sky peers produce, is a tripped inverter or a dead meter, as PV
+    # monitoring's "no production in daylight" check says: its shortfall is what it usually makes
+    # at this hour (or what its peers make, if less), on the tight scale. A unit still producing,
+    # less or more than its peers, is as likely a cloud over its roof alone (or, in SimBench,
+    # another site's weather): judged on a wider scale
+    noise = points.loc[cols, "sigma"].to_numpy(dtype=float)[fleet.gens]
+    zero = np.abs(measured[:, fleet.gens]) <= 4.0 * noise[None, :]
+    expected = np.fmin(fleet.others, np.nan_to_num(fleet.usual, nan=0.0))
+    tripped = fleet.daylight & zero & (expected >= DAYLIGHT_SHARE)
+    out[:, fleet.gens] = np.where(tripped, (fleet.share - expected) * fleet.peak, out[:, fleet.gens])
+    floor = np.where(tripped, FLEET_SPREAD_FLOOR, LIVE_SPREAD_FLOOR)
+    scale[:, fleet.gens] = np.fmax(fleet.others_spread, floor) * fleet.peak
+    dead[:, fleet.gens] = tripped
+    return out, scale, dead
 
 
 def generator_sun_up(
-    telemetry: pd.DataFrame, points: pd.DataFrame, *, history_days: int = 7, min_days: int = 3
+    telemetry: pd.DataFrame, points: pd.DataFrame, *, history_days: int = 7, min_days: int = 3, after: int = 4
 ) -> np.ndarray:
     """(time, point) True at a smart-metered generator while the sun is up (it or its peers
-    produce): its own history says little then (the weather moves every unit); its peers say more."""
+    produce), and for `after` samples more (the features' windows, `sustain` samples in
+    `anomaly.features`, still hold the day's output then): its own history says little then (the
+    weather moves every unit); its peers say more."""
     cols = list(telemetry.columns)
     out = np.zeros(telemetry.shape, dtype=bool)
     raw = telemetry.to_numpy(dtype=float)
     day = samples_per_day(pd.DatetimeIndex(telemetry.index))
     fleet = _fleet(raw, points, cols, day, history_days, min_days)
     if len(fleet.gens):
-        out[:, fleet.gens] = fleet.sun_up
+        out[:, fleet.gens] = np.logical_or.reduce(
+            [_shift(fleet.sun_up.astype(float), k) == 1 for k in range(after + 1)]
+        )
     return out
 
 
@@ -258,15 +323,17 @@ def peer_scores(
     scale = np.fmax(np.nan_to_num(spread, nan=np.inf), np.sqrt(2.0) * sigma[None, :])
     gens = _generator_columns(points, cols)
     if len(gens):  # generators: against the fleet at the same time, on the fleet's own scale ...
-        gen_resid, gen_scale = _generator_residual(measured, points, cols, day, history_days, min_days)
+        gen_resid, gen_scale, tripped = _generator_residual(measured, points, cols, day, history_days, min_days)
         resid[:, gens] = gen_resid[:, gens]
         own = 1.4826 * _rolling_median(
             np.abs(_shift(resid[:, gens], 1)), scale_days * day, min_periods=day // 4, step=slow
         )
         # ... and at least the unit's own usual distance from it (units on other skies: SimBench
         # gives one grid's units the profiles of different sites)
+        # (a tripped unit's shortfall is its own usual output: no usual distance widens that)
+        own = np.where(tripped[:, gens], 0.0, np.nan_to_num(own, nan=0.0))
         scale[:, gens] = np.fmax(
-            np.fmax(np.nan_to_num(gen_scale[:, gens], nan=np.inf), np.nan_to_num(own, nan=0.0)),
+            np.fmax(np.nan_to_num(gen_scale[:, gens], nan=np.inf), own),
             np.sqrt(2.0) * sigma[gens][None, :],
         )
     z = _rolling_median(resid / scale, sustain)
