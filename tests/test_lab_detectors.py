@@ -347,7 +347,7 @@ def test_peer_detector_compares_a_pv_unit_with_the_units_under_its_own_sky() -> 
     assert zt[trip, 4].max() >= 4  # the least threshold the pipeline gives a generator (its `peer_generator` floor)
     # the peers chosen are the unit's own sky
     share = np.where(sun[:, None] > 0.1, telemetry.to_numpy() / telemetry.max().to_numpy(), np.nan)
-    chosen = peers._sky_peers(share, 96, 7, 3)[8]
+    chosen = peers._sky_peers(share, 96, 7, 3)[0][8]
     assert [sorted(int(j) for j in c) for c in chosen] == [[1, 2], [0, 2], [0, 1], [4, 5], [3, 5], [3, 4]]
 
 

@@ -52,6 +52,11 @@ FLEET_SPREAD_FLOOR = 0.05
 SKY_PEERS = 2
 #: ... and of at least this share while the unit still produces (a cloud over one roof)
 LIVE_SPREAD_FLOOR = 0.25
+#: a unit reading nothing while its peers produce is scored on this share: at the least daylight
+#: the comparison accepts (DAYLIGHT_SHARE) its shortfall reaches 4, the pipeline's least threshold
+TRIPPED_SPREAD = DAYLIGHT_SHARE / 4
+#: ... or this share of how far the unit usually is from its sky peers, when more
+APART_WEIGHT = 0.5
 
 
 def _peer_deviation(dev: np.ndarray, points: pd.DataFrame, cols: list[str]) -> np.ndarray:
@@ -129,6 +134,7 @@ class _Fleet(NamedTuple):
     daylight: np.ndarray  # the others produce enough to compare with (DAYLIGHT_SHARE)
     sun_up: np.ndarray  # this unit or the others produce anything (SUN_UP_SHARE)
     usual: np.ndarray  # the least share the unit usually makes within an hour of this time of day
+    apart: np.ndarray  # how far its share usually is from its sky peers' (inf: no history yet)
 
 
 def _fleet(
@@ -140,15 +146,18 @@ def _fleet(
     n_days = -(-n_t // day)
     padded = np.full((n_days * day, len(gens)), np.nan)
     padded[:n_t] = output
-    with warnings.catch_warnings():  # a day without a reading has no peak (NaN), said once here
-        warnings.simplefilter("ignore", RuntimeWarning)
-        daily_peak = np.nanmax(padded.reshape(n_days, day, len(gens)), axis=1)  # (day, unit)
+    # a day's peak: its second-highest reading (a one-sample spike is not the unit's capacity)
+    by_day = np.sort(np.where(np.isnan(padded), -np.inf, padded).reshape(n_days, day, len(gens)), axis=1)
+    daily_peak = by_day[:, -2] if day >= 2 else by_day[:, -1]
+    daily_peak = np.where(np.isfinite(daily_peak), daily_peak, np.nan)  # (day, unit); a day without readings: NaN
     usual = np.full_like(daily_peak, np.nan)
-    for d in range(n_days):  # the median peak of the preceding days (causal)
-        past = daily_peak[max(0, d - history_days) : d]
+    for d in range(n_days):  # the highest peak of the preceding days (causal): the unit's capacity shows
+        past = daily_peak[max(0, d - history_days) : d]  # on its sunniest day; a dull week's median is noise
+        valid = (~np.isnan(past)).sum(axis=0)
         if len(past) >= min_days:
-            med, valid = _nanmedian_last(past.T)
-            usual[d] = np.where(valid >= min_days, med, np.nan)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                usual[d] = np.where(valid >= min_days, np.nanmax(past, axis=0), np.nan)
     peak = np.repeat(usual, day, axis=0)[:n_t]
     settled = ~np.isnan(peak)  # a usual peak from preceding days: the unit can be compared
     # until preceding days give one, the highest output seen so far stands in for the usual peak
@@ -180,7 +189,7 @@ def _fleet(
         [_shift(usual_share, k) for k in range(edge + 1)] + [_lead(usual_share, k) for k in range(1, edge + 1)]
     )
     recent_share = np.fmax.reduce([_shift(share, k) for k in range(edge + 1)])
-    peers = _sky_peers(share, day, history_days, min_days)
+    peers, apart = _sky_peers(share, day, history_days, min_days)
     for k in range(len(gens)):
         for first in range(0, n_t, day):
             rows = slice(first, min(first + day, n_t))
@@ -195,20 +204,26 @@ def _fleet(
         with np.errstate(invalid="ignore", divide="ignore"):  # a night's noise is no sun (a dull day's small peak)
             floor = np.fmax(SUN_UP_SHARE, np.nan_to_num(4.0 * noise[k] / peak[:, k], nan=np.inf))
         sun_up[:, k] = producing >= floor
-    return _Fleet(gens, share, peak, others, spread, daylight, sun_up, usual_core)
+    apart_now = np.repeat(apart, day, axis=0)[:n_t]
+    return _Fleet(gens, share, peak, others, spread, daylight, sun_up, usual_core, apart_now)
 
 
-def _sky_peers(share: np.ndarray, day: int, history_days: int, min_days: int) -> list[list[np.ndarray]]:
+def _sky_peers(
+    share: np.ndarray, day: int, history_days: int, min_days: int
+) -> tuple[list[list[np.ndarray]], np.ndarray]:
     """Per day and unit, the other units that share its sky: the `SKY_PEERS` whose share of their
     peak stayed closest to the unit's over the preceding days' daylight (median |difference|), so
     a unit facing west is compared with the units facing west, and a unit in another village's
-    weather with the units in it. Until `min_days` days of history exist, all the other units."""
+    weather with the units in it. Until `min_days` days of history exist, all the other units.
+    Also, per day and unit, how far the unit usually is from those peers (the mean of their
+    median distances; inf without history): how well they foretell it."""
     n_t, n_g = share.shape
     out: list[list[np.ndarray]] = []
+    apart = np.full((-(-n_t // day), n_g), np.inf)
     everyone = [np.delete(np.arange(n_g), k) for k in range(n_g)]
-    if n_g <= SKY_PEERS + 1:  # no choice to make
-        return [everyone for _first in range(0, n_t, day)]
-    for first in range(0, n_t, day):
+    if n_g < 2:  # nobody to compare with
+        return [everyone for _first in range(0, n_t, day)], apart
+    for d, first in enumerate(range(0, n_t, day)):
         past = share[max(0, first - history_days * day) : first]
         fleet, _ = _nanmedian_last(past) if len(past) else (np.zeros(0), None)
         lit = past[np.nan_to_num(fleet) >= DAYLIGHT_SHARE] if len(past) else past
@@ -220,8 +235,10 @@ def _sky_peers(share: np.ndarray, day: int, history_days: int, min_days: int) ->
             distance = np.nanmedian(np.abs(lit[:, :, None] - lit[:, None, :]), axis=0)
         np.fill_diagonal(distance, np.inf)
         distance = np.nan_to_num(distance, nan=np.inf)
-        out.append([np.argsort(distance[k], kind="stable")[:SKY_PEERS] for k in range(n_g)])
-    return out
+        chosen = [np.argsort(distance[k], kind="stable")[:SKY_PEERS] for k in range(n_g)]
+        out.append(chosen)
+        apart[d] = [float(distance[k, c].mean()) for k, c in enumerate(chosen)]
+    return out, apart
 
 
 def _generator_residual(
@@ -242,15 +259,17 @@ def _generator_residual(
     # a unit producing nothing (its reading within the meter's noise of zero) at an hour it
     # usually produces, while its sky peers produce, is a tripped inverter or a dead meter, as PV
     # monitoring's "no production in daylight" check says: its shortfall is what it usually makes
-    # at this hour (or what its peers make, if less), on the tight scale. A unit still producing,
+    # at this hour (or what its peers make, if less), on a tight scale. A unit still producing,
     # less or more than its peers, is as likely a cloud over its roof alone (or, in SimBench,
     # another site's weather): judged on a wider scale
     noise = points.loc[cols, "sigma"].to_numpy(dtype=float)[fleet.gens]
     zero = np.abs(measured[:, fleet.gens]) <= 4.0 * noise[None, :]
     expected = np.fmin(fleet.others, np.nan_to_num(fleet.usual, nan=0.0))
     tripped = fleet.daylight & zero & (expected >= DAYLIGHT_SHARE)
+    tripped &= _shift(tripped.astype(float), 1) == 1  # for two samples in a row: not a passing shadow
     out[:, fleet.gens] = np.where(tripped, (fleet.share - expected) * fleet.peak, out[:, fleet.gens])
-    floor = np.where(tripped, FLEET_SPREAD_FLOOR, LIVE_SPREAD_FLOOR)
+    tight = np.fmax(TRIPPED_SPREAD, APART_WEIGHT * fleet.apart)  # peers that foretell it less, less sure
+    floor = np.where(tripped, tight, LIVE_SPREAD_FLOOR)
     scale[:, fleet.gens] = np.fmax(fleet.others_spread, floor) * fleet.peak
     dead[:, fleet.gens] = tripped
     return out, scale, dead
@@ -336,5 +355,11 @@ def peer_scores(
             np.fmax(np.nan_to_num(gen_scale[:, gens], nan=np.inf), own),
             np.sqrt(2.0) * sigma[gens][None, :],
         )
-    z = _rolling_median(resid / scale, sustain)
+    ratio = resid / scale
+    if len(gens):  # a trip is already two samples of nothing: it counts as it stands, from onset to end,
+        trip_z = np.where(tripped, ratio, np.nan)  # and leaves the sustained median of the hours around it
+        ratio = np.where(tripped, np.nan, ratio)
+    z = _rolling_median(ratio, sustain)
+    if len(gens):
+        z[:, gens] = np.where(tripped[:, gens], trip_z[:, gens], z[:, gens])
     return np.where(np.isnan(resid), 0.0, np.nan_to_num(z))  # no residual (a gap, a night): no score
