@@ -212,7 +212,10 @@ def test_points_name_existing_elements_and_the_network_is_the_operators_model(ha
     assert set(scen.points.quantity) == {"v_pu", "p_mw", "q_mvar", "i_ka", "temp_oil_c"}
     share = (scen.points.quantity == "v_pu").sum() / len(net.bus)
     assert 0.3 <= share <= 0.6  # about a third of the buses, plus the substation busbars
-    assert not (scen.points.element_type == "sgen").any()  # LV units are far below the 1 MW of telemetry
+    # LV units are far below the 1 MW of telemetry: the generators that report are those above 7 kW,
+    # through their smart meters (the default plan, MsbG § 29 (1) 2)
+    reporting = set(scen.points.element[scen.points.element_type == "sgen"])
+    assert reporting == set(net.sgen.index[net.sgen.p_mw > 0.007]) and reporting
     meta = json.loads((hand[0] / "test" / "scenario.json").read_text())
     assert meta["seed"] == 5 and meta["grid"] == LV and meta["step_minutes"] == 15
     assert isinstance(pp.to_json(net), str)
