@@ -1,7 +1,7 @@
 """Peer detector: a meter against the meters that physically measure the same thing, for the slow
 lies (bias, drift) that one point's own history hides inside its day-to-day spread.
 
-Two kinds of peers need nothing but `points.csv`:
+Every kind of peer needs nothing but `points.csv`:
 
 - **voltages**: every bus voltage of a grid moves with the upstream voltage (the MV network, the
   transformer's tap) by nearly the same amount; what one bus does that the median of the others
@@ -13,12 +13,13 @@ Two kinds of peers need nothing but `points.csv`:
   moves by a few per cent; the current a meter reports is compared with k·S, k the ratio I / S
   over the preceding days, and a bias or drift of any of the three shows on the current point
   (the same element as the faulty meter, which is what an operator needs to send someone to);
-- **generators** (smart-metered PV units of one LV grid): they see the same sky, so each unit's
-  output as a share of its usual daily peak follows the median share of the others; a unit that
-  trips (or a meter that lies) falls away from it. Compared in daylight only (the others above
-  `DAYLIGHT_SHARE` of their peak), in MW (the share difference × the unit's peak), on a scale set
-  at that moment by how far the others disagree among themselves (at least
-  `FLEET_SPREAD_FLOOR`): no history beyond the few days that give each unit its usual peak.
+- **generators** (smart-metered PV units of one LV grid): each unit's output as a share of its
+  usual daily peak (the highest of the preceding days') follows the shares of its sky peers, the
+  `SKY_PEERS` units whose shares followed its own most closely over the preceding days (the same
+  weather and orientation); compared in daylight only (those peers above `DAYLIGHT_SHARE`), in
+  MW. A unit reading nothing at an hour it usually produces is a trip or a dead meter, scored on
+  a tight scale (`TRIPPED_SPREAD`, widened by how far the unit usually is from its peers); a unit
+  still producing but apart from them on a wide one (`LIVE_SPREAD_FLOOR`: a cloud over one roof).
 
 Each point's deviation from its daily profile (the same time on earlier days, as in
 `anomaly.features`) is compared with its peers' deviation; the residual is scaled by its own
@@ -46,11 +47,10 @@ LEAVE_ONE_OUT_MAX = 24
 DAYLIGHT_SHARE = 0.1
 #: ... and count as producing (the sun is up) from this share
 SUN_UP_SHARE = 0.02
-#: a generator's share of its peak is compared with the others' on a scale of at least this share
-FLEET_SPREAD_FLOOR = 0.05
-#: ... the others being the units whose shares followed its own most closely on the preceding days
+#: a generator's share of its peak is compared with its sky peers': the units whose shares
+#: followed its own most closely on the preceding days
 SKY_PEERS = 2
-#: ... and of at least this share while the unit still produces (a cloud over one roof)
+#: ... on a scale of at least this share while the unit still produces (a cloud over one roof)
 LIVE_SPREAD_FLOOR = 0.25
 #: a unit reading nothing while its peers produce is scored on this share: at the least daylight
 #: the comparison accepts (DAYLIGHT_SHARE) its shortfall reaches 4, the pipeline's least threshold
@@ -244,11 +244,11 @@ def _sky_peers(
 def _generator_residual(
     measured: np.ndarray, points: pd.DataFrame, cols: list[str], day: int, history_days: int, min_days: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(time, point) at each generator's P point in daylight: (share − median share of the
-    others) × its usual peak, MW; and its scale, MW: the others' own disagreement at that time
-    (on a day of scattered clouds one more unit apart is no news), at least FLEET_SPREAD_FLOOR of
-    its peak (units facing other ways part by that much on clear days), and where the unit is dead
-    (True: judged on that scale alone). NaN elsewhere."""
+    """(time, point) at each generator's P point in daylight: (share − its sky peers' median
+    share) × its usual peak, MW (a tripped unit: its share − what it usually makes then); its
+    scale, MW: the peers' own disagreement at that time, at least `LIVE_SPREAD_FLOOR` of its peak
+    while it produces (`TRIPPED_SPREAD` or more when it has tripped); and where it has tripped
+    (True: judged on that scale alone, not its usual distance). NaN elsewhere."""
     n_t, n_p = measured.shape
     out, scale = np.full((n_t, n_p), np.nan), np.full((n_t, n_p), np.nan)
     dead = np.zeros((n_t, n_p), dtype=bool)
