@@ -98,11 +98,14 @@ def point_features(
     slope_window: int = 8,
     min_days: int = 3,
     long_window: int = 16,
+    scale_every: int = 0,
 ) -> np.ndarray:
     """Features (time, point, FEATURES) of a wide telemetry frame whose columns are in `points`.
 
     `residuals` (time × point, the physics detector's normalised residuals) fills `resid`;
-    points it does not cover get 0 (no evidence either way)."""
+    points it does not cover get 0 (no evidence either way). `scale_every`: rows between two
+    estimates of the robust scales (0: an eighth of a day; a scale over a day does not move
+    within three hours, but a live window of minutes needs it from its first rows on)."""
     cols = list(telemetry.columns)
     sigma = points.loc[cols, "sigma"].to_numpy(dtype=float)
     quantity = points.loc[cols, "quantity"].to_numpy()
@@ -114,7 +117,7 @@ def point_features(
 
     # robust step scale: median |Δx| over the last day, as a σ of one step (floor: the meter's σ)
     step = np.abs(np.diff(x, axis=0, prepend=np.nan))
-    slow = max(day // 8, 1)
+    slow = scale_every if scale_every > 0 else max(day // 8, 1)
     step_scale = 1.4826 * _rolling_median(_shift(step, 1), day, min_periods=4, step=slow) / np.sqrt(2.0)
     step_scale = np.fmax(np.nan_to_num(step_scale, nan=0.0), sigma)
     typical = np.nanmedian(np.abs(raw), axis=0) if n_t else np.zeros(n_p)

@@ -255,3 +255,33 @@ def test_a_bad_reading_is_a_missing_sample_not_a_value(site, tmp_path: Path) -> 
     live.conditions(at(44))
     telemetry, _ = live.frame(at(44))  # its last row: the cycle of the bad reading
     assert np.isnan(telemetry["F1/MMXU1.A"].iloc[-1]) and not np.isnan(telemetry["F1/MMXU1.A"].iloc[-2])
+
+
+def test_a_feeder_ramping_from_the_first_cycles_is_judged_on_its_own_steps_not_the_meters_sigma() -> None:
+    """A live window of 16 cycles (above the warm-up, before an eighth of the 150-cycle window has
+    passed): the step scale comes from the window's own steps from the first rows on, so a healthy
+    ramp of 2 kW a cycle on a meter of σ 0.1 kW is no spike (held for an eighth of the window, the
+    first rows' scale was the meter's σ, and this ramp scored z ≈ 20)."""
+    from anomaly.dataset import Scenario
+    from anomaly.features import F
+    from anomaly.live import live_features
+
+    rng = np.random.default_rng(3)
+    n = 16
+    times = pd.date_range("2026-12-03", periods=n, freq="2s", tz="UTC")
+    ramp = 1.0 + 0.002 * np.arange(n) * (1 + 0.3 * rng.standard_normal(n))  # MW, 2 kW a cycle, uneven
+    telemetry = pd.DataFrame({"F6/MMXU1.TotW": ramp}, index=times)
+    points = pd.DataFrame(
+        {
+            "element_type": ["line"],
+            "element": [6],
+            "side": ["from"],
+            "quantity": ["p_mw"],
+            "unit": ["MW"],
+            "sigma": [1e-4],
+        },
+        index=pd.Index(["F6/MMXU1.TotW"], name="point"),
+    )
+    scenario = Scenario(Path("live"), points, telemetry, None, {"live": True, "step_s": 2.0})
+    z = live_features(scenario, window=150)[:, 0, F["z_recent"]]
+    assert np.abs(z[10:]).max() < 5.0, z  # the shipped model's spike threshold is about 9.7
