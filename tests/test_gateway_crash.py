@@ -64,7 +64,9 @@ def test_kill_9_mid_ingestion_loses_nothing_and_duplicates_nothing(tmp_path: Pat
             sensor = "T1-oil" if k % 2 else "T2-oil"
             infos.append(publisher.publish(f"gridverse/rural1/primary/{sensor}/telemetry", _payload(k, t0_ms), qos=1))
             if k == messages // 3:
-                time.sleep(0.5)  # heavy ingestion under way
+                # heavy ingestion under way: the first points are in the store (a fixed wait was too
+                # short once under a loaded CI, and the kill then cut nothing short)
+                wait_for(lambda: _stored(store) > 0, "the first points stored before the kill", timeout=60)
                 gateway.send_signal(signal.SIGKILL)
                 gateway.wait(10)
                 killed_at = k
