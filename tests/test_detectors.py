@@ -31,7 +31,7 @@ from gridverse.schema import ALARM, Alarm, AlarmRule, Severity
 from gridverse.settings import REPO_ROOT, load_settings
 from tests.helpers import config_dir
 
-UPDATES = 100
+UPDATES = 40
 RULES = {AlarmRule.LIMIT, AlarmRule.RESIDUAL, AlarmRule.VIOLATION, AlarmRule.COMM_FAIL, AlarmRule.STUCK}
 
 
