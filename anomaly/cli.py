@@ -279,7 +279,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     directory = _scenario_dir_for(args)
     if directory is not None:
         scenario = _read(directory)
-        report = evaluate_scenario(scenario, alarms, labels=labels, grace_samples=args.grace)
+        report = evaluate_scenario(
+            scenario, alarms, labels=labels, grace_samples=args.grace, labels_path=Path(args.labels)
+        )
     else:
         _say(f"no scenario beside {args.labels} (give --data DIR): matching by exact names only")
         report = evaluate(labels, alarms, config=EvaluationConfig(grace_samples=args.grace, step_s=args.step))

@@ -7,8 +7,8 @@ A scenario directory holds:
 - `points.csv`: `point, element_type, element, side, quantity, unit, sigma`; element_type is
   bus/line/trafo/sgen/load, element the pandapower index, side from/to/hv/lv or empty,
   quantity one of `v_pu, p_mw, q_mvar, i_ka, temp_oil_c`;
-- `telemetry.csv.gz`: long form `time, point, value` (UTC ISO times; an empty value is a
-  missing sample);
+- `telemetry.csv.gz`: long form `time, point, value` (ISO times ending in `Z` or a UTC offset,
+  never bare local times; an empty value is a missing sample);
 - `labels.csv` (when known): `start, end, type, element_type, element, point`;
 - `scenario.json` (optional): how it was made (grid, seed, days, split), for provenance.
 
@@ -19,7 +19,10 @@ line number in the file, header = 1) and the column of the first problem of each
 
 from __future__ import annotations
 
+import gzip
 import json
+import re
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +59,10 @@ class DatasetError(ValueError):
     """A scenario file that cannot be used as it is; the message names file, row, column and remedy."""
 
 
+class PointsNotInNetwork(DatasetError):
+    """`points.csv` names an element `network.json` does not have."""
+
+
 @dataclass(frozen=True)
 class Scenario:
     """One scenario directory, read and checked."""
@@ -68,8 +75,11 @@ class Scenario:
     notes: tuple[str, ...] = ()  # what the reader fixed on the way (sorted rows, "nan" values)
 
     def network(self) -> Any:
-        """The pandapower network of `network.json` (loaded on demand: it is the slow part)."""
-        return read_network(self.path / NETWORK_FILE)
+        """The pandapower network of `network.json` (loaded on demand: it is the slow part),
+        checked to hold every element `points.csv` names."""
+        net = read_network(self.path / NETWORK_FILE)
+        check_points_in_network(self.points, net, self.path / POINTS_FILE)
+        return net
 
 
 def _row(index: int) -> int:
@@ -85,15 +95,50 @@ def _require_columns(frame: pd.DataFrame, path: Path, wanted: Iterable[str]) -> 
         )
 
 
+#: an ISO time that says where it is: "Z" or a UTC offset (+02:00, +0200, +02) at its end
+_ZONED = re.compile(r"(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$")
+
+
+def _read_csv(path: Path, what: str, **kwargs: Any) -> pd.DataFrame:
+    """`pd.read_csv` whose failures on a damaged or foreign file name the file and the remedy."""
+    try:
+        return pd.read_csv(path, **kwargs)
+    except UnicodeDecodeError as exc:
+        raise DatasetError(
+            f"{path}: byte {exc.start} is not UTF-8 ({exc.reason}); save the file as UTF-8 (it holds {what})"
+        ) from None
+    except pd.errors.EmptyDataError:
+        raise DatasetError(f"{path}: the file is empty; it must hold a header ({what}) and rows") from None
+    except (gzip.BadGzipFile, zlib.error, EOFError) as exc:
+        raise DatasetError(
+            f"{path}: not a complete gzip file ({exc}); compress the CSV with gzip (it holds {what})"
+        ) from None
+    except pd.errors.ParserError as exc:
+        raise DatasetError(f"{path}: not a CSV file of {what} ({str(exc).strip()[:160]})") from None
+
+
 def _utc_times(values: pd.Series, path: Path, column: str) -> pd.Series:
-    times = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
-    bad = times.isna() & values.notna()
-    bad |= values.isna()
+    """ISO times that carry "Z" or an offset, as UTC; a time without one is refused: read as UTC,
+    a local-time export would shift every window by the local offset without a word."""
+    codes, distinct = pd.factorize(values)  # long-form telemetry repeats each time once per point
+    parsed = pd.DatetimeIndex(pd.to_datetime(pd.Series(distinct, dtype=object), utc=True, errors="coerce",
+                                             format="ISO8601"))  # fmt: skip
+    times = pd.Series(parsed.take(codes, allow_fill=True, fill_value=pd.NaT), index=values.index)
+    bad = times.isna()
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise DatasetError(
             f"{path}: row {_row(i)}, column {column}: {values.iloc[i]!r} is not a UTC ISO time "
             "(e.g. 2016-06-15T11:00:00Z)"
+        )
+    text = pd.Series(distinct, dtype=str).str.strip()
+    unzoned = np.flatnonzero(~text.str.contains(_ZONED).to_numpy())
+    if len(unzoned):
+        i = int(np.flatnonzero(np.isin(codes, unzoned))[0])
+        raise DatasetError(
+            f"{path}: row {_row(i)}, column {column}: {values.iloc[i]!r} does not say its time zone; "
+            f"write UTC with a Z ({times.iloc[i].strftime('%Y-%m-%dT%H:%M:%SZ')} if it is UTC) "
+            "or the local time with its offset (e.g. +01:00)"
         )
     return times
 
@@ -102,7 +147,7 @@ def read_points(path: Path) -> pd.DataFrame:
     """`points.csv`, checked: known quantities and element types, sides that fit, σ > 0, unique names."""
     if not path.exists():
         raise DatasetError(f"{path}: not found; a scenario needs {POINTS_FILE} ({', '.join(POINTS_COLUMNS)})")
-    frame = pd.read_csv(path, dtype={"point": str, "side": str, "unit": str}, keep_default_na=False)
+    frame = _read_csv(path, "the point list", dtype={"point": str, "side": str, "unit": str}, keep_default_na=False)
     _require_columns(frame, path, POINTS_COLUMNS)
     for i, row in frame.iterrows():
         where = f"{path}: row {_row(int(str(i)))}"
@@ -141,8 +186,12 @@ def read_telemetry(path: Path, points: pd.DataFrame) -> tuple[pd.DataFrame, list
     time order are sorted and literal "nan" values read as missing, each reported in the notes."""
     if not path.exists():
         raise DatasetError(f"{path}: not found; a scenario needs {TELEMETRY_FILE} (time, point, value)")
-    frame = pd.read_csv(path, dtype={"point": str, "time": str, "value": str}, keep_default_na=False)
+    frame = _read_csv(
+        path, "telemetry: time, point, value", dtype={"point": str, "time": str, "value": str}, keep_default_na=False
+    )
     _require_columns(frame, path, TELEMETRY_COLUMNS)
+    if frame.empty:
+        raise DatasetError(f"{path}: a header and no samples; it needs rows of time, point, value")
     notes: list[str] = []
     unknown = ~frame.point.isin(points.index)
     if unknown.any():
@@ -183,32 +232,80 @@ def read_telemetry(path: Path, points: pd.DataFrame) -> tuple[pd.DataFrame, list
 
 
 def _read_windows(path: Path, columns: list[str]) -> pd.DataFrame:
-    """A CSV of time windows (labels or alarms): UTC start/end, element as a nullable integer."""
+    """A CSV of time windows (labels or alarms): UTC start/end (start ≤ end), a known element
+    type or none, element as a nullable integer index."""
     if not path.exists():
         raise DatasetError(f"{path}: not found")
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame = _read_csv(path, ", ".join(columns), dtype=str, keep_default_na=False)
     _require_columns(frame, path, columns)
     frame["start"] = _utc_times(frame.start, path, "start")
     frame["end"] = _utc_times(frame.end, path, "end")
-    frame["element"] = pd.to_numeric(frame.element.replace("", None), errors="coerce").astype("Int64")
+    backwards = frame.end < frame.start
+    if backwards.any():
+        i = int(np.flatnonzero(backwards.to_numpy())[0])
+        raise DatasetError(f"{path}: row {_row(i)}, column end: the window ends before it starts")
+    kinds = frame.element_type.str.strip()
+    foreign = ~kinds.isin(("", *ELEMENT_TYPES))
+    if foreign.any():
+        i = int(np.flatnonzero(foreign.to_numpy())[0])
+        raise DatasetError(
+            f"{path}: row {_row(i)}, column element_type: {frame.element_type.iloc[i]!r} is not one of "
+            f"{ELEMENT_TYPES} (or empty)"
+        )
+    frame["element_type"] = kinds
+    text = frame.element.str.strip()
+    index = pd.to_numeric(text.replace("", None), errors="coerce")
+    not_index = (text != "") & (index.isna() | (index % 1 != 0) | (index < 0))
+    if not_index.any():
+        i = int(np.flatnonzero(not_index.to_numpy())[0])
+        raise DatasetError(
+            f"{path}: row {_row(i)}, column element: {frame.element.iloc[i]!r} is not a pandapower index "
+            "(an integer ≥ 0, or empty)"
+        )
+    frame["element"] = index.astype("Int64")
     return frame
 
 
 def read_labels(path: Path) -> pd.DataFrame:
     """`labels.csv`: fault windows with their type and target (start ≤ end, UTC)."""
     frame = _read_windows(path, LABELS_COLUMNS)
-    backwards = frame.end < frame.start
-    if backwards.any():
-        i = int(np.flatnonzero(backwards.to_numpy())[0])
-        raise DatasetError(f"{path}: row {_row(i)}, column end: the window ends before it starts")
+    untyped = frame.type.str.strip() == ""
+    if untyped.any():
+        i = int(np.flatnonzero(untyped.to_numpy())[0])
+        raise DatasetError(f"{path}: row {_row(i)}, column type: empty; name the fault (e.g. stuck, line_outage)")
     return frame[LABELS_COLUMNS]
 
 
 def read_alarms(path: Path) -> pd.DataFrame:
-    """`alarms.csv` as detectors write it (score: higher = more anomalous)."""
+    """`alarms.csv` as detectors write it (score: higher = more anomalous; empty: not given)."""
     frame = _read_windows(path, ALARMS_COLUMNS)
-    frame["score"] = pd.to_numeric(frame.score.replace("", None), errors="coerce")
+    text = frame.score.str.strip()
+    score = pd.to_numeric(text.replace("", None), errors="coerce")
+    not_number = (text != "") & score.isna()
+    if not_number.any():
+        i = int(np.flatnonzero(not_number.to_numpy())[0])
+        raise DatasetError(f"{path}: row {_row(i)}, column score: {frame.score.iloc[i]!r} is not a number")
+    frame["score"] = score
     return frame[ALARMS_COLUMNS]
+
+
+#: pandapower table of each element type of `points.csv`
+_TABLES = {"bus": "bus", "line": "line", "trafo": "trafo", "sgen": "sgen", "load": "load"}
+
+
+def check_points_in_network(points: pd.DataFrame, net: Any, path: Path) -> None:
+    """Every element `points.csv` (at `path`) names is in the network: a point on an element the
+    model does not have would be scored and alarmed on as if it were there."""
+    for row, (name, p) in enumerate(points.iterrows()):
+        table = getattr(net, _TABLES[str(p.element_type)])
+        if int(p.element) not in table.index:
+            have = f"{len(table)} {p.element_type}(s)" + (
+                f", indices {int(table.index.min())}-{int(table.index.max())}" if len(table) else ""
+            )
+            raise PointsNotInNetwork(
+                f"{path}: row {_row(row)}, column element: point {name!r} is on {p.element_type} {int(p.element)}, "
+                f"which network.json does not have ({have}); correct the index or the network"
+            )
 
 
 def read_network(path: Path) -> Any:
@@ -226,6 +323,17 @@ def read_network(path: Path) -> Any:
         ) from None
 
 
+def read_meta(path: Path) -> dict[str, Any]:
+    """`scenario.json`: how the scenario was made (a JSON object)."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: not valid JSON ({exc}); correct it or remove the file (it is optional)") from None
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{path}: must hold a JSON object ({{...}}), not {type(meta).__name__}")
+    return meta
+
+
 def read_scenario(directory: Path | str) -> Scenario:
     """Read and check a scenario directory (the network itself is loaded on demand)."""
     path = Path(directory)
@@ -234,7 +342,7 @@ def read_scenario(directory: Path | str) -> Scenario:
     points = read_points(path / POINTS_FILE)
     telemetry, notes = read_telemetry(path / TELEMETRY_FILE, points)
     labels = read_labels(path / LABELS_FILE) if (path / LABELS_FILE).exists() else None
-    meta = json.loads((path / META_FILE).read_text()) if (path / META_FILE).exists() else {}
+    meta = read_meta(path / META_FILE) if (path / META_FILE).exists() else {}
     if not (path / NETWORK_FILE).exists():
         raise DatasetError(f"{path / NETWORK_FILE}: not found; write the grid with pandapower.to_json")
     return Scenario(path, points, telemetry, labels, meta, tuple(notes))

@@ -44,17 +44,22 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from anomaly.dataset import ALARMS_COLUMNS, LABELS_COLUMNS, DatasetError, Scenario
+from anomaly.dataset import ALARMS_COLUMNS, LABELS_COLUMNS, LABELS_FILE, POINTS_FILE, DatasetError, Scenario
+from anomaly.events import EVENT_TYPES
 
 #: label types that are grid events (the rest, and any label naming a point, are measurement faults)
 LINE_OUTAGE = ("line_outage", "outage")
 OVERHEATING = ("overheating", "trafo_overheating", "transformer_overheating")
 OVERVOLTAGE = ("overvoltage", "pv_overvoltage")
+#: every label type the matching rules know by name (others, e.g. a field finding's
+#: `inspection.…`, are matched as a grid event on their element, or by the point they name)
+KNOWN_TYPES = frozenset(EVENT_TYPES) | set(LINE_OUTAGE) | set(OVERHEATING) | set(OVERVOLTAGE)
 
 Key = tuple[str, Any]  # ("point", name) or ("element", (element_type, element))
 
@@ -393,6 +398,7 @@ def evaluate(
             raise DatasetError(f"{name}: missing column(s) {missing}; expected {', '.join(cols)}")
     if topology is None or topology.net is None:
         notes.append("no network: an alarm finds a label only by naming its point or element (no topology rule)")
+    notes += unknown_type_notes(labels)
     topology = topology or Topology(None, None)
     step = pd.Timedelta(seconds=config.step_s)
     grace = step * config.grace_samples
@@ -498,6 +504,42 @@ def evaluate(
     )
 
 
+def unknown_type_notes(labels: pd.DataFrame) -> list[str]:
+    """A note for each label type the rules do not know (a misspelt `overvoltage` would be
+    matched by the wrong rule and counted in a type of its own); a field finding's
+    `inspection.…` types are expected and get none."""
+    types = {str(t) for t in labels.type}
+    unknown = sorted(t for t in types - KNOWN_TYPES if not t.startswith("inspection."))
+    if not unknown:
+        return []
+    return [
+        f"label type(s) {unknown} are not ones the lab knows ({', '.join(EVENT_TYPES)}): matched as a grid "
+        "event on their element, or by the point they name; rename them if they are one of those"
+    ]
+
+
+def check_label_targets(labels: pd.DataFrame, scenario: Scenario, net: Any, path: Path) -> None:
+    """Every point and element a label of a known type names is in the scenario: a label on a
+    point `points.csv` lacks (or an element the network lacks) can never be found, and would
+    count as a miss nobody could have avoided."""
+    for row, lab in enumerate(labels.itertuples(index=False)):
+        if str(lab.type) not in KNOWN_TYPES:
+            continue
+        where = f"{path}: row {row + 2}"
+        for point in sorted(label_points(lab.point)):
+            if point not in scenario.points.index:
+                raise DatasetError(
+                    f"{where}, column point: {point!r} is not in {scenario.path / POINTS_FILE}; "
+                    "name a point of the scenario (or leave the column empty for a grid event)"
+                )
+        target = _element(lab.element_type, lab.element)
+        if target is not None and net is not None and target[1] not in getattr(net, target[0]).index:
+            raise DatasetError(
+                f"{where}, column element: {target[0]} {target[1]} is not in the scenario's network.json; "
+                "correct the index (pandapower's) or the network"
+            )
+
+
 def scenario_step_s(scenario: Scenario) -> float:
     """The sampling step of a scenario in seconds (median spacing of its telemetry times)."""
     index = scenario.telemetry.index
@@ -517,14 +559,17 @@ def evaluate_scenario(
     labels: pd.DataFrame | None = None,
     grace_samples: int = 2,
     with_network: bool = True,
+    labels_path: Path | None = None,
 ) -> Report:
-    """Evaluate alarms on a scenario: its labels (or the ones given), its topology, step and time span."""
+    """Evaluate alarms on a scenario: its labels (or the ones given, read from `labels_path`),
+    its topology, step and time span."""
     labels = labels if labels is not None else scenario.labels
     if labels is None:
         raise DatasetError(f"{scenario.path}: no labels.csv; evaluation needs the labelled fault windows")
     step = scenario_step_s(scenario)
     config = EvaluationConfig(grace_samples=grace_samples, step_s=step)
     net = scenario.network() if with_network else None
+    check_label_targets(labels, scenario, net, labels_path or scenario.path / LABELS_FILE)
     index = scenario.telemetry.index
     period = (index[0], index[-1] + pd.Timedelta(seconds=step)) if len(index) else None
     attacked = {

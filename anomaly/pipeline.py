@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from anomaly.dataset import Scenario
+from anomaly.dataset import PointsNotInNetwork, Scenario
 from anomaly.detectors.lab.feeder import FEEDER_SCORES, feeder_scores
 from anomaly.detectors.lab.learned import LearnedDetector
 from anomaly.detectors.lab.peers import generator_sun_up, peer_kinds, peer_scores
@@ -189,6 +189,8 @@ class LabPipeline(BaseEstimator):
             return None
         try:
             net = scenario.network()
+        except PointsNotInNetwork:
+            raise  # the point list and the grid disagree: nothing scored on them can be trusted
         except Exception as exc:  # no or unreadable network.json: the other detectors still run
             log.warning("%s: feeder detector off (%s)", scenario.path, exc)
             return None

@@ -123,3 +123,114 @@ def test_missing_network_and_foreign_network(tmp_path: Path) -> None:
     (sc / "network.json").unlink()
     with pytest.raises(DatasetError, match=r"network\.json: not found"):
         read_scenario(sc)
+
+
+def test_a_time_without_a_zone_is_refused_and_one_with_an_offset_is_read_as_utc(tmp_path: Path) -> None:
+    """A local-time export read as UTC would shift every window by the local offset, unseen."""
+    sc = _scenario(tmp_path)
+    _rewrite_telemetry(sc, "time,point,value\n2016-01-01T00:00:00Z,V1,1.0\n2016-01-01T00:15:00,V1,1.0\n")
+    with pytest.raises(DatasetError, match=r"row 3, column time: '2016-01-01T00:15:00' does not say its time zone"):
+        read_scenario(sc)
+    _rewrite_telemetry(sc, "time,point,value\n2016-01-01T01:00:00+01:00,V1,1.0\n2016-01-01T01:15:00+0100,V1,1.1\n")
+    assert read_scenario(sc).telemetry.index.tolist() == T[:2].tolist()
+    (sc / LABELS_FILE).write_text(
+        "start,end,type,element_type,element,point\n2016-01-01 09:30:00,2016-01-01T10:00:00Z,drift,bus,1,V1\n"
+    )
+    with pytest.raises(DatasetError, match=r"labels\.csv: row 2, column start: .* does not say its time zone"):
+        read_scenario(sc)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"", r"telemetry\.csv\.gz: the file is empty; it must hold a header"),
+        (b"time,point,value\n2016-01-01T00:00:00Z,V1,1.0\n", r"telemetry\.csv\.gz: not a complete gzip file"),
+        (gzip.compress(b""), r"telemetry\.csv\.gz: the file is empty"),
+        (gzip.compress(b"time,point,value\n"), r"telemetry\.csv\.gz: a header and no samples"),
+        (gzip.compress(b"time,point,value\n2016-01-01T00:00:00Z,V1,1.0\n")[:-12], r"not a complete gzip file"),
+    ],
+    ids=["zero-bytes", "plain-text", "empty-gzip", "header-only", "truncated"],
+)
+def test_a_damaged_telemetry_file_is_named_with_the_remedy(tmp_path: Path, content: bytes, expected: str) -> None:
+    sc = _scenario(tmp_path)
+    (sc / TELEMETRY_FILE).write_bytes(content)
+    with pytest.raises(DatasetError, match=expected):
+        read_scenario(sc)
+
+
+def test_a_points_file_in_a_windows_code_page_and_a_broken_scenario_json(tmp_path: Path) -> None:
+    sc = _scenario(tmp_path)
+    text = (sc / POINTS_FILE).read_text().replace("V1", "Zähler")
+    (sc / POINTS_FILE).write_bytes(text.encode("cp1252"))
+    with pytest.raises(DatasetError, match=r"points\.csv: byte \d+ is not UTF-8 .* save the file as UTF-8"):
+        read_scenario(sc)
+    sc = _scenario(tmp_path / "again")
+    (sc / "scenario.json").write_text('{"seed": 1,}')
+    with pytest.raises(DatasetError, match=r"scenario\.json: not valid JSON .* remove the file \(it is optional\)"):
+        read_scenario(sc)
+
+
+def test_a_point_on_an_element_the_network_lacks_is_named(tmp_path: Path) -> None:
+    """A point said to sit on bus 99 of a grid without one would be scored as if it were there."""
+    sc = _scenario(tmp_path)
+    text = (sc / POINTS_FILE).read_text().replace("bus,1,", "bus,99,")
+    (sc / POINTS_FILE).write_text(text)
+    scenario = read_scenario(sc)
+    with pytest.raises(DatasetError, match=r"points\.csv: row 2, column element: point 'V1' is on bus 99, which"):
+        scenario.network()
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        ("2016-01-01T00:00:00Z,2016-01-01T01:00:00Z,stuck,transformer,1,V1", r"row 2, column element_type"),
+        ("2016-01-01T00:00:00Z,2016-01-01T01:00:00Z,stuck,bus,B2,V1", r"row 2, column element: 'B2'"),
+        ("2016-01-01T00:00:00Z,2016-01-01T01:00:00Z,stuck,bus,2.5,V1", r"row 2, column element: '2.5'"),
+        ("2016-01-01T00:00:00Z,2016-01-01T01:00:00Z,,bus,1,V1", r"row 2, column type: empty"),
+    ],
+)
+def test_label_targets_that_cannot_be_an_element_are_refused(tmp_path: Path, row: str, expected: str) -> None:
+    sc = _scenario(tmp_path)
+    (sc / LABELS_FILE).write_text("start,end,type,element_type,element,point\n" + row + "\n")
+    with pytest.raises(DatasetError, match=r"labels\.csv: " + expected):
+        read_scenario(sc)
+
+
+def test_alarms_ending_before_they_start_or_scored_in_words_are_refused(tmp_path: Path) -> None:
+    head = "start,end,type,point,element_type,element,score\n"
+    (tmp_path / "a.csv").write_text(head + "2016-01-01T01:00:00Z,2016-01-01T00:00:00Z,stuck,V1,bus,1,3\n")
+    with pytest.raises(DatasetError, match=r"a\.csv: row 2, column end: the window ends before it starts"):
+        read_alarms(tmp_path / "a.csv")
+    (tmp_path / "a.csv").write_text(head + "2016-01-01T00:00:00Z,2016-01-01T01:00:00Z,stuck,V1,bus,1,high\n")
+    with pytest.raises(DatasetError, match=r"a\.csv: row 2, column score: 'high' is not a number"):
+        read_alarms(tmp_path / "a.csv")
+    (tmp_path / "a.csv").write_text(head + "2016-01-01T00:00:00Z,2016-01-01T01:00:00Z,stuck,V1,bus,1,\n")
+    assert read_alarms(tmp_path / "a.csv").score.isna().all()  # a score not given is allowed
+
+
+def test_a_label_on_a_point_or_element_the_scenario_lacks_is_refused_and_an_unknown_type_noted(
+    tmp_path: Path,
+) -> None:
+    """A label nobody could find (its point is not metered, its bus not in the grid) is an error,
+    not a miss; a type the rules do not know (a misspelt `spike`) is matched and said so."""
+    from anomaly.evaluate import evaluate_scenario
+
+    sc = _scenario(tmp_path)
+    alarms = pd.DataFrame(
+        {"start": [T[1]], "end": [T[2]], "type": ["spike"], "point": ["V1"], "element_type": ["bus"],
+         "element": [1], "score": [3.0]}
+    )  # fmt: skip
+    head = "start,end,type,element_type,element,point\n"
+    window = "2016-01-01T00:15:00Z,2016-01-01T00:30:00Z"
+    for row, expected in [
+        (f"{window},spike,bus,1,B2.v", r"labels\.csv: row 2, column point: 'B2\.v' is not in .*points\.csv"),
+        (f"{window},fdia,bus,1,V1;B7.v", r"labels\.csv: row 2, column point: 'B7\.v' is not in"),
+        (f"{window},line_outage,line,40,", r"labels\.csv: row 2, column element: line 40 is not in"),
+    ]:
+        (sc / LABELS_FILE).write_text(head + row + "\n")
+        with pytest.raises(DatasetError, match=expected):
+            evaluate_scenario(read_scenario(sc), alarms)
+    (sc / LABELS_FILE).write_text(head + f"{window},spkie,bus,1,V1\n{window},inspection.trafo.bushings,bus,1,T2\n")
+    report = evaluate_scenario(read_scenario(sc), alarms)
+    assert report.labels == 2 and any("['spkie'] are not ones the lab knows" in n for n in report.notes), report.notes
+    assert not any("inspection." in n for n in report.notes)
