@@ -89,6 +89,11 @@ def _row(index: int) -> int:
 
 def _require_columns(frame: pd.DataFrame, path: Path, wanted: Iterable[str]) -> None:
     missing = [c for c in wanted if c not in frame.columns]
+    if missing and len(frame.columns) == 1 and any(sep in str(frame.columns[0]) for sep in ";\t"):
+        raise DatasetError(
+            f"{path}: the columns are separated by {'a tab' if chr(9) in str(frame.columns[0]) else 'semicolons'}; "
+            f"write the file comma-separated, with the header {', '.join(wanted)}"
+        )
     if missing:
         raise DatasetError(
             f"{path}: missing column(s) {missing}; the header must be {', '.join(wanted)} (found {list(frame.columns)})"
@@ -207,7 +212,8 @@ def read_telemetry(path: Path, points: pd.DataFrame) -> tuple[pd.DataFrame, list
     bad = values.isna() & (raw != "") & (raw.str.lower() != "nan")
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DatasetError(f"{path}: row {_row(i)}, column value: {frame.value.iloc[i]!r} is not a number")
+        comma = "; write decimals with a point (0.5)" if "," in frame.value.iloc[i] else ""
+        raise DatasetError(f"{path}: row {_row(i)}, column value: {frame.value.iloc[i]!r} is not a number{comma}")
     nan_text = int((raw.str.lower() == "nan").sum())
     if nan_text:
         notes.append(f"{path.name}: {nan_text} value(s) written as 'nan' read as missing samples")

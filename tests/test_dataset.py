@@ -234,3 +234,15 @@ def test_a_label_on_a_point_or_element_the_scenario_lacks_is_refused_and_an_unkn
     report = evaluate_scenario(read_scenario(sc), alarms)
     assert report.labels == 2 and any("['spkie'] are not ones the lab knows" in n for n in report.notes), report.notes
     assert not any("inspection." in n for n in report.notes)
+
+
+def test_a_semicolon_separated_export_and_decimal_commas_are_named_with_the_remedy(tmp_path: Path) -> None:
+    """What a spreadsheet in a German or French locale writes."""
+    sc = _scenario(tmp_path)
+    (sc / POINTS_FILE).write_text((sc / POINTS_FILE).read_text().replace(",", ";"))
+    with pytest.raises(DatasetError, match=r"points\.csv: the columns are separated by semicolons; write the file"):
+        read_scenario(sc)
+    sc = _scenario(tmp_path / "again")
+    _rewrite_telemetry(sc, 'time,point,value\n2016-01-01T00:00:00Z,V1,"1,01"\n')
+    with pytest.raises(DatasetError, match=r"row 2, column value: '1,01' is not a number; write decimals with a point"):
+        read_scenario(sc)
