@@ -295,16 +295,17 @@ def read_alarms(path: Path) -> pd.DataFrame:
     return frame[ALARMS_COLUMNS]
 
 
-#: pandapower table of each element type of `points.csv`
-_TABLES = {"bus": "bus", "line": "line", "trafo": "trafo", "sgen": "sgen", "load": "load"}
+def in_network(net: Any, element_type: str, element: int) -> bool:
+    """Whether the network has this element (an ELEMENT_TYPES name is its pandapower table)."""
+    return int(element) in getattr(net, element_type).index
 
 
 def check_points_in_network(points: pd.DataFrame, net: Any, path: Path) -> None:
     """Every element `points.csv` (at `path`) names is in the network: a point on an element the
     model does not have would be scored and alarmed on as if it were there."""
     for row, (name, p) in enumerate(points.iterrows()):
-        table = getattr(net, _TABLES[str(p.element_type)])
-        if int(p.element) not in table.index:
+        if not in_network(net, str(p.element_type), int(p.element)):
+            table = getattr(net, str(p.element_type))
             have = f"{len(table)} {p.element_type}(s)" + (
                 f", indices {int(table.index.min())}-{int(table.index.max())}" if len(table) else ""
             )

@@ -50,7 +50,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from anomaly.dataset import ALARMS_COLUMNS, LABELS_COLUMNS, LABELS_FILE, POINTS_FILE, DatasetError, Scenario
+from anomaly.dataset import (
+    ALARMS_COLUMNS,
+    LABELS_COLUMNS,
+    LABELS_FILE,
+    POINTS_FILE,
+    DatasetError,
+    Scenario,
+    in_network,
+)
 from anomaly.events import EVENT_TYPES
 
 #: label types that are grid events (the rest, and any label naming a point, are measurement faults)
@@ -533,7 +541,7 @@ def check_label_targets(labels: pd.DataFrame, scenario: Scenario, net: Any, path
                     "name a point of the scenario (or leave the column empty for a grid event)"
                 )
         target = _element(lab.element_type, lab.element)
-        if target is not None and net is not None and target[1] not in getattr(net, target[0]).index:
+        if target is not None and net is not None and not in_network(net, *target):
             raise DatasetError(
                 f"{where}, column element: {target[0]} {target[1]} is not in the scenario's network.json; "
                 "correct the index (pandapower's) or the network"

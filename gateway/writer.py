@@ -400,13 +400,12 @@ class HistorianWriter:
         self.refusals += 1
         if self._refusing is None:
             down_s = time.time() - (self.store_down_since or time.time())
-            # the drainer may not have tried the store since it went down (the spool can fill first
-            # under load): the store's own check says so before a write fails
-            store_problem = self.historian.problem() if self.store_up else None
             if not self.store_up:
                 store = f"the historian is down for {down_s:.0f} s"
-            elif store_problem is not None:
-                store = f"the historian is down ({store_problem})"
+            # the drainer may not have tried the store since it went down (the spool can fill first
+            # under load): the store's own check says so before a write fails
+            elif (problem := self.historian.problem()) is not None:
+                store = f"the historian is down ({problem})"
             else:
                 store = "the historian is up and draining"
             self._refusing = f"{message}; {store}"
